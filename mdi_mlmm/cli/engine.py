@@ -1,0 +1,63 @@
+"""``mdi-mlmm engine``: serve an ML potential as an MDI engine."""
+from __future__ import annotations
+
+import logging
+
+from ..errors import UserInputError
+
+log = logging.getLogger("mdi_mlmm.engine")
+
+
+def add_model_options(p):
+    """Model options shared by every command that builds a potential."""
+    p.add_argument("--model", default="ani2x",
+                   help="ani2x (default) | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k]")
+    p.add_argument("--model-dir", default=None,
+                   help="folder holding the ANI model zoo (*.info files); default: $MDI_MLMM_ANI_DIR, "
+                        "then ./shared/models/ani-model-zoo and ../shared/models/ani-model-zoo, ...")
+    p.add_argument("--member", type=int, default=None, help="use one ensemble member (ANI) instead of all 8")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the model (default 1: small ML regions run fastest on one core)")
+
+
+def register(sub):
+    p = sub.add_parser("engine", help="run an ML potential as an MDI engine",
+                       description="Serve energies and forces of an ML potential over MDI. "
+                                   "Start it the MDI way: mdi-mlmm engine --model ani2x "
+                                   "-mdi \"-role ENGINE -name ML -method TCP -port 8021 -hostname localhost\"")
+    add_model_options(p)
+    p.add_argument("--mdi", "-mdi", dest="mdi", required=True, metavar="OPTIONS",
+                   help="MDI options, e.g. \"-role ENGINE -name ML -method TCP -port 8021 -hostname localhost\"")
+    p.add_argument("--call-log", metavar="CSV", help="write one line per model call: call number, absolute E_ML")
+    p.add_argument("--elements", help="comma-separated element symbols preset for drivers that never send >ELEMENTS")
+    p.add_argument("--charges", help="comma-separated MM charges (e) of the ML atoms, answered to <CHARGES")
+    p.add_argument("--connect-timeout", type=float, default=120.0,
+                   help="give up if no driver accepts the connection within this many seconds (default 120)")
+    p.set_defaults(func=run)
+
+
+def load_from_args(args):
+    from ..potentials import load_potential
+
+    return load_potential(args.model, model_dir=args.model_dir, member=args.member, dtype=args.dtype,
+                          threads=args.threads)
+
+
+def run(args) -> int:
+    from ..engine.server import MLEngine
+    from ..potentials.base import ATOMIC_NUMBER, to_symbols
+
+    potential = load_from_args(args)
+    elements = None
+    if args.elements:
+        elements = [ATOMIC_NUMBER[s] for s in to_symbols(args.elements.split(","))]
+        potential.check_elements(to_symbols(args.elements.split(",")))
+    charges = None
+    if args.charges:
+        try:
+            charges = [float(x) for x in args.charges.split(",")]
+        except ValueError as exc:
+            raise UserInputError(f"--charges must be comma-separated numbers: {exc}") from exc
+    engine = MLEngine(potential, call_log=args.call_log, elements=elements, charges=charges)
+    return engine.serve(args.mdi, connect_timeout=args.connect_timeout)

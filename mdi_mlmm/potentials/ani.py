@@ -1,0 +1,155 @@
+"""ANI-2x, ANI-1x and ANI-1ccx from the original NeuroChem parameter files.
+
+torchani's legacy NeuroChem reader parses the files; we point it at a local
+copy of the ANI model zoo instead of letting it download anything.
+
+Where the files are looked for (first hit wins):
+
+1. the ``model_dir`` argument (CLI: ``--model-dir``);
+2. the environment variable ``MDI_MLMM_ANI_DIR``;
+3. ``shared/models/ani-model-zoo`` and ``../shared/models/ani-model-zoo`` relative to the
+   current directory and to the mdi_mlmm source checkout;
+4. ``~/.local/share/mdi_mlmm/ani-model-zoo``;
+5. torchani's own NeuroChem directory (``$TORCHANI_DATA_DIR/Neurochem`` or
+   ``~/.local/share/Torchani/Neurochem``).
+
+A directory qualifies if it contains ``ani-2x_8x.info`` (or the requested model's
+``.info`` file) together with the folder that file names.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import ModelError, ModelFilesNotFound
+from .base import ATOMIC_NUMBER, Potential, Result
+
+ENV_VAR = "MDI_MLMM_ANI_DIR"
+
+#: model name → (info file, elements)
+MODELS = {
+    "ani2x": ("ani-2x_8x.info", ("H", "C", "N", "O", "F", "S", "Cl")),
+    "ani1x": ("ani-1x_8x.info", ("H", "C", "N", "O")),
+    "ani1ccx": ("ani-1ccx_8x.info", ("H", "C", "N", "O")),
+}
+
+
+def candidate_dirs(model_dir: Optional[str | os.PathLike] = None) -> list[Path]:
+    """Directories searched for the ANI model zoo, in order."""
+    dirs: list[Path] = []
+    if model_dir:
+        return [Path(model_dir).expanduser()]
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
+    src_root = Path(__file__).resolve().parents[2]
+    for base in (Path.cwd(), src_root):
+        dirs += [base / "shared/models/ani-model-zoo", base.parent / "shared/models/ani-model-zoo"]
+    dirs.append(Path.home() / ".local/share/mdi_mlmm/ani-model-zoo")
+    tdata = os.environ.get("TORCHANI_DATA_DIR")
+    dirs.append((Path(tdata) if tdata else Path.home() / ".local/share/Torchani") / "Neurochem")
+    seen, out = set(), []
+    for d in dirs:
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def find_info_file(model: str, model_dir=None) -> Path:
+    """Path of the ``.info`` file of ``model``; :class:`ModelFilesNotFound` names every place tried."""
+    info_name = MODELS[model][0]
+    tried = candidate_dirs(model_dir)
+    for d in tried:
+        info = d / info_name
+        if info.is_file():
+            prefix = info.read_text().split()[0].split("/")[0]
+            if (d / prefix).is_dir():
+                return info
+    where = "; ".join(str(d) for d in tried)
+    raise ModelFilesNotFound(
+        f"{model} parameter files ({info_name}) not found; looked in: {where}. "
+        f"Pass --model-dir or set {ENV_VAR} to a copy of the ANI model zoo"
+    )
+
+
+def _read_info(info_file: Path):
+    """Parse a NeuroChem ``.info`` file into torchani's NeurochemInfo, paths relative to its folder."""
+    from torchani.neurochem import NeurochemInfo
+
+    lines = [x.strip() for x in info_file.read_text().splitlines() if x.strip()][:4]
+    if len(lines) < 4:
+        raise ModelError(f"{info_file}: expected 4 lines (consts, sae, prefix, size)")
+    const, sae, prefix, size = lines
+    root = info_file.parent
+    return NeurochemInfo(
+        sae=root.joinpath(*sae.split("/")),
+        const=root.joinpath(*const.split("/")),
+        ensemble_prefix=root.joinpath(*prefix.split("/")),
+        ensemble_size=int(size),
+    )
+
+
+class ANIPotential(Potential):
+    """An ANI model built from NeuroChem files.
+
+    model: "ani2x" | "ani1x" | "ani1ccx"; member: None for the full ensemble mean
+    (8 members) or an index for one member; dtype: "float64" (default) or "float32".
+    """
+
+    def __init__(self, model: str = "ani2x", model_dir=None, member: Optional[int] = None,
+                 dtype: str = "float64", threads: Optional[int] = None):
+        import torch
+        from torchani.arch import ANI
+        from torchani.neurochem import modules_from_info
+
+        model = model.lower().replace("-", "")
+        if model not in MODELS:
+            raise ModelError(f"unknown ANI model {model!r}; choose from {', '.join(MODELS)}")
+        self.name = model + ("" if member is None else f"[member {member}]")
+        self.info_file = find_info_file(model, model_dir)
+        info = _read_info(self.info_file)
+        if member is not None and not 0 <= member < info.ensemble_size:
+            raise ModelError(f"member must be in 0..{info.ensemble_size - 1}, got {member}")
+        try:
+            aev, nets, sae, symbols = modules_from_info(info, member)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"could not read {model} files under {self.info_file.parent}: {exc}") from exc
+        self.supported_elements = tuple(symbols)
+        if dtype not in ("float32", "float64"):
+            raise ModelError(f"dtype must be float32 or float64, got {dtype}")
+        self.torch = torch
+        self.dtype = getattr(torch, dtype)
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.model = ANI(symbols, aev, nets, sae, periodic_table_index=True).to(self.dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.ensemble_size = info.ensemble_size if member is None else 1
+        self._species_cache: dict[tuple, object] = {}
+
+    def _species(self, symbols: list[str], batch: int):
+        key = (tuple(symbols), batch)
+        sp = self._species_cache.get(key)
+        if sp is None:
+            z = [ATOMIC_NUMBER[s] for s in symbols]
+            sp = self.torch.tensor([z] * batch, dtype=self.torch.long)
+            self._species_cache = {key: sp}
+        return sp
+
+    def _evaluate(self, symbols, positions, cells) -> Result:
+        # The ML region is evaluated as an isolated molecule (mechanical embedding):
+        # callers make it whole first; cells are not used by the model.
+        torch = self.torch
+        x = torch.tensor(positions, dtype=self.dtype).requires_grad_(True)
+        species = self._species(symbols, positions.shape[0])
+        energies = self.model((species, x)).energies
+        (grad,) = torch.autograd.grad(energies.sum(), x)
+        return Result(energy=energies.detach().to(torch.float64).numpy().copy(),
+                      forces=(-grad).to(torch.float64).numpy().copy())
+
+    def describe(self) -> str:
+        ens = f"{self.ensemble_size}-member ensemble" if self.ensemble_size > 1 else "single member"
+        return f"{self.name} ({ens}, {str(self.dtype).replace('torch.', '')}) from {self.info_file}"
