@@ -75,13 +75,17 @@ def antechamber(inp: Path, fmt: str, workdir: Path, forcefield: str, net_charge:
     try:
         tools.run(args, cwd=workdir, log_name="antechamber.log")
     except ExternalToolError as exc:
-        # sqm's own complaint (SCF failure, odd electron count) is in sqm.out, not on stdout
+        # antechamber's diagnosis ("number of electrons is odd") and sqm's own complaint (in sqm.out)
+        # say more than its "Fatal Error!"
+        text = (workdir / "antechamber.log").read_text() if (workdir / "antechamber.log").is_file() else ""
+        notes = [ln.strip().removeprefix("Info: ") for ln in text.splitlines() if "electrons is odd" in ln]
         sqm = workdir / "sqm.out"
         if sqm.is_file():
             bad = [ln.strip() for ln in sqm.read_text().splitlines()
                    if "error" in ln.lower() and "error matrix" not in ln.lower()]
-            if bad:
-                raise ExternalToolError(f"{exc} (sqm: {bad[-1]})") from exc
+            notes += [f"sqm: {bad[-1]}"] if bad else []
+        if notes:
+            raise ExternalToolError(f"{exc} ({'; '.join(notes)})") from exc
         raise
     if not out.is_file():
         raise ExternalToolError(f"antechamber wrote no {out.name}; see its output: "

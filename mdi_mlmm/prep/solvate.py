@@ -21,6 +21,8 @@ from . import mdp, tools
 log = logging.getLogger(__name__)
 
 WATER_RESNAME = "SOL"
+#: smallest cubic water box (nm): the templates' 1.2 nm cut-off must stay below half the box under NPT
+MIN_SOLVATED_BOX_NM = 2.8
 
 # Amber TIP3P (Jorgensen 1983 as in AmberTools' leaprc.water.tip3p): rigid through SETTLE.
 # Charges e, sigma nm, epsilon kJ/mol, distances nm.
@@ -145,12 +147,19 @@ class BuiltSystem:
 
 
 def solvate(solute, workdir: Path, outdir: Path, padding_nm: float, title: str) -> BuiltSystem:
-    """Cubic TIP3P box with at least ``padding_nm`` between the solute and the box faces."""
+    """Cubic TIP3P box with at least ``padding_nm`` between the solute and the box faces
+    (and an edge of at least :data:`MIN_SOLVATED_BOX_NM`)."""
     if padding_nm <= 0:
         raise PrepError(f"box padding must be positive, got {padding_nm} nm")
     solute.save(str(workdir / "solute.gro"), format="gro", overwrite=True)
     tools.run(["gmx", "-quiet", "editconf", "-f", "solute.gro", "-o", "boxed.gro", "-bt", "cubic",
                "-d", f"{padding_nm}", "-c"], cwd=workdir, log_name="editconf.log")
+    edge = _gro_box_nm(workdir / "boxed.gro")[0]
+    if edge < MIN_SOLVATED_BOX_NM:
+        log.info("box edge %.3f nm from %.2f nm padding is below %.1f nm (twice the 1.2 nm cut-off plus buffer); "
+                 "using %.1f nm", edge, padding_nm, MIN_SOLVATED_BOX_NM, MIN_SOLVATED_BOX_NM)
+        tools.run(["gmx", "-quiet", "editconf", "-f", "solute.gro", "-o", "boxed.gro", "-bt", "cubic",
+                   "-box", f"{MIN_SOLVATED_BOX_NM}", "-c"], cwd=workdir, log_name="editconf.log")
     tools.run(["gmx", "-quiet", "solvate", "-cp", "boxed.gro", "-cs", "spc216.gro", "-o", "solvated.gro"],
               cwd=workdir, log_name="solvate.log")
     import parmed
