@@ -1,0 +1,74 @@
+/*
+ * mdi_mlmm GROMACS module: the force provider that drives an MDI engine.
+ * Part of mdi_mlmm (MIT licence).
+ */
+#ifndef MDI_MLMM_GMX_MDIFORCEPROVIDER_H
+#define MDI_MLMM_GMX_MDIFORCEPROVIDER_H
+
+#include <string>
+#include <vector>
+
+#include "gromacs/domdec/localatomset.h"
+#include "gromacs/mdtypes/iforceprovider.h"
+
+#include "mdioptions.h"
+
+enum class PbcType : int;
+
+namespace gmx
+{
+
+class MDLogger;
+
+/*! \brief mdrun as MDI DRIVER: sends ML coordinates, receives ML energy and forces.
+ *
+ * Wire protocol (atomic units): once ">NATOMS" (1 int), ">ELEMENTS" (N ints);
+ * every force evaluation ">CELL" (9 doubles, rows a,b,c, Bohr), ">COORDS" (3N, Bohr),
+ * "<ENERGY" (1, Hartree), "<FORCES" (3N, Hartree/Bohr); at the end "EXIT".
+ */
+class MdiForceProvider final : public IForceProvider
+{
+public:
+    MdiForceProvider(const MdiParameters& parameters,
+                     const LocalAtomSet&  mlAtoms,
+                     PbcType              pbcType,
+                     const MDLogger&      logger,
+                     const std::string&   mdiOptions);
+    ~MdiForceProvider();
+
+    void calculateForces(const ForceProviderInput& forceProviderInput,
+                         ForceProviderOutput*      forceProviderOutput) override;
+
+private:
+    void connect();
+    void sendCommand(const char* command);
+    void sendInts(const std::vector<int>& data, const char* command);
+    void sendDoubles(const std::vector<double>& data, const char* command);
+    void recvDoubles(std::vector<double>* data, const char* command);
+    //! Fatal error if the engine closed the connection; with \p wait, block until a reply is readable.
+    void checkEngine(const char* command, bool wait);
+    [[noreturn]] void engineGone(const char* command, const char* why);
+    void buildWholeMoleculeTree(ArrayRef<const RVec> x, const matrix box);
+
+    MdiParameters       parameters_;
+    const LocalAtomSet& mlAtoms_;
+    PbcType             pbcType_;
+    const MDLogger&     logger_;
+    std::string         mdiOptions_;
+
+    int  comm_     = 0;
+    int  sockfd_   = -1;
+    bool connected_ = false;
+    bool exited_    = false;
+
+    //! parent_[i]: ML atom whose image atom i is placed next to (-1 for the root)
+    std::vector<int> order_, parent_;
+    std::vector<double> xBohr_, fAu_, cellBohr_;
+    std::vector<RVec>   xWhole_;
+    std::int64_t        numEvaluations_ = 0;
+    double              secondsInEngine_ = 0;
+};
+
+} // namespace gmx
+
+#endif
