@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -450,6 +451,32 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
     recvDoubles(&fAu_, "<FORCES");
     secondsInEngine_ += secondsSince(t0);
     numEvaluations_++;
+
+    bool finite = std::isfinite(energy[0]);
+    for (double v : fAu_)
+    {
+        finite = finite && std::isfinite(v);
+    }
+    if (!finite)
+    {
+        // mdi_mlmm engines answer NaN when they cannot evaluate (unsupported element,
+        // bad coordinates) and explain why on "<ERROR" (an mdi_mlmm extension).
+        std::string reason = "no reason given";
+        sendCommand("<ERROR");
+        std::vector<char> text(1024, '\0');
+        checkEngine("<ERROR", true);
+        if (MDI_Recv(text.data(), static_cast<int>(text.size()), MDI_CHAR, comm_) == 0)
+        {
+            text.back() = '\0';
+            reason      = text.data();
+        }
+        gmx_fatal(FARGS,
+                  "The MDI engine returned a non-finite ML energy or forces at evaluation %ld "
+                  "(ML atoms: %s). Engine says: %s",
+                  long(numEvaluations_),
+                  elementList(parameters_.atomicNumbers_).c_str(),
+                  reason.c_str());
+    }
 
     // Forces, virial -0.5 sum x (x) f over whole-molecule coordinates, energy.
     auto&  forceWithVirial = output->forceWithVirial_;

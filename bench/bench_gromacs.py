@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""ns/day of GROMACS as MM host: stock MM vs MDI-coupled (zero-force engine) vs ANI-2x.
+
+Same system, same mdp (NVT, 0.5 fs, package template with mdi options added for the
+coupled runs), run side by side; prints a table with ratios to stock MM.
+
+    python bench/bench_gromacs.py [--steps 1000] [--ntomp 1] [--top T --gro G --ml "resname MOL"]
+
+Without --top/--gro it builds the test system (FreeSolv ethanol in a 2.8 nm TIP3P box,
+~2100 atoms) from ../shared/freesolv. Needs `mdi-mlmm gromacs build` first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from mdi_mlmm.hosts.gromacs import host  # noqa: E402
+from mdi_mlmm.hosts.gromacs.build import require_gmx  # noqa: E402
+
+FAST = {"rcoulomb": 1.0, "rvdw": 1.0, "rvdw-switch": 0.9, "fourierspacing": 0.12, "pme-order": 4,
+        "nstcalcenergy": 100, "nstenergy": 100, "nstlog": 1000}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--ntomp", type=int, default=1, help="OpenMP threads of mdrun (default 1; the engine uses 1)")
+    ap.add_argument("--top"), ap.add_argument("--gro")
+    ap.add_argument("--ml", default="resname MOL", help="ML selection (default 'resname MOL')")
+    ap.add_argument("--models", default="stock,zero,ani2x", help="comma list of: stock, zero, ani2x, ...")
+    ap.add_argument("--shared", default=str(REPO.parent / "shared"))
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args(argv)
+
+    gmx = require_gmx()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_gromacs_"))
+    work.mkdir(parents=True, exist_ok=True)
+    if a.top and a.gro:
+        top, gro = Path(a.top).resolve(), Path(a.gro).resolve()
+    else:
+        from test_gromacs_host import build_system
+
+        top, gro = build_system(work / "system", gmx, Path(a.shared))
+    natoms = int(gro.read_text().splitlines()[1])
+
+    rows = []
+    for model in a.models.split(","):
+        d = work / model
+        d.mkdir(exist_ok=True)
+        for itp in top.parent.glob("*.itp"):
+            (d / itp.name).write_bytes(itp.read_bytes())
+        (d / "topol.top").write_text(top.read_text())
+        atoms = host.make_index(gmx, gro, a.ml, d / "index.ndx")
+        coupled = model != "stock"
+        (d / "md.mdp").write_text(host.mdp_text("nvt", a.steps, 0.5, ml_group="ML" if coupled else None,
+                                                gen_vel=True, overrides=FAST))
+        host.grompp(gmx, d / "md.mdp", gro, d / "topol.top", d / "md.tpr", d / "index.ndx")
+        t0 = time.monotonic()
+        host.mdrun_mdi(gmx, d / "md.tpr", "md", model if coupled else None, cwd=d, ntomp=a.ntomp)
+        wall = time.monotonic() - t0
+        nsday = host.performance_ns_per_day(d / "md.log")
+        rows.append({"run": model if coupled else "stock MM", "ns_per_day": nsday, "wall_s": round(wall, 1),
+                     "ms_per_step": round(1000 * 86400 * 0.5e-6 / nsday, 2) if nsday else None})
+        print(f"  {rows[-1]['run']:<10} {nsday:8.3f} ns/day  ({wall:.1f} s wall incl. start-up)", flush=True)
+
+    base = rows[0]["ns_per_day"] if rows and rows[0]["run"] == "stock MM" else None
+    print(f"\nGROMACS host, {natoms} atoms ({len(atoms)} ML), {a.steps} steps of 0.5 fs, mdrun -ntomp {a.ntomp}")
+    print(f"{'run':<12}{'ns/day':>10}{'ms/step':>10}{'vs stock':>10}")
+    for r in rows:
+        ratio = f"{r['ns_per_day'] / base:.3f}" if base and r["ns_per_day"] else "-"
+        r["ratio_to_stock"] = float(ratio) if ratio != "-" else None
+        print(f"{r['run']:<12}{r['ns_per_day']:>10.3f}{r['ms_per_step']:>10.2f}{ratio:>10}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"natoms": natoms, "steps": a.steps, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,385 @@
+"""GROMACS as the MM host: the MDI module built by ``mdi-mlmm gromacs build``.
+
+Skipped when no build exists, unless env CI is set (then they fail: CI runs
+``mdi-mlmm gromacs build`` first). Test system: FreeSolv's GAFF ethanol
+(mobley_2310185) in a 2.8 nm box of TIP3P water (~2100 atoms).
+
+(b) MM part of the coupled run == stock mdrun -rerun of a topology whose ML-ML terms
+    were removed by hand; (a) E_ML == a direct potential call on the same coordinates,
+    forces and virial too; (d) a lambda window gives a dhdl.xvg alchemlyb reads;
+    error cases (dead/absent engine, missing group, unsupported element, >1 rank).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdi_mlmm import units
+from mdi_mlmm.errors import HostError, UserInputError
+from mdi_mlmm.hosts.gromacs import build as gbuild
+from mdi_mlmm.hosts.gromacs import host
+
+DATA = Path(__file__).resolve().parent / "data" / "gromacs"
+ETHANOL = "mobley_2310185"
+CI = bool(os.environ.get("CI"))
+GMX = gbuild.gmx_path()
+
+pytestmark = [
+    pytest.mark.gromacs_build,
+    pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)"),
+    pytest.mark.timeout(900),
+]
+
+# small, fast settings shared by every run (cut-offs 1.0 nm fit the 2.8 nm box)
+FAST = {"rcoulomb": 1.0, "rvdw": 1.0, "rvdw-switch": 0.9, "fourierspacing": 0.12, "pme-order": 4,
+        "nstcalcenergy": 1, "nstenergy": 1, "nstlog": 10}
+KJ_PER_HARTREE = units.HARTREE_IN_KJ_PER_MOL
+NM_PER_BOHR = units.BOHR_IN_ANGSTROM / 10
+
+
+@pytest.fixture(scope="module")
+def gmx() -> Path:
+    g = gbuild.gmx_path()
+    if g is None:
+        pytest.fail("CI is set but there is no MDI-enabled GROMACS build: run `mdi-mlmm gromacs build` first")
+    return g
+
+
+def build_system(out: Path, gmx: Path, shared: Path, box_nm: float = 2.8) -> tuple[Path, Path]:
+    """Ethanol (FreeSolv GAFF topology, made exactly neutral) in TIP3P water."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(shared / "freesolv" / "gromacs.tar.gz") as tf:
+        for ext in ("top", "gro"):
+            (out / f"mol.{ext}").write_bytes(tf.extractfile(f"gromacs/{ETHANOL}.{ext}").read())
+    for itp in DATA.glob("*.itp"):
+        shutil.copy2(itp, out / itp.name)
+    top = (out / "mol.top").read_text()
+    top = top.replace("0.39790000", "0.39800000")  # FreeSolv charges sum to -1e-4 e
+    top = top.replace("[ moleculetype ]", '#include "tip3p_atomtypes.itp"\n\n[ moleculetype ]', 1)
+    top = top.replace("[ system ]", '#include "tip3p.itp"\n\n[ system ]', 1)
+    (out / "topol.top").write_text(top)
+    for cmd in (["editconf", "-f", "mol.gro", "-o", "box.gro", "-box", str(box_nm), "-c"],
+                ["solvate", "-cp", "box.gro", "-cs", "spc216.gro", "-o", "conf.gro", "-p", "topol.top"]):
+        subprocess.run([str(gmx), *cmd], cwd=out, check=True, capture_output=True)
+    return out / "topol.top", out / "conf.gro"
+
+
+def strip_ml_terms_by_hand(top_text: str, molname: str = "MOL") -> str:
+    """The reference topology: in moleculetype ``molname`` drop pairs/angles/dihedrals, turn bonds
+    into connections (type 5, no energy) and exclude every intramolecular pair."""
+    out, section, in_mol, natoms = [], None, False, 0
+    for line in top_text.splitlines():
+        s = line.split(";", 1)[0].strip()
+        m = re.match(r"\[\s*(\w+)\s*\]", s)
+        if m:
+            if in_mol and section is not None and m.group(1) in ("moleculetype", "system") and natoms:
+                out.append("[ exclusions ]")
+                out += [" ".join(str(j) for j in [i] + [k for k in range(1, natoms + 1) if k != i])
+                        for i in range(1, natoms + 1)]
+                in_mol = False
+            section = m.group(1)
+            if section in ("pairs", "angles", "dihedrals") and in_mol:
+                continue
+            out.append(line)
+            continue
+        if section == "moleculetype" and s:
+            in_mol = s.split()[0] == molname
+        if in_mol and section in ("pairs", "angles", "dihedrals"):
+            continue
+        if in_mol and section == "atoms" and s:
+            natoms += 1
+        if in_mol and section == "bonds" and s:
+            f = s.split()
+            line = f"{f[0]} {f[1]} 5"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory, gmx, shared_dir):
+    d = tmp_path_factory.mktemp("ethanol_water")
+    top, gro = build_system(d, gmx, shared_dir)
+    return {"dir": d, "top": top, "gro": gro}
+
+
+def _traj_xvg(gmx: Path, tpr: Path, trr: Path, ndx: Path, group: str, what: str, out: Path) -> np.ndarray:
+    """Per-frame (n_atoms, 3) positions (-ox) or forces (-of) of ``group`` from a trr."""
+    flag = {"x": "-ox", "f": "-of"}[what]
+    subprocess.run([str(gmx), "traj", "-f", str(trr), "-s", str(tpr), "-n", str(ndx), flag, str(out),
+                    "-xvg", "none"], input=f"{group}\n", capture_output=True, text=True, check=True, cwd=out.parent)
+    data = np.loadtxt(out, ndmin=2)
+    return data[:, 1:].reshape(len(data), -1, 3)
+
+
+def _trr_all(gmx: Path, tpr: Path, trr: Path, what: str, out: Path) -> np.ndarray:
+    """All atoms (frames, N, 3) from a trr via gmx traj with group System."""
+    subprocess.run([str(gmx), "traj", "-f", str(trr), "-s", str(tpr), {"x": "-ox", "f": "-of"}[what], str(out),
+                    "-xvg", "none"], input="System\n", capture_output=True, text=True, check=True, cwd=out.parent)
+    data = np.loadtxt(out, ndmin=2)
+    return data[:, 1:].reshape(len(data), -1, 3)
+
+
+# --------------------------------------------------------------------------------------------- (b)
+@pytest.fixture(scope="module")
+def zero_run(system, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero_run")
+    return host.run_md(system["top"], system["gro"], "resname MOL", model="zero", steps=10, dt_fs=0.5,
+                       ensemble="nve", out_dir=out, mdp_overrides={**FAST, "nstxout": 1, "nstfout": 1})
+
+
+def _stock_rerun(gmx, system, out: Path, trr: Path, hand_top: str, stock_gmx: Path | None = None):
+    g = stock_gmx or gmx
+    out.mkdir(parents=True, exist_ok=True)
+    for itp in system["dir"].glob("*.itp"):
+        shutil.copy2(itp, out / itp.name)
+    (out / "topol.top").write_text(hand_top)
+    (out / "mm.mdp").write_text(host.mdp_text("nve", 10, 0.5, ml_group=None, gen_vel=True,
+                                              overrides={**FAST, "nstfout": 1}))
+    subprocess.run([str(g), "grompp", "-f", "mm.mdp", "-c", str(system["gro"]), "-p", "topol.top", "-o", "mm.tpr"],
+                   cwd=out, check=True, capture_output=True)
+    subprocess.run([str(g), "mdrun", "-s", "mm.tpr", "-deffnm", "mm", "-rerun", str(trr), "-ntmpi", "1",
+                    "-ntomp", "1", "-nb", "cpu"], cwd=out, check=True, capture_output=True)
+    return host.read_energies(out / "mm.edr", gmx), out
+
+
+def test_grompp_summary_and_e_ml_term(zero_run):
+    text = (zero_run.out_dir / "md.grompp.out").read_text()
+    assert "MDI ML/MM: 9 ML atoms in 1 molecule(s)" in text
+    assert "8 Bond" in text and "13 Angle" in text and "12 LJ-14" in text
+    assert host.E_ML_TERM in zero_run.energies
+    assert np.all(zero_run.e_ml == 0.0)
+    assert zero_run.ml_atoms == list(range(9))
+
+
+def test_mm_part_equals_stock_rerun_of_hand_stripped_topology(gmx, system, zero_run, tmp_path):
+    hand = strip_ml_terms_by_hand(system["top"].read_text())
+    ref, _ = _stock_rerun(gmx, system, tmp_path / "stock", zero_run.out_dir / "md.trr", hand)
+    e = zero_run.energies
+    n = len(ref["Potential"])
+    assert n == len(e["Potential"]) == 11
+    diff = e["Potential"][:n] - e["E_ML"][:n] - ref["Potential"]
+    print("max |ΔE_pot(MM)| coupled vs stock rerun (kJ/mol):", np.abs(diff).max(),
+          "of", np.abs(ref["Potential"]).max())
+    assert np.abs(diff).max() < 5e-3 * max(1.0, 1e-6 * np.abs(ref["Potential"]).max())
+    for term in ("Coulomb (SR)", "Coul. recip.", "LJ (SR)"):
+        assert np.allclose(e[term][:n], ref[term], rtol=1e-5, atol=2e-3), term
+    for term in ("Bond", "Angle", "Proper Dih.", "LJ-14", "Coulomb-14"):
+        assert term not in e or np.all(e[term] == 0), term
+
+
+@pytest.mark.skipif(shutil.which("gmx") is None, reason="no stock (Debian) gmx on PATH")
+def test_mm_part_equals_debian_stock_gmx(gmx, system, zero_run, tmp_path):
+    stock = Path(shutil.which("gmx"))
+    if stock.resolve() == Path(gmx).resolve():
+        pytest.skip("gmx on PATH is our build")
+    hand = strip_ml_terms_by_hand(system["top"].read_text())
+    ref, _ = _stock_rerun(gmx, system, tmp_path / "debian", zero_run.out_dir / "md.trr", hand, stock_gmx=stock)
+    n = len(ref["Potential"])
+    diff = zero_run.energies["Potential"][:n] - ref["Potential"]
+    print("max |ΔE_pot| vs Debian's stock gmx 2022.5 (kJ/mol):", np.abs(diff).max())
+    assert np.abs(diff).max() < 0.05
+
+
+# --------------------------------------------------------------------------------------------- (a)
+@pytest.fixture(scope="module")
+def ani():
+    from mdi_mlmm.potentials import load_potential
+
+    try:
+        return load_potential("ani2x")
+    except Exception as exc:  # model files / torchani missing outside CI
+        if CI:
+            raise
+        pytest.skip(f"ANI-2x unavailable: {exc}")
+
+
+@pytest.fixture(scope="module")
+def ani_run(system, tmp_path_factory, ani):
+    out = tmp_path_factory.mktemp("ani_run")
+    res = host.run_md(system["top"], system["gro"], "resname MOL", model="ani2x", steps=6, dt_fs=0.5,
+                      ensemble="nve", out_dir=out, mdp_overrides={**FAST, "nstxout": 1, "nstfout": 1},
+                      engine_args=["--call-log", str(out / "calls.csv")])
+    return res
+
+
+def test_e_ml_equals_direct_potential_call(gmx, ani_run, ani):
+    out = ani_run.out_dir
+    x = _traj_xvg(gmx, ani_run.tpr, out / "md.trr", out / "index.ndx", "ML", "x", out / "ml_x.xvg")  # nm
+    calls = np.loadtxt(out / "calls.csv", delimiter=",", skiprows=1, ndmin=2)
+    z = ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    e_direct = np.array([float(ani.compute(z, xi * 10).energy) for xi in x])  # Hartree
+    e_edr = ani_run.e_ml[: len(x)] / KJ_PER_HARTREE
+    print("E_ML direct vs edr (Ha):", np.abs(e_direct - e_edr).max(), "vs engine call log:",
+          np.abs(e_direct - calls[: len(x), 2]).max())
+    # the engine received exactly these coordinates: same energy to round-off
+    assert np.allclose(calls[: len(x), 2], e_direct, rtol=0, atol=1e-9)
+    # the .edr holds single precision: ~0.03 kJ/mol at |E| ~ 4e5 kJ/mol
+    assert np.allclose(e_edr, e_direct, rtol=0, atol=0.1 / KJ_PER_HARTREE)
+
+
+def test_forces_and_virial_match_direct_call(gmx, system, ani_run, ani, tmp_path):
+    """Rerun the ANI trajectory coupled and stock (hand-stripped): the force and virial
+    differences are exactly the ML forces and -1/2 sum x (x) f_ML of a direct call."""
+    out = ani_run.out_dir
+    trr = out / "md.trr"
+    rr = tmp_path / "rerun"
+    rr.mkdir()
+    mdp = host.mdp_text("nve", 10, 0.5, gen_vel=True, overrides={**FAST, "nstfout": 1})
+    (rr / "rerun.mdp").write_text(mdp)
+    for itp in system["dir"].glob("*.itp"):
+        shutil.copy2(itp, rr / itp.name)
+    host.grompp(gmx, rr / "rerun.mdp", out / "conf.gro", out / "topol.top", rr / "rerun.tpr", out / "index.ndx")
+    host.mdrun_mdi(gmx, rr / "rerun.tpr", "rerun", "ani2x", cwd=rr, rerun=trr)
+    hand = strip_ml_terms_by_hand(system["top"].read_text())
+    ref_e, ref_dir = _stock_rerun(gmx, system, tmp_path / "stock", trr, hand)
+    e = host.read_energies(rr / "rerun.edr", gmx)
+
+    f_mdi = _trr_all(gmx, rr / "rerun.tpr", rr / "rerun.trr", "f", rr / "f.xvg")
+    f_ref = _trr_all(gmx, ref_dir / "mm.tpr", ref_dir / "mm.trr", "f", ref_dir / "f.xvg")
+    x_ml = _traj_xvg(gmx, ani_run.tpr, trr, out / "index.ndx", "ML", "x", rr / "x.xvg")
+    z = ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    worst_f = worst_v = 0.0
+    for k in range(len(x_ml)):
+        res = ani.compute(z, x_ml[k] * 10)
+        f_ml = np.asarray(res.forces) * KJ_PER_HARTREE * 10  # Ha/Å -> kJ/mol/nm
+        df = f_mdi[k] - f_ref[k]
+        worst_f = max(worst_f, np.abs(df[:9] - f_ml).max())
+        assert np.abs(df[9:]).max() < 0.05, "ML coupling changed forces on MM atoms"
+        vir_ml = -0.5 * np.einsum("ia,ib->ab", x_ml[k], f_ml)
+        vir_d = np.array([[e[f"Vir-{a}{b}"][k] - ref_e[f"Vir-{a}{b}"][k] for b in "XYZ"] for a in "XYZ"])
+        worst_v = max(worst_v, np.abs(vir_d - vir_ml).max())
+    print(f"max |ΔF - F_ML| = {worst_f:.4f} kJ/mol/nm, max |ΔVir - Vir_ML| = {worst_v:.4f} kJ/mol")
+    assert worst_f < 0.05
+    assert worst_v < 0.05
+
+
+# --------------------------------------------------------------------------------------------- (d)
+def test_lambda_window_dhdl_parses_with_alchemlyb(system, tmp_path, ani):
+    alchemlyb_gmx = pytest.importorskip("alchemlyb.parsing.gmx")
+    from mdi_mlmm.prep import mdp as mdp_templates
+
+    fep = mdp_templates.fep_overrides(5, moltype="MOL")
+    fep.update({"nstdhdl": 5, "nstcalcenergy": 5, "nstenergy": 5})
+    over = {**FAST, **fep}
+    over.update({"nstcalcenergy": 5, "nstenergy": 5})
+    res = host.run_md(system["top"], system["gro"], "resname MOL", model="ani2x", steps=20, dt_fs=0.5,
+                      ensemble="nvt", out_dir=tmp_path / "lam5", mdp_overrides=over)
+    dhdl = res.out_dir / "md.xvg"
+    if not dhdl.is_file():
+        dhdl = res.out_dir / "md_dhdl.xvg"
+    assert dhdl.is_file(), sorted(p.name for p in res.out_dir.iterdir())
+    u_nk = alchemlyb_gmx.extract_u_nk(str(dhdl), T=298.15)
+    dhdl_df = alchemlyb_gmx.extract_dHdl(str(dhdl), T=298.15)
+    assert u_nk.shape[0] == 5 and u_nk.shape[1] == len(mdp_templates.lambda_schedule())
+    assert np.all(np.isfinite(u_nk.to_numpy())) and np.all(np.isfinite(dhdl_df.to_numpy()))
+    assert np.all(res.e_ml < 0)
+
+
+# --------------------------------------------------------------------------------------------- errors
+def _prepare(gmx, system, out: Path, overrides=None, top_text: str | None = None, group="ML") -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for itp in system["dir"].glob("*.itp"):
+        shutil.copy2(itp, out / itp.name)
+    (out / "topol.top").write_text(top_text or system["top"].read_text())
+    host.make_index(gmx, system["gro"], "resname MOL", out / "index.ndx")
+    (out / "md.mdp").write_text(host.mdp_text("nve", 100000, 0.5, gen_vel=True, ml_group=group,
+                                              overrides={**FAST, **(overrides or {})}))
+    host.grompp(gmx, out / "md.mdp", system["gro"], out / "topol.top", out / "md.tpr", out / "index.ndx")
+    return out / "md.tpr"
+
+
+def test_dead_engine_ends_mdrun_quickly_with_message(gmx, system, tmp_path):
+    tpr = _prepare(gmx, system, tmp_path)
+    port = host.free_port()
+    eng = subprocess.Popen(host.engine_command("zero", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    md = subprocess.Popen([str(gmx), "mdrun", "-s", str(tpr), "-deffnm", "md", "-ntmpi", "1", "-ntomp", "1",
+                           "-mdi", host.mdi_driver_options(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        # wait until steps are running
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "md.edr").exists():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert md.poll() is None
+        os.killpg(eng.pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        out, _ = md.communicate(timeout=30)
+        dt = time.monotonic() - t_kill
+    finally:
+        for p in (md, eng):
+            if p.poll() is None:
+                p.kill()
+    print(f"mdrun ended {dt:.2f} s after the engine was killed")
+    assert md.returncode != 0
+    assert "MDI engine is gone" in out
+    assert dt < 5
+
+
+def test_no_engine_gives_clear_error(gmx, system, tmp_path):
+    tpr = _prepare(gmx, system, tmp_path, overrides={"mdi-accept-timeout": 2})
+    t0 = time.monotonic()
+    r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-deffnm", "md", "-ntmpi", "1", "-ntomp", "1",
+                        "-mdi", host.mdi_driver_options(host.free_port())], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and time.monotonic() - t0 < 30
+    assert "No MDI engine connected within 2 s" in r.stderr + r.stdout
+
+
+def test_missing_group_fails_at_grompp(gmx, system, tmp_path):
+    with pytest.raises(HostError, match="index group 'NOPE' not found"):
+        _prepare(gmx, system, tmp_path, group="NOPE")
+
+
+def test_mdi_tpr_without_mdi_option_and_vice_versa(gmx, system, tmp_path):
+    tpr = _prepare(gmx, system, tmp_path / "a")
+    r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-ntmpi", "1", "-nsteps", "1"], cwd=tmp_path / "a",
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "run mdrun with -mdi" in r.stderr
+    tpr = _prepare(gmx, system, tmp_path / "b", group=None)
+    r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-ntmpi", "1", "-nsteps", "1", "-mdi",
+                        host.mdi_driver_options(host.free_port())], cwd=tmp_path / "b", capture_output=True, text=True)
+    assert r.returncode != 0 and "not made with mdi-active = yes" in r.stderr
+
+
+def test_more_than_one_rank_is_refused(gmx, system, tmp_path):
+    tpr = _prepare(gmx, system, tmp_path)
+    r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-ntmpi", "2", "-ntomp", "1", "-nsteps", "1", "-mdi",
+                        host.mdi_driver_options(host.free_port())], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0 and "-ntmpi 1" in r.stderr
+
+
+def test_unsupported_element_is_reported(gmx, system, tmp_path, ani):
+    # pretend the methyl hydrogens (type hc) were sodium: ANI-2x has no Na
+    top = re.sub(r"^(hc\s+hc\s+)1(\s)", r"\g<1>11\2", system["top"].read_text(), flags=re.M)
+    assert top != system["top"].read_text()
+    tpr = _prepare(gmx, system, tmp_path, top_text=top, overrides={"nsteps": 5})
+    with pytest.raises(HostError) as err:
+        host.mdrun_mdi(gmx, tpr, "md", "ani2x", cwd=tmp_path, timeout=300)
+    msg = str(err.value)
+    assert "non-finite ML energy" in msg and "Na" in msg
+    print(msg)
+
+
+def test_cli_path(gmx):
+    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "gromacs", "path"], capture_output=True, text=True)
+    assert r.returncode == 0 and Path(r.stdout.strip()) == Path(gmx)
+
+
+def test_build_is_cached(gmx):
+    t0 = time.monotonic()
+    res = gbuild.build(progress=lambda m: None)
+    assert res.cached and time.monotonic() - t0 < 30
+    assert res.gmx.resolve() == Path(gmx).resolve()
