@@ -34,6 +34,8 @@ def register(sub):
     p.add_argument("--charges", help="comma-separated MM charges (e) of the ML atoms, answered to <CHARGES")
     p.add_argument("--connect-timeout", type=float, default=120.0,
                    help="give up if no driver accepts the connection within this many seconds (default 120)")
+    p.add_argument("--no-tcp-nodelay", action="store_true",
+                   help="leave Nagle's algorithm on (only to measure what the latency fix saves)")
     p.set_defaults(func=run)
 
 
@@ -60,4 +62,4 @@ def run(args) -> int:
         except ValueError as exc:
             raise UserInputError(f"--charges must be comma-separated numbers: {exc}") from exc
     engine = MLEngine(potential, call_log=args.call_log, elements=elements, charges=charges)
-    return engine.serve(args.mdi, connect_timeout=args.connect_timeout)
+    return engine.serve(args.mdi, connect_timeout=args.connect_timeout, nodelay=not args.no_tcp_nodelay)

@@ -232,7 +232,7 @@ class MLEngine:
         return st.result
 
     # ------------------------------------------------------------ the loop
-    def serve(self, mdi_options: str, connect_timeout: float = 120.0) -> int:
+    def serve(self, mdi_options: str, connect_timeout: float = 120.0, nodelay: bool = True) -> int:
         """Connect as an MDI engine and answer commands until EXIT. Returns an exit code."""
         opts = parse_mdi_options(mdi_options)
         if opts["role"].upper() != "ENGINE":
@@ -251,8 +251,11 @@ class MLEngine:
             for name in COMMANDS:
                 mdi.MDI_Register_Command("@DEFAULT", name)
             self.comm = mdi.MDI_Accept_Communicator()
-        n = set_tcp_nodelay()
-        log.info("connected (TCP_NODELAY set on %d socket%s)", n, "" if n == 1 else "s")
+        if nodelay:
+            n = set_tcp_nodelay()
+            log.info("connected (TCP_NODELAY set on %d socket%s)", n, "" if n == 1 else "s")
+        else:
+            log.info("connected (TCP_NODELAY left off, as asked)")
         try:
             while not self.done:
                 try:
@@ -297,7 +300,8 @@ def _set_natoms(e: MLEngine):
         e.state.natoms = n
         e.state.elements = None
         e.state.coords_A = None
-        e.state.charges = None
+        if e.state.charges is not None and len(e.state.charges) != n:
+            e.state.charges = None  # charges given at start-up survive a matching >NATOMS
         e.state.result = None
         e.state.errors.clear()
 
