@@ -71,34 +71,47 @@ def build_system(out: Path, gmx: Path, shared: Path, box_nm: float = 2.8) -> tup
     for cmd in (["editconf", "-f", "mol.gro", "-o", "box.gro", "-box", str(box_nm), "-c"],
                 ["solvate", "-cp", "box.gro", "-cs", "spc216.gro", "-o", "conf.gro", "-p", "topol.top"]):
         subprocess.run([str(gmx), *cmd], cwd=out, check=True, capture_output=True)
+    # remove solvate's bad contacts: steepest descent, plain MM
+    from mdi_mlmm.prep import mdp as mdp_templates
+
+    (out / "em.mdp").write_text(mdp_templates.render("em", {**FAST, "nsteps": 500}))
+    for cmd in (["grompp", "-f", "em.mdp", "-c", "conf.gro", "-p", "topol.top", "-o", "em.tpr"],
+                ["mdrun", "-s", "em.tpr", "-deffnm", "em", "-ntmpi", "1", "-ntomp", "1", "-c", "conf.gro"]):
+        subprocess.run([str(gmx), *cmd], cwd=out, check=True, capture_output=True)
     return out / "topol.top", out / "conf.gro"
 
 
 def strip_ml_terms_by_hand(top_text: str, molname: str = "MOL") -> str:
     """The reference topology: in moleculetype ``molname`` drop pairs/angles/dihedrals, turn bonds
     into connections (type 5, no energy) and exclude every intramolecular pair."""
-    out, section, in_mol, natoms = [], None, False, 0
-    for line in top_text.splitlines():
-        s = line.split(";", 1)[0].strip()
-        m = re.match(r"\[\s*(\w+)\s*\]", s)
-        if m:
-            if in_mol and section is not None and m.group(1) in ("moleculetype", "system") and natoms:
-                out.append("[ exclusions ]")
-                out += [" ".join(str(j) for j in [i] + [k for k in range(1, natoms + 1) if k != i])
-                        for i in range(1, natoms + 1)]
-                in_mol = False
-            section = m.group(1)
-            if section in ("pairs", "angles", "dihedrals") and in_mol:
-                continue
+    def sections(text):
+        section, in_mol = None, False
+        for line in text.splitlines():
+            s = line.split(";", 1)[0].strip()
+            m = re.match(r"\[\s*(\w+)\s*\]", s)
+            if m:
+                section = m.group(1)
+                if section == "moleculetype":
+                    in_mol = None  # decided by the next data line
+            elif section == "moleculetype" and s and not s.startswith("#"):
+                in_mol = s.split()[0] == molname
+            yield line, s, section, bool(in_mol), bool(m)
+
+    natoms = sum(1 for _, s, sec, mol, hdr in sections(top_text)
+                 if mol and sec == "atoms" and s and not hdr and not s.startswith("#"))
+    out = []
+    for line, s, sec, mol, hdr in sections(top_text):
+        if s.startswith("#") or not mol:
             out.append(line)
             continue
-        if section == "moleculetype" and s:
-            in_mol = s.split()[0] == molname
-        if in_mol and section in ("pairs", "angles", "dihedrals"):
+        if sec in ("pairs", "angles", "dihedrals"):
             continue
-        if in_mol and section == "atoms" and s:
-            natoms += 1
-        if in_mol and section == "bonds" and s:
+        if hdr and sec == "bonds":
+            out.append("[ exclusions ]")
+            out += [" ".join(str(j) for j in [i] + [k for k in range(1, natoms + 1) if k != i])
+                    for i in range(1, natoms + 1)]
+            out.append("")
+        if sec == "bonds" and s and not hdr:
             f = s.split()
             line = f"{f[0]} {f[1]} 5"
         out.append(line)

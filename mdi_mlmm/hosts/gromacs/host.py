@@ -73,24 +73,25 @@ def gromacs_error(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- index / mdp / grompp
-def make_index(gmx: Path, gro: Path, selection: str, ndx: Path, group: str = ML_GROUP) -> list[int]:
-    """Write ``ndx`` with GROMACS's default groups plus ``[ group ]`` = atoms of ``selection``.
+def select_ml_atoms(gro: Path, selection: str | None = None, ndx: Path | None = None,
+                    group: str | None = None) -> list[int]:
+    """0-based ML atom indices: MDAnalysis ``selection`` on ``gro`` (as the LAMMPS host), or ``group`` of ``ndx``."""
+    from ...topology.mlregion import select_indices
 
-    ``selection`` is GROMACS selection syntax (``resname MOL``, ``resnr 1``, ``atomnr 1 to 9``);
-    returns the 0-based atom indices.
-    """
-    workdir = ndx.parent
-    sel_ndx = workdir / f".{ndx.stem}_selection.ndx"
-    r = subprocess.run([str(gmx), "select", "-s", str(gro), "-select", selection, "-on", str(sel_ndx)],
-                       cwd=workdir, capture_output=True, text=True)
-    if r.returncode != 0 or not sel_ndx.is_file():
-        raise UserInputError(f"ML selection {selection!r} is not valid GROMACS selection syntax:\n"
-                             f"{gromacs_error(r.stderr)}")
-    atoms = [int(x) - 1 for ln in sel_ndx.read_text().splitlines() if not ln.startswith("[") for x in ln.split()]
-    sel_ndx.unlink()
+    atoms = [int(i) for i in select_indices(gro, selection, ndx, group)]
     if not atoms:
-        raise UserInputError(f"ML selection {selection!r} matches no atoms in {gro}")
-    _run([gmx, "make_ndx", "-f", gro, "-o", ndx], workdir, "gmx make_ndx", stdin="q\n")
+        raise UserInputError(f"ML selection {selection or group!r} matches no atoms in {gro}")
+    return atoms
+
+
+def make_index(gmx: Path, gro: Path, selection: str | Sequence[int], ndx: Path, group: str = ML_GROUP) -> list[int]:
+    """Write ``ndx`` with GROMACS's default groups plus ``[ group ]``.
+
+    ``selection``: an MDAnalysis selection string (e.g. ``"resname MOL"``) or 0-based atom indices.
+    Returns the 0-based atom indices.
+    """
+    atoms = select_ml_atoms(gro, selection) if isinstance(selection, str) else sorted(int(a) for a in selection)
+    _run([gmx, "make_ndx", "-f", gro, "-o", ndx], ndx.parent, "gmx make_ndx", stdin="q\n")
     lines = [f"[ {group} ]"] + [" ".join(str(a + 1) for a in atoms[i:i + 15]) for i in range(0, len(atoms), 15)]
     with open(ndx, "a") as f:
         f.write("\n".join(lines) + "\n")
@@ -175,8 +176,12 @@ def mdi_driver_options(port: int) -> str:
 
 def mdrun_mdi(gmx: Path, tpr: Path, deffnm: str, model: str, *, cwd: Path | None = None, ntomp: int | None = None,
               rerun: Path | None = None, engine_args: Sequence[str] = (), mdrun_args: Sequence[str] = (),
-              timeout: float | None = None, port: int | None = None) -> subprocess.CompletedProcess:
-    """``gmx mdrun -mdi ...`` with an engine serving ``model``; ``model=None`` runs plain mdrun."""
+              timeout: float | None = None, port: int | None = None,
+              start_engine: bool = True) -> subprocess.CompletedProcess:
+    """``gmx mdrun -mdi ...`` with an engine serving ``model``; ``model=None`` runs plain mdrun.
+
+    With ``start_engine=False`` an engine started by the caller must connect to ``port``.
+    """
     cwd = cwd or tpr.parent
     ntomp = ntomp or max(1, (os.cpu_count() or 2) - 1)
     cmd = [str(gmx), "mdrun", "-s", str(tpr), "-deffnm", deffnm, "-ntmpi", "1", "-ntomp", str(ntomp),
@@ -188,6 +193,10 @@ def mdrun_mdi(gmx: Path, tpr: Path, deffnm: str, model: str, *, cwd: Path | None
     port = port or free_port()
     cmd += ["-mdi", mdi_driver_options(port)]
     engine_log = cwd / f"{deffnm}.engine.log"
+    if not start_engine:
+        r = _run(cmd, cwd, "gmx mdrun -mdi", timeout=timeout)
+        (cwd / f"{deffnm}.mdrun.out").write_text(r.stdout + r.stderr)
+        return r
     with engine_process(model, port, engine_log, engine_args) as eng:
         log.info("mdrun %s with engine %s on port %d", tpr.name, model, port)
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -242,23 +251,38 @@ class MDResult:
     ml_atoms: list[int] = field(repr=False)
     wall_seconds: float = 0.0
 
+    def __str__(self) -> str:
+        e = self.energies
+        lines = [f"GROMACS ML/MM run in {self.out_dir}: {len(e.get('Time', []))} energy frames, "
+                 f"{self.ns_per_day} ns/day, {self.wall_seconds:.1f} s wall"]
+        for k in ("E_ML", "Potential", "Total Energy", "Conserved En.", "Temperature", "Pressure"):
+            if k in e and len(e[k]):
+                lines.append(f"  {k:<14} mean {np.mean(e[k]):14.4f}  sd {np.std(e[k]):10.4f}")
+        return "\n".join(lines)
+
     @property
     def e_ml(self) -> np.ndarray:
         """E_ML (kJ/mol) per energy frame."""
         return self.energies[E_ML_TERM]
 
 
-def run_md(top, gro, ml_selection: str, model: str = "ani2x", steps: int = 1000, dt_fs: float = 0.5,
-           ensemble: str = "nvt", out_dir="md_gromacs", *, temperature: float = 298.15,
-           mdp_overrides: Mapping[str, object] | None = None, ntomp: int | None = None,
-           engine_args: Sequence[str] = (), gmx: Path | None = None, maxwarn: int = 0,
-           timeout: float | None = None, name: str = "md") -> MDResult:
-    """ML/MM MD of ``top``/``gro`` with the atoms of ``ml_selection`` described by ``model``.
+def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int = 1000, dt_fs: float = 0.5,
+           ensemble: str = "nvt", out_dir="md_gromacs", *, ndx=None, ml_group: str | None = None,
+           temperature: float = 298.15, pressure_bar: float = 1.0, seed: int = 2024, report_every: int = 100,
+           energy_every: int = 1, traj_every: int = 100, engine_port: int | None = None,
+           engine_args: Sequence[str] = (), mdp_overrides: Mapping[str, object] | None = None,
+           ntomp: int | None = None, gmx: Path | None = None, maxwarn: int = 0, timeout: float | None = None,
+           progress: bool = True, name: str = "md") -> MDResult:
+    """ML/MM MD of ``top``/``gro`` with the ML atoms described by ``model`` (GROMACS host).
 
-    steps: MD steps; dt_fs: time step in fs; ensemble: nve | nvt | npt (package mdp templates;
-    velocities are generated at ``temperature`` K unless ``gro`` carries them);
-    mdp_overrides: extra/overriding mdp keys (e.g. ``{"nstenergy": 1}``); out_dir: created.
-    Returns an :class:`MDResult` (energies in kJ/mol, E_ML among them).
+    ml_selection: MDAnalysis selection (``"resname MOL"``), or None with ``ndx`` + ``ml_group``;
+    model: engine model (``ani2x``, ``mace:PATH``, ``zero``, ...) or ``mm`` for plain MM;
+    steps / dt_fs: number and length (fs) of steps; ensemble: nve | nvt | npt (package mdp
+    templates; velocities generated at ``temperature`` K with ``seed`` unless ``gro`` has them);
+    pressure_bar: npt reference; report_every / energy_every / traj_every: md.log, .edr and
+    .xtc intervals in steps (0: none); engine_port: accept an engine you started instead of
+    starting one; mdp_overrides: any mdp keys (win over everything else). Files go to ``out_dir``.
+    Returns an :class:`MDResult` (energies in kJ/mol, ``E_ML`` among them).
     """
     t0 = time.monotonic()
     gmx = Path(gmx) if gmx else require_gmx()
@@ -268,26 +292,43 @@ def run_md(top, gro, ml_selection: str, model: str = "ani2x", steps: int = 1000,
             raise UserInputError(f"no such file: {p}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    # topologies #include files relative to themselves: copy the whole folder's itp files
+    # topologies #include files relative to themselves: bring the folder's itp files along
     for itp in top.parent.glob("*.itp"):
         if not (out / itp.name).exists():
             shutil.copy2(itp, out / itp.name)
     shutil.copy2(top, out / "topol.top")
     shutil.copy2(gro, out / "conf.gro")
-    ndx = out / "index.ndx"
-    atoms = make_index(gmx, out / "conf.gro", ml_selection, ndx)
-    has_v = gro_has_velocities(gro)
+    mm_only = model is None or str(model).lower() == "mm"
+    atoms = select_ml_atoms(out / "conf.gro", ml_selection, ndx, ml_group) if (ml_selection or ml_group) else []
+    if not atoms and not mm_only:
+        raise UserInputError("give the ML atoms: ml_selection, or ndx + ml_group")
+    index = out / "index.ndx"
+    make_index(gmx, out / "conf.gro", atoms, index) if atoms else _run(
+        [gmx, "make_ndx", "-f", out / "conf.gro", "-o", index], out, "gmx make_ndx", stdin="q\n")
+    o: dict[str, object] = {"nstlog": report_every, "nstenergy": energy_every,
+                            "nstcalcenergy": max(1, min(energy_every or 100, 100)),
+                            "nstxout-compressed": traj_every, "gen-seed": seed, "ld-seed": seed}
+    if ensemble.lower() == "npt":
+        o["ref-p"] = pressure_bar
+    if energy_every and 100 % o["nstcalcenergy"] and energy_every % o["nstcalcenergy"]:
+        o["nstcalcenergy"] = 1
+    o.update(dict(mdp_overrides or {}))
     mdp = out / f"{name}.mdp"
-    mdp.write_text(mdp_text(ensemble, steps, dt_fs, overrides=mdp_overrides, gen_vel=not has_v,
-                            temperature=temperature))
+    mdp.write_text(mdp_text(ensemble, steps, dt_fs, ml_group=None if mm_only else ML_GROUP, overrides=o,
+                            gen_vel=not gro_has_velocities(gro), temperature=temperature))
     tpr = out / f"{name}.tpr"
-    summary = grompp(gmx, mdp, out / "conf.gro", out / "topol.top", tpr, ndx, maxwarn=maxwarn, cwd=out)
+    summary = grompp(gmx, mdp, out / "conf.gro", out / "topol.top", tpr, index, maxwarn=maxwarn, cwd=out)
     (out / f"{name}.grompp.out").write_text(summary)
-    mdrun_mdi(gmx, tpr, name, model, cwd=out, ntomp=ntomp, engine_args=engine_args, timeout=timeout)
+    if progress:
+        print(f"[gromacs] {steps} steps of {dt_fs} fs ({ensemble}), {len(atoms)} ML atoms, model {model}, "
+              f"output in {out}", file=sys.stderr, flush=True)
+    mdrun_mdi(gmx, tpr, name, None if mm_only else model, cwd=out, ntomp=ntomp, engine_args=engine_args,
+              timeout=timeout, port=engine_port, start_engine=engine_port is None)
     edr = out / f"{name}.edr"
     energies = read_energies(edr, gmx)
-    return MDResult(out, tpr, edr, out / f"{name}.log", energies, performance_ns_per_day(out / f"{name}.log"),
-                    atoms, time.monotonic() - t0)
+    res = MDResult(out, tpr, edr, out / f"{name}.log", energies, performance_ns_per_day(out / f"{name}.log"),
+                   atoms, time.monotonic() - t0)
+    return res
 
 
 def mdi_command_line(port: int) -> str:
