@@ -28,6 +28,10 @@ HARTREE_IN_KCAL_PER_MOL = HARTREE_IN_KJ_PER_MOL / KCAL_IN_KJ
 EV_TO_HARTREE = 1.0 / HARTREE_IN_EV
 KJ_PER_MOL_TO_KCAL_PER_MOL = 1.0 / KCAL_IN_KJ
 
+# --- pressure -------------------------------------------------------------
+ATM_IN_BAR = 1.01325                       # exact: 1 atm = 101325 Pa (LAMMPS real units use atm)
+BAR_TO_ATM = 1.0 / ATM_IN_BAR
+
 # --- thermodynamics -----------------------------------------------------
 BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
 BOLTZMANN_KCAL_PER_MOL_K = BOLTZMANN_KJ_PER_MOL_K / KCAL_IN_KJ

@@ -1,0 +1,110 @@
+"""``mdi-mlmm md``: ML/MM molecular dynamics with LAMMPS or GROMACS as the MM host."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserInputError
+from .engine import add_model_options
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "md", help="ML/MM molecular dynamics (LAMMPS or GROMACS host, ML engine over MDI)",
+        description="Run ML/MM MD of a GROMACS system: the ML region (--ml selection, or --ndx/--ml-group) is "
+                    "described by the ML model, everything else by the force field; ML-MM interactions are "
+                    "classical (mechanical embedding). The ML engine is started here, or a running one is "
+                    "accepted on --engine-port. Writes energies.csv, traj.dcd + topology.gro, summary.json. "
+                    "See docs/lammps.md.")
+    p.add_argument("--host", choices=["lammps", "gromacs"], default="lammps", help="MM host (default lammps)")
+    p.add_argument("--top", required=True, help="GROMACS topology (.top)")
+    p.add_argument("--gro", required=True, help="GROMACS coordinates (.gro) with the box; should be equilibrated")
+    p.add_argument("--ml", metavar="SELECTION", help="MDAnalysis selection of the ML atoms, e.g. \"resname MOL\"")
+    p.add_argument("--ndx", help="GROMACS index file holding the ML group")
+    p.add_argument("--ml-group", help="index group of the ML atoms (with --ndx), e.g. ML")
+    add_model_options(p)
+    p.add_argument("--steps", type=int, required=True, help="number of MD steps")
+    p.add_argument("--dt", type=float, default=0.5, help="time step, fs (default 0.5)")
+    p.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt", help="default nvt")
+    p.add_argument("--temperature", type=float, default=298.15, help="K (initial velocities, thermostat)")
+    p.add_argument("--pressure", type=float, default=1.0, help="bar (npt)")
+    p.add_argument("--seed", type=int, default=2024, help="velocity seed")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--engine-port", type=int, default=None,
+                   help="accept an engine started by you (mdi-mlmm engine -mdi \"-role ENGINE -name ML -method TCP "
+                        "-port P -hostname localhost\") instead of starting one")
+    p.add_argument("--report-every", type=int, default=100, help="progress line / thermo interval, steps")
+    p.add_argument("--energy-every", type=int, default=1, help="energies.csv row interval, steps (default 1)")
+    p.add_argument("--traj-every", type=int, default=100, help="trajectory frame interval, steps (0: none)")
+    p.add_argument("--cutoff", type=float, default=10.0, help="LJ and real-space Coulomb cutoff, Å (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=handler)
+
+
+def _engine_options(args) -> list[str]:
+    extra = []
+    if args.model_dir:
+        extra += ["--model-dir", args.model_dir]
+    if args.member is not None:
+        extra += ["--member", str(args.member)]
+    extra += ["--dtype", args.dtype, "--threads", str(args.threads)]
+    return extra
+
+
+def handler(args: argparse.Namespace) -> int:
+    if (args.ml is None) == (args.ml_group is None) and args.model.lower() != "mm":
+        raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
+    if args.ml_group and not args.ndx:
+        raise UserInputError("--ml-group needs --ndx FILE")
+    kwargs = dict(ndx=args.ndx, ml_group=args.ml_group, temperature=args.temperature, pressure_bar=args.pressure,
+                  engine_port=args.engine_port, seed=args.seed, report_every=args.report_every,
+                  energy_every=args.energy_every, traj_every=args.traj_every, progress=not args.quiet,
+                  engine_options=_engine_options(args))
+    selection = args.ml
+    if args.host == "lammps":
+        from ..hosts.lammps.host import format_summary, run_md
+
+        kwargs["cutoff_A"] = args.cutoff
+    else:
+        try:
+            from ..hosts.gromacs.host import run_md  # written separately
+        except ImportError as exc:
+            raise UserInputError(f"--host gromacs is not available in this installation ({exc}); "
+                                 "use --host lammps") from exc
+        format_summary = None
+        if args.cutoff != 10.0:
+            raise UserInputError("--cutoff applies to --host lammps only")
+        kwargs, selection = _adapt_kwargs(run_md, kwargs, args)
+    summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble, args.out,
+                     **kwargs)
+    print(format_summary(summary) if format_summary is not None else summary)
+    return 0
+
+
+_DEFAULTS = dict(ndx=None, ml_group=None, temperature=298.15, pressure_bar=1.0, engine_port=None, seed=2024,
+                 report_every=100, energy_every=1, traj_every=100, progress=True)
+
+
+def _adapt_kwargs(fn, kwargs: dict, args):
+    """Keep the keyword arguments ``fn`` accepts; refuse non-default ones it does not."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return kwargs, args.ml
+    selection = args.ml
+    kw = dict(kwargs)
+    if "engine_options" in kw and "engine_options" not in params and "engine_args" in params:
+        kw["engine_args"] = kw.pop("engine_options")
+    if kw.get("ml_group") and "ml_group" not in params:  # index group → MDAnalysis index selection
+        from ..topology.mlregion import select_indices
+
+        idx = select_indices(args.gro, None, kw["ndx"], kw["ml_group"])
+        selection = "index " + " ".join(str(int(i)) for i in idx)
+        kw.pop("ndx"), kw.pop("ml_group")
+    out = {}
+    for k, v in kw.items():
+        if k in params:
+            out[k] = v
+        elif k in _DEFAULTS and v != _DEFAULTS[k]:
+            raise UserInputError(f"--host gromacs does not support the option for {k!r} (value {v!r})")
+    return out, selection

