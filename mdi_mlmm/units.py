@@ -58,6 +58,8 @@ _FACTORS = {
     ("energy", "ev", "hartree"): EV_TO_HARTREE,
     ("energy", "kj/mol", "kcal/mol"): KJ_PER_MOL_TO_KCAL_PER_MOL,
     ("energy", "kcal/mol", "kj/mol"): KCAL_IN_KJ,
+    ("pressure", "atm", "bar"): ATM_IN_BAR,
+    ("pressure", "bar", "atm"): BAR_TO_ATM,
 }
 
 
