@@ -34,11 +34,7 @@ ETHANOL = "mobley_2310185"
 CI = bool(os.environ.get("CI"))
 GMX = gbuild.gmx_path()
 
-pytestmark = [
-    pytest.mark.gromacs_build,
-    pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)"),
-    pytest.mark.timeout(900),
-]
+pytestmark = [pytest.mark.timeout(900)]
 
 # small, fast settings shared by every run (cut-offs 1.0 nm fit the 2.8 nm box)
 FAST = {"rcoulomb": 1.0, "rvdw": 1.0, "rvdw-switch": 0.9, "fourierspacing": 0.12, "pme-order": 4,
@@ -165,6 +161,8 @@ def _stock_rerun(gmx, system, out: Path, trr: Path, hand_top: str, stock_gmx: Pa
     return host.read_energies(out / "mm.edr", gmx), out
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_grompp_summary_and_e_ml_term(zero_run):
     text = (zero_run.out_dir / "md.grompp.out").read_text()
     assert "MDI ML/MM: 9 ML atoms in 1 molecule(s)" in text
@@ -174,6 +172,8 @@ def test_grompp_summary_and_e_ml_term(zero_run):
     assert zero_run.ml_atoms == list(range(9))
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_mm_part_equals_stock_rerun_of_hand_stripped_topology(gmx, system, zero_run, tmp_path):
     hand = strip_ml_terms_by_hand(system["top"].read_text())
     ref, _ = _stock_rerun(gmx, system, tmp_path / "stock", zero_run.out_dir / "md.trr", hand)
@@ -191,6 +191,8 @@ def test_mm_part_equals_stock_rerun_of_hand_stripped_topology(gmx, system, zero_
 
 
 @pytest.mark.skipif(shutil.which("gmx") is None, reason="no stock (Debian) gmx on PATH")
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_mm_part_equals_debian_stock_gmx(gmx, system, zero_run, tmp_path):
     stock = Path(shutil.which("gmx"))
     if stock.resolve() == Path(gmx).resolve():
@@ -225,6 +227,8 @@ def ani_run(system, tmp_path_factory, ani):
     return res
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_e_ml_equals_direct_potential_call(gmx, ani_run, ani):
     out = ani_run.out_dir
     x = _traj_xvg(gmx, ani_run.tpr, out / "md.trr", out / "index.ndx", "ML", "x", out / "ml_x.xvg")  # nm
@@ -240,6 +244,8 @@ def test_e_ml_equals_direct_potential_call(gmx, ani_run, ani):
     assert np.allclose(e_edr, e_direct, rtol=0, atol=0.1 / KJ_PER_HARTREE)
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_forces_and_virial_match_direct_call(gmx, system, ani_run, ani, tmp_path):
     """Rerun the ANI trajectory coupled and stock (hand-stripped): the force and virial
     differences are exactly the ML forces and -1/2 sum x (x) f_ML of a direct call."""
@@ -277,6 +283,8 @@ def test_forces_and_virial_match_direct_call(gmx, system, ani_run, ani, tmp_path
 
 
 # --------------------------------------------------------------------------------------------- (d)
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_lambda_window_dhdl_parses_with_alchemlyb(system, tmp_path, ani):
     alchemlyb_gmx = pytest.importorskip("alchemlyb.parsing.gmx")
     from mdi_mlmm.prep import mdp as mdp_templates
@@ -311,6 +319,8 @@ def _prepare(gmx, system, out: Path, overrides=None, top_text: str | None = None
     return out / "md.tpr"
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_dead_engine_ends_mdrun_quickly_with_message(gmx, system, tmp_path):
     tpr = _prepare(gmx, system, tmp_path)
     port = host.free_port()
@@ -340,6 +350,8 @@ def test_dead_engine_ends_mdrun_quickly_with_message(gmx, system, tmp_path):
     assert dt < 5
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_no_engine_gives_clear_error(gmx, system, tmp_path):
     tpr = _prepare(gmx, system, tmp_path, overrides={"mdi-accept-timeout": 2})
     t0 = time.monotonic()
@@ -350,11 +362,15 @@ def test_no_engine_gives_clear_error(gmx, system, tmp_path):
     assert "No MDI engine connected within 2 s" in r.stderr + r.stdout
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_missing_group_fails_at_grompp(gmx, system, tmp_path):
     with pytest.raises(HostError, match="index group 'NOPE' not found"):
         _prepare(gmx, system, tmp_path, group="NOPE")
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_mdi_tpr_without_mdi_option_and_vice_versa(gmx, system, tmp_path):
     tpr = _prepare(gmx, system, tmp_path / "a")
     r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-ntmpi", "1", "-nsteps", "1"], cwd=tmp_path / "a",
@@ -366,6 +382,8 @@ def test_mdi_tpr_without_mdi_option_and_vice_versa(gmx, system, tmp_path):
     assert r.returncode != 0 and "not made with mdi-active = yes" in r.stderr
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_more_than_one_rank_is_refused(gmx, system, tmp_path):
     tpr = _prepare(gmx, system, tmp_path)
     r = subprocess.run([str(gmx), "mdrun", "-s", str(tpr), "-ntmpi", "2", "-ntomp", "1", "-nsteps", "1", "-mdi",
@@ -374,6 +392,8 @@ def test_more_than_one_rank_is_refused(gmx, system, tmp_path):
     assert r.returncode != 0 and "-ntmpi 1" in r.stderr
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_unsupported_element_is_reported(gmx, system, tmp_path, ani):
     # pretend the methyl hydrogens (type hc) were sodium: ANI-2x has no Na
     top = re.sub(r"^(hc\s+hc\s+)1(\s)", r"\g<1>11\2", system["top"].read_text(), flags=re.M)
@@ -386,13 +406,55 @@ def test_unsupported_element_is_reported(gmx, system, tmp_path, ani):
     print(msg)
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_cli_path(gmx):
     r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "gromacs", "path"], capture_output=True, text=True)
     assert r.returncode == 0 and Path(r.stdout.strip()) == Path(gmx)
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 def test_build_is_cached(gmx):
     t0 = time.monotonic()
     res = gbuild.build(progress=lambda m: None)
     assert res.cached and time.monotonic() - t0 < 30
     assert res.gmx.resolve() == Path(gmx).resolve()
+
+
+# --------------------------------------------------------------------------------------------- injection (no build needed)
+def _fake_tree(root: Path) -> Path:
+    """A skeleton holding just the anchor lines inject.py looks for."""
+    from mdi_mlmm.hosts.gromacs.inject import EDITS
+
+    for e in EDITS:
+        f = root / e.path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        text = f.read_text() if f.exists() else "// head\n"
+        f.write_text(text + "    " + e.anchor + "\n// tail\n")
+    return root
+
+
+def test_inject_is_idempotent_and_keeps_pristine_copies(tmp_path):
+    from mdi_mlmm.hosts.gromacs.inject import EDITS, MODULE_SUBDIR, ORIG_SUFFIX, inject
+
+    tree = _fake_tree(tmp_path)
+    changed = inject(tree)
+    assert any(c.startswith(MODULE_SUBDIR) for c in changed)
+    assert (tree / MODULE_SUBDIR / "mdiforceprovider.cpp").is_file()
+    for e in EDITS:
+        text = (tree / e.path).read_text()
+        assert all(ln in text for ln in e.lines), e.why
+        assert (tree / (e.path + ORIG_SUFFIX)).is_file()
+    assert inject(tree) == []  # second run: nothing to do, no file touched
+
+
+def test_inject_missing_anchor_is_a_clear_error(tmp_path):
+    from mdi_mlmm.errors import BuildError
+    from mdi_mlmm.hosts.gromacs.inject import inject
+
+    tree = _fake_tree(tmp_path)
+    f = tree / "src/gromacs/mdrun/mdmodules.cpp"
+    f.write_text(f.read_text().replace("qmmm_", "renamed_"))
+    with pytest.raises(BuildError, match="anchor line .* found 0 times in src/gromacs/mdrun/mdmodules.cpp"):
+        inject(tree)

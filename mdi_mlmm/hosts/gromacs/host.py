@@ -310,8 +310,8 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
                             "nstxout-compressed": traj_every, "gen-seed": seed, "ld-seed": seed}
     if ensemble.lower() == "npt":
         o["ref-p"] = pressure_bar
-    if energy_every and 100 % o["nstcalcenergy"] and energy_every % o["nstcalcenergy"]:
-        o["nstcalcenergy"] = 1
+    if energy_every and energy_every % o["nstcalcenergy"]:
+        o["nstcalcenergy"] = 1  # nstenergy must be a multiple of nstcalcenergy
     o.update(dict(mdp_overrides or {}))
     mdp = out / f"{name}.mdp"
     mdp.write_text(mdp_text(ensemble, steps, dt_fs, ml_group=None if mm_only else ML_GROUP, overrides=o,
