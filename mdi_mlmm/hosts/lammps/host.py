@@ -99,6 +99,7 @@ class MLCoupling:
         self.error: Optional[BaseException] = None
         self.ncalls = 0
         self.last_energy_Ha = float("nan")
+        self.last_virial = [0.0] * 6  # xx yy zz xy xz yz, kcal/mol
         self.seconds = 0.0
 
     def __call__(self, caller, ntimestep, nlocal, tag, x, f):
@@ -117,9 +118,9 @@ class MLCoupling:
             whole = make_whole(pos, cell)
             w = whole.T @ f_kcal  # W_ab = Σ r_a F_b (kcal/mol)
             self.lmp.fix_external_set_energy_global(FIX_ID, e_ha * HA2KCAL)
-            self.lmp.fix_external_set_virial_global(
-                FIX_ID, [w[0, 0], w[1, 1], w[2, 2], 0.5 * (w[0, 1] + w[1, 0]), 0.5 * (w[0, 2] + w[2, 0]),
-                         0.5 * (w[1, 2] + w[2, 1])])
+            self.last_virial = [w[0, 0], w[1, 1], w[2, 2], 0.5 * (w[0, 1] + w[1, 0]), 0.5 * (w[0, 2] + w[2, 0]),
+                                0.5 * (w[1, 2] + w[2, 1])]
+            self.lmp.fix_external_set_virial_global(FIX_ID, self.last_virial)
             self.last_energy_Ha = e_ha
             self.ncalls += 1
             self.seconds += time.perf_counter() - t0
@@ -130,6 +131,23 @@ class MLCoupling:
                 self.lmp.set_internal_variable("mlstop", 1.0)
             except Exception:  # pragma: no cover
                 pass
+
+
+def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int) -> Optional[MLCoupling]:
+    """Add ``fix external`` (id :data:`FIX_ID`, energy and virial tallied) driven by ``conn``, and
+    ``fix halt`` on the internal variable ``mlstop``. conn None: a zero-force fix (plain MM)."""
+    lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
+    lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
+    lmp.command("variable mlstop internal 0")
+    lmp.command("fix mlhalt all halt 1 v_mlstop > 0.5 error soft message no")
+    if conn is None:
+        lmp.set_fix_external_callback(FIX_ID, lambda *a: a[-1].fill(0.0))
+        lmp.fix_external_set_energy_global(FIX_ID, 0.0)
+        lmp.fix_external_set_virial_global(FIX_ID, [0.0] * 6)
+        return None
+    coupling = MLCoupling(lmp, conn, ml_indices, natoms)
+    lmp.set_fix_external_callback(FIX_ID, coupling)
+    return coupling
 
 
 class _Progress:
@@ -242,28 +260,27 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
             lmp.command(f"group ml id {_ranges(ml_idx)}")
         tdamp, pdamp = tdamp_fs, pdamp_fs
         p_atm = pressure_bar / ATM_IN_BAR
-        if ensemble == "nve":
-            lmp.command("fix integ all nve")
-        elif ensemble == "nvt":
-            lmp.command(f"fix integ all nvt temp {temperature!r} {temperature!r} {tdamp!r}")
-        else:
-            lmp.command(f"fix integ all npt temp {temperature!r} {temperature!r} {tdamp!r} "
-                        f"iso {p_atm!r} {p_atm!r} {pdamp!r}")
-        # fix external always exists (zero energy for plain MM) so the CSV has the same columns
-        lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
-        lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
-        lmp.command("variable mlstop internal 0")
-        lmp.command("fix mlhalt all halt 1 v_mlstop > 0.5 error soft message no")
-        if pure_mm:
-            lmp.set_fix_external_callback(FIX_ID, lambda *a: a[-1].fill(0.0))
-            lmp.fix_external_set_energy_global(FIX_ID, 0.0)
-        else:
-            coupling = MLCoupling(lmp, conn, ml_idx, system.natoms)
-            lmp.set_fix_external_callback(FIX_ID, coupling)
+        integ = {"nve": "nve",
+                 "nvt": f"nvt temp {temperature!r} {temperature!r} {tdamp!r}",
+                 "npt": f"npt temp {temperature!r} {temperature!r} {tdamp!r} iso {p_atm!r} {p_atm!r} {pdamp!r}"}
+        constraints = ""
         if system.water_bond_types:
-            lmp.command("fix rigidw all rattle 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) +
-                        " a " + " ".join(map(str, system.water_angle_types)))
-        if velocities:  # after fix rattle, so the constrained degrees of freedom are known
+            constraints = (" 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) + " a " +
+                           " ".join(map(str, system.water_angle_types)))
+        # fix external always exists (zero energy for plain MM) so the CSV has the same columns; it comes
+        # before the constraint fix, so SHAKE/RATTLE see every force
+        coupling = install_coupling(lmp, None if pure_mm else conn, ml_idx, system.natoms)
+        if ensemble == "npt":
+            # LAMMPS wants SHAKE before a box-changing fix (RATTLE's velocity step would come after it)
+            if constraints:
+                lmp.command("fix rigidw all shake" + constraints)
+            lmp.command(f"fix integ all {integ[ensemble]}")
+        else:
+            # RATTLE after the integrator: velocities satisfy the constraints at every full step
+            lmp.command(f"fix integ all {integ[ensemble]}")
+            if constraints:
+                lmp.command("fix rigidw all rattle" + constraints)
+        if velocities:  # after fix shake/rattle, so the constrained degrees of freedom are known
             lmp.command(f"velocity all create {temperature!r} {int(seed)} dist gaussian mom yes rot no")
             if system.water_bond_types:
                 # one step lets RATTLE constrain positions (gro precision) and velocities; then start

@@ -100,7 +100,6 @@ def compare_terms(lmp: dict, gmx: dict) -> dict:
         "angles": (lmp["eangle"], g("Angle")),
         "dihedrals (proper+improper)": (lmp["edihed"] + lmp["eimp"],
                                         g("Proper Dih.", "Ryckaert-Bell.", "Per. Imp. Dih.", "Improper Dih.")),
-        "impropers": (lmp["eimp"], g("Per. Imp. Dih.")),
         "LJ (SR + 1-4)": (lmp["evdwl"], g("LJ (SR)", "LJ-14")),
         "Coulomb (SR + recip + 1-4)": (lmp["ecoul"] + lmp["elong"], g("Coulomb (SR)", "Coul. recip.", "Coulomb-14")),
         "total": (lmp["pe"], g("Potential")),
@@ -180,3 +179,18 @@ def intramolecular_terms(structure, atoms: Sequence[int], lj_shift_cutoff_A: Opt
     out["n_pairs"] = n * (n - 1) // 2 - len(excl)
     out["n_14"] = len(p14)
     return out
+
+
+def lj14_shift(structure, cutoff_A: float) -> float:
+    """Σ over the 1-4 pairs of fudgeLJ × V_LJ(r_c) (kcal/mol): what LAMMPS's ``pair_modify shift yes``
+    subtracts from the 1-4 pairs and GROMACS (plain LJ-14) does not."""
+    d = structure.defaults
+    arith = int(d.comb_rule) == 2
+    total = 0.0
+    for adj in structure.adjusts:
+        a, b = adj.atom1, adj.atom2
+        sig = 0.5 * (a.sigma + b.sigma) if arith else math.sqrt(a.sigma * b.sigma)
+        eps = math.sqrt(a.epsilon * b.epsilon)
+        sc6 = (sig / cutoff_A) ** 6
+        total += float(d.fudgeLJ) * 4 * eps * (sc6 * sc6 - sc6)
+    return total
