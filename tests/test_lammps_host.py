@@ -292,6 +292,30 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "error: the ML region 'resname XYZ' selects no atoms" in out
 
 
+def test_user_started_engine_on_port(tmp_path):
+    from mdi_mlmm.engine.transport import free_port
+
+    port = free_port()
+    md = _cli("md", "--top", str(ETH / "topol.top"), "--gro", str(ETH / "conf.gro"), "--ml", "resname MOL",
+              "--model", "harmonic", "--steps", "10", "--report-every", "5", "--ensemble", "nvt", "--engine-port",
+              str(port), "--out", str(tmp_path / "o"))
+    try:
+        time.sleep(3)  # let the driver listen first
+        eng = _cli("engine", "--model", "harmonic", "-mdi",
+                   f"-role ENGINE -name ML -method TCP -port {port} -hostname localhost")
+        eng_out, _ = eng.communicate(timeout=180)
+        out, _ = md.communicate(timeout=60)
+    finally:
+        for p in (md,):
+            if p.poll() is None:
+                p.kill()
+    assert md.returncode == 0, out
+    assert eng.returncode == 0, eng_out
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["ml_calls"] >= 11 and "port" in s["engine"]
+    assert s["E_ML_final_hartree"] > 0  # the harmonic model's energy came back
+
+
 def test_dead_engine_stops_the_run_quickly(tmp_path):
     p = _cli("md", "--top", str(ETH / "topol.top"), "--gro", str(ETH / "conf.gro"), "--ml", "resname MOL",
              "--model", "zero", "--steps", "1000000", "--report-every", "10", "--energy-every", "100",

@@ -326,6 +326,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         lmp.command(f"write_data {out / 'final.data'} nocoeff")
         summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
                              temperature, pressure_bar)
+        summary["engine"] = ("none (plain MM)" if pure_mm else
+                             f"user-started, accepted on port {engine_port}" if engine_port else
+                             f"started here: mdi-mlmm engine --model {model}")
     finally:
         if lmp is not None:
             try:
