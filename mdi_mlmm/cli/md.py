@@ -13,8 +13,8 @@ def register(subparsers) -> None:
         description="Run ML/MM MD of a GROMACS system: the ML region (--ml selection, or --ndx/--ml-group) is "
                     "described by the ML model, everything else by the force field; ML-MM interactions are "
                     "classical (mechanical embedding). The ML engine is started here, or a running one is "
-                    "accepted on --engine-port. Writes energies.csv, traj.dcd + topology.gro, summary.json. "
-                    "See docs/lammps.md.")
+                    "accepted on --engine-port. --model mm (LAMMPS host) runs plain MM without an engine. "
+                    "Writes energies.csv, traj.dcd + topology.gro, summary.json. See docs/lammps.md.")
     p.add_argument("--host", choices=["lammps", "gromacs"], default="lammps", help="MM host (default lammps)")
     p.add_argument("--top", required=True, help="GROMACS topology (.top)")
     p.add_argument("--gro", required=True, help="GROMACS coordinates (.gro) with the box; should be equilibrated")
