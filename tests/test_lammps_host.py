@@ -40,7 +40,7 @@ ETH = DATA / "lammps_ethanol"
 ACE = DATA / "lammps_acetone_gas"
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not (va.shutil.which("gmx_d") or va.shutil.which("gmx")), reason="no gmx")
+needs_gmx = pytest.mark.skipif(not (va.shutil.which("gmx_d") or va.shutil.which("gmx")), reason="no gmx")
 
 TIGHT = dict(lj_shift=False, kspace="ewald", kspace_accuracy=1e-10, ewald_rtol=1e-6, coul_table=0)
 
@@ -65,6 +65,7 @@ def _compare_with_gromacs(top, gro, tmp, structure=None):
 
 
 # --------------------------------------------------------------------------- (a)
+@needs_gmx
 def test_a_solvated_mm_energy_matches_gromacs(tmp_path, eth_structure):
     rows, report = _compare_with_gromacs(ETH / "topol.top", ETH / "conf.gro", tmp_path, eth_structure)
     for term in ("bonds", "angles", "dihedrals (proper+improper)", "LJ (SR + 1-4)"):
@@ -76,6 +77,7 @@ def test_a_solvated_mm_energy_matches_gromacs(tmp_path, eth_structure):
     assert _close(a, b, 2e-6), report
 
 
+@needs_gmx
 def test_a_impropers_and_phase_180_match_gromacs(tmp_path):
     rows, report = _compare_with_gromacs(ACE / "topol.top", ACE / "conf.gro", tmp_path)
     for term in ("bonds", "angles", "dihedrals (proper+improper)", "LJ (SR + 1-4)"):
@@ -86,6 +88,7 @@ def test_a_impropers_and_phase_180_match_gromacs(tmp_path):
     assert _close(*rows["total"], 2e-6, 1e-4), report
 
 
+@needs_gmx
 def test_a_ryckaert_bellemans_freesolv_topology(tmp_path, shared_dir):
     tgz = shared_dir / "freesolv" / "gromacs.tar.gz"
     if not tgz.is_file():
@@ -101,6 +104,7 @@ def test_a_ryckaert_bellemans_freesolv_topology(tmp_path, shared_dir):
     assert _close(*rows["total"], 2e-6, 1e-4), report
 
 
+@needs_gmx
 def test_a_lj_shift_matches_gromacs_potential_shift(tmp_path, eth_structure):
     """pair_modify shift yes = vdw-modifier Potential-shift, except that LAMMPS also shifts the
     1-4 pairs (by fudgeLJ × the shift); that constant is computed and added."""
