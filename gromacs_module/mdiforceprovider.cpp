@@ -165,7 +165,8 @@ void MdiForceProvider::connect()
     // A dead engine must give an error message, not a silent SIGPIPE death.
     std::signal(SIGPIPE, SIG_IGN);
 
-    if (MDI_Init_with_options(mdiOptions_.c_str()) != 0)
+    // MDI_Init(argc, argv) does MDI_Init_code + MDI_Init_with_argv; we hold the options string.
+    if (MDI_Init_code() != 0 || MDI_Init_with_options(mdiOptions_.c_str()) != 0)
     {
         gmx_fatal(FARGS,
                   "MDI initialisation failed for -mdi \"%s\" (malformed options, or the port is "
