@@ -489,3 +489,15 @@ def test_inject_missing_anchor_is_a_clear_error(tmp_path):
     f.write_text(f.read_text().replace("qmmm_", "renamed_"))
     with pytest.raises(BuildError, match="anchor line .* found 0 times in src/gromacs/mdrun/mdmodules.cpp"):
         inject(tree)
+
+
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
+def test_energies_without_pyedr_match(zero_run, monkeypatch):
+    """read_energies falls back to gmx energy when pyedr is absent; same terms, same values."""
+    with_pyedr = zero_run.energies
+    monkeypatch.setitem(sys.modules, "pyedr", None)
+    fallback = host.read_energies(zero_run.edr)
+    assert set(fallback) == set(with_pyedr)
+    for k in ("E_ML", "Potential", "Vir-XY", "Time"):
+        assert np.allclose(fallback[k], with_pyedr[k], rtol=1e-5, atol=1e-3), k

@@ -220,14 +220,18 @@ def read_energies(edr: Path, gmx: Path | None = None) -> dict[str, np.ndarray]:
     except ImportError:
         pass
     gmx = gmx or require_gmx()
+    edr = Path(edr)
     probe = subprocess.run([str(gmx), "energy", "-f", str(edr), "-o", os.devnull], input="\n",
-                           capture_output=True, text=True, cwd=Path(edr).parent)
-    names = re.findall(r"\s*\d+\s+(\S[^\n]*?)(?=\s{2,}\d+\s|\s*$)", probe.stderr.split("-----")[-1], re.M)
-    names = [n.strip() for n in names if n.strip()]
-    xvg = Path(edr).with_suffix(".all.xvg")
-    _run([gmx, "energy", "-f", edr, "-o", xvg, "-xvg", "none"], Path(edr).parent, "gmx energy",
-         stdin="\n".join(names) + "\n\n")
-    data = np.loadtxt(xvg, ndmin=2)
+                           capture_output=True, text=True, cwd=edr.parent)
+    table = [ln for ln in probe.stderr.splitlines() if re.match(r"^\s*\d+\s+\S+(\s+\d+\s+\S+)*\s*$", ln)]
+    numbers = [n for ln in table for n, _ in re.findall(r"(\d+)\s+(\S+)", ln)]
+    if not numbers:
+        raise HostError(f"gmx energy found no terms in {edr}:\n{gromacs_error(probe.stderr)}")
+    xvg = edr.with_suffix(".all.xvg")
+    _run([gmx, "energy", "-f", edr, "-o", xvg], edr.parent, "gmx energy", stdin=" ".join(numbers) + "\n\n")
+    text = xvg.read_text()
+    names = [m for _, m in sorted((int(i), n) for i, n in re.findall(r'^@ s(\d+) legend "(.*)"', text, re.M))]
+    data = np.loadtxt([ln for ln in text.splitlines() if ln and ln[0] not in "#@"], ndmin=2)
     out = {"Time": data[:, 0]}
     for i, n in enumerate(names[: data.shape[1] - 1]):
         out[n] = data[:, i + 1]
