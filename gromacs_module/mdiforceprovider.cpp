@@ -217,12 +217,18 @@ void MdiForceProvider::connect()
 
     // MDI 1.4's TCP layer never sets TCP_NODELAY; without it every small message waits
     // for the peer's delayed ACK (~40 ms per exchange). Set it on the new socket here.
+    // (MDI_MLMM_GMX_NODELAY=0 leaves Nagle on, only to measure what it costs.)
+    const char* nodelayEnv = std::getenv("MDI_MLMM_GMX_NODELAY");
+    const bool  nodelay    = nodelayEnv == nullptr || std::strcmp(nodelayEnv, "0") != 0;
     for (int fd : connectedTcpSockets())
     {
         if (before.count(fd) == 0)
         {
             const int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            if (nodelay)
+            {
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            }
             sockfd_ = fd;
         }
     }
@@ -241,7 +247,7 @@ void MdiForceProvider::connect()
                     secondsSince(t0),
                     n,
                     elementList(parameters_.atomicNumbers_).c_str(),
-                    sockfd_ >= 0 ? ", TCP_NODELAY set" : "");
+                    sockfd_ >= 0 && nodelay ? ", TCP_NODELAY set" : ", TCP_NODELAY not set");
 }
 
 void MdiForceProvider::engineGone(const char* command, const char* why)
