@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = "2022.5"
 SUPPORTED_SERIES = "2022"
 STAMP = "mdi_mlmm_build.json"
+#: installs kept in the cache (most recent first); older ones are removed after a build
+KEEP_INSTALLS = 3
 
 
 # ----------------------------------------------------------------------------- locations
@@ -373,9 +375,18 @@ def build(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike 
             shutil.rmtree(prefix)
         tmp_prefix.rename(prefix)
         _point_current(current, prefix)
+        _prune_installs(root, keep=KEEP_INSTALLS, protect=prefix)
         dt = time.monotonic() - t0
         progress(f"installed {prefix} in {dt:.0f} s")
         return BuildResult(prefix / "bin" / "gmx", prefix, False, dt, key, version)
+
+
+def _prune_installs(root: Path, keep: int, protect: Path) -> None:
+    installs = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and (p / STAMP).is_file()),
+                      key=lambda p: (p / STAMP).stat().st_mtime, reverse=True)
+    for old in installs[keep:]:
+        if old != protect:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _point_current(current: Path, prefix: Path) -> None:
