@@ -302,9 +302,13 @@ class CoulombEvaluator:
         from .convert import new_lammps
 
         self.asys = asys
+        self._tmpdir = None
+        if log_file is None:  # the PPPM grid is read from the log
+            import tempfile
+            self._tmpdir = tempfile.TemporaryDirectory()
+            log_file = Path(self._tmpdir.name) / "evaluator.log"
         self.lmp = lmp = new_lammps(None)
-        if log_file:
-            lmp.command(f"log {log_file}")
+        lmp.command(f"log {log_file}")
         for c in asys.commands(None, evaluator=True):
             lmp.command(c)
         lmp.command("neighbor 0.0 bin")  # a list built for these very positions: no skin needed
@@ -313,8 +317,7 @@ class CoulombEvaluator:
         lmp.command("run 0 post no")
         self.mesh = self._mesh(log_file)
         lmp.command("kspace_modify mesh {} {} {} order 5".format(*self.mesh))
-        if log_file:
-            lmp.command("log none")
+        lmp.command("log none")
         q = asys.charges
         self.q_all = q.copy()
         self.q_env = q.copy()
@@ -325,7 +328,7 @@ class CoulombEvaluator:
         self.calls = 0
 
     def _mesh(self, log_file) -> tuple[int, int, int]:
-        text = Path(log_file).read_text() if log_file else ""
+        text = Path(log_file).read_text()
         m = re.findall(r"grid = (\d+) (\d+) (\d+)", text)
         if not m:
             raise HostError("could not read the PPPM grid from the evaluator's LAMMPS log")
@@ -363,6 +366,8 @@ class CoulombEvaluator:
 
     def close(self):
         self.lmp.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
 
 
 class IntraCoulomb:
@@ -524,7 +529,8 @@ def window_frames(samples: dict, schedule: Sequence[tuple[float, float]], state:
         cols[(c, v)] = ((kk - k0) * C + (kk ** 2 - k0 ** 2) * W + S[:, k] - S[:, state]) / kT
     u = pd.DataFrame(cols, index=idx)
     u.columns = list(cols.keys())
-    d = pd.DataFrame({"coul-lambda": -(C + 2.0 * k0 * W) / kT, "vdw-lambda": -dS / kT}, index=idx)
+    # dHdl columns named like alchemlyb's GROMACS parser names them: the λ components without "-lambda"
+    d = pd.DataFrame({"coul": -(C + 2.0 * k0 * W) / kT, "vdw": -dS / kT}, index=idx)
     for df in (u, d):
         df.attrs = {"temperature": float(temperature), "energy_unit": "kT"}
     return u, d
@@ -547,6 +553,11 @@ def _start_engine(model: str, natoms_z: Sequence[int], out: Path, engine_options
     conn = start_local_engine(model, log_path=out / "engine.log", extra=list(engine_options))
     conn.setup([int(z) for z in natoms_z])
     return conn
+
+
+def _time_ps(steps: int, dt_fs: float) -> float:
+    """Sample time in ps, rounded to 1e-9 ps so that times are clean multiples of the interval."""
+    return round(steps * float(dt_fs) / 1000.0, 9)
 
 
 def _check_common(steps, dt_fs, sample_every, checkpoint_every, temperature):
@@ -616,6 +627,8 @@ def _loop(lmp, coupling, store: _Store, *, start: int, equil_steps: int, steps: 
         first = False
         record(step)
     t0, s0 = time.perf_counter(), step
+    if progress:
+        progress(step, total)
     while step < total:
         targets = [total]
         if step < equil_steps:
@@ -742,7 +755,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             else:
                 e_ml = float("nan")
                 e_intra, _ = intra.energy_forces(pos[asys.solute], box_cell)
-            store.add(time_ps=(step - equil_steps) * dt_fs / 1000.0, E_ML=e_ml, C=C, E_ss=e_ss, E_intra=e_intra,
+            store.add(time_ps=_time_ps(step - equil_steps, dt_fs), E_ML=e_ml, C=C, E_ss=e_ss, E_intra=e_intra,
                       S=S, dS=dS_all[state])
             t_eval[0] += time.perf_counter() - t1
 
@@ -844,7 +857,7 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
         start = store.state[0] if resumed else 0
 
         def record(step):
-            store.add(time_ps=(step - equil_steps) * dt_fs / 1000.0, E_ML=coupling.last_energy_Ha * HA2KCAL)
+            store.add(time_ps=_time_ps(step - equil_steps, dt_fs), E_ML=coupling.last_energy_Ha * HA2KCAL)
 
         def flush():
             _write_e_ml(out / "e_ml.csv", store.data["time_ps"], store.data["E_ML"])
