@@ -542,11 +542,6 @@ def _write_e_ml(path: Path, t, e):
 
 
 # =============================================================================== dynamics
-def _ranges(idx) -> str:
-    from .host import _ranges as r
-    return r(idx)
-
-
 def _start_engine(model: str, natoms_z: Sequence[int], out: Path, engine_options):
     from ..driver import start_local_engine
 
