@@ -1,0 +1,60 @@
+"""Reorganization energy ΔG_reorg = ⟨E_ML⟩_water − ⟨E_ML⟩_gas with autocorrelation-aware errors.
+
+E_ML series are absolute ML energies (kcal/mol) sampled along a trajectory. The standard
+error of a mean uses the statistical inefficiency g (pymbar's timeseries): σ_mean = s·√(g/N).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import AnalysisError
+
+
+@dataclass
+class MeanEstimate:
+    """Mean of a correlated series. Units of the input (kcal/mol here)."""
+
+    mean: float
+    error: float
+    std: float
+    n: int
+    g: float  # statistical inefficiency (1 = uncorrelated)
+
+    def asdict(self):
+        return asdict(self)
+
+
+def statistical_inefficiency(x: np.ndarray) -> float:
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pymbar import timeseries
+
+        try:
+            return float(max(1.0, timeseries.statistical_inefficiency(np.asarray(x, dtype=float))))
+        except Exception:
+            return 1.0
+
+
+def mean_with_error(series, equil_fraction: float = 0.1) -> MeanEstimate:
+    """Mean and its standard error of ``series`` after dropping the first ``equil_fraction``."""
+    x = np.asarray(series, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 4:
+        raise AnalysisError(f"need at least 4 E_ML samples for a mean with an error, got {len(x)}")
+    x = x[int(equil_fraction * len(x)):]
+    g = statistical_inefficiency(x)
+    s = float(np.std(x, ddof=1))
+    return MeanEstimate(mean=float(np.mean(x)), error=s * float(np.sqrt(g / len(x))), std=s, n=len(x), g=g)
+
+
+def reorganization(water, gas, equil_fraction: float = 0.1) -> dict:
+    """ΔG_reorg (kcal/mol) = ⟨E_ML⟩_water − ⟨E_ML⟩_gas, errors added in quadrature."""
+    w = mean_with_error(water, equil_fraction)
+    g = mean_with_error(gas, equil_fraction)
+    return {"value": w.mean - g.mean, "error": float(np.hypot(w.error, g.error)), "water": w.asdict(),
+            "gas": g.asdict()}

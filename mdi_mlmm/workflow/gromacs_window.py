@@ -1,0 +1,201 @@
+"""λ windows, equilibration and the gas-phase run with GROMACS.
+
+* Plain MM (``model = mm``): Debian's stock ``gmx`` (FreeSolv's protocol).
+* ML/MM: the MDI-enabled ``gmx`` (``mdi-mlmm gromacs build``) with ``mdi-active = yes``;
+  GROMACS's free-energy code decouples the ML–MM nonbonded terms (couple-moltype),
+  E_ML stays on at every λ.
+
+Each window is resumable: mdrun writes checkpoints (``-cpt``) and a rerun continues
+with ``-cpi state.cpt -append``; ``done.json`` marks a finished window.
+GROMACS units inside (nm, ps, kJ/mol); the CSVs we write are kcal/mol.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import units
+from ..errors import HostError, UserInputError
+
+log = logging.getLogger(__name__)
+
+
+def stock_gmx() -> str:
+    gmx = shutil.which("gmx") or shutil.which("gmx_d")
+    if not gmx:
+        raise HostError("GROMACS (gmx) not found: apt-get install gromacs")
+    return gmx
+
+
+def _run(cmd, cwd, what, stdin=None):
+    r = subprocess.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        from ..hosts.gromacs.host import gromacs_error
+
+        raise HostError(f"{what} failed (exit {r.returncode}) in {cwd}:\n{gromacs_error(r.stderr + r.stdout)}")
+    return r
+
+
+def _ntomp() -> int:
+    return max(1, int(os.environ.get("MDI_MLMM_THREADS_PER_WINDOW", "1")))
+
+
+def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, temperature: float,
+                seed: int) -> Path:
+    """EM → NVT → NPT with the plain MM topology (stock gmx); returns the equilibrated .gro.
+
+    The solute is equilibrated classically (standard practice before switching on the ML
+    description); each λ window equilibrates further at its own state.
+    """
+    from ..prep import mdp
+
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / "npt.gro"
+    if (out / "done.json").exists() and final.exists():
+        return final
+    gmx = stock_gmx()
+    nsteps = max(500, int(round(equil_ps / 0.002 / 2)))
+    stages = [("em", {}, gro), ("nvt", {"nsteps": nsteps, "gen-seed": seed, "ref-t": temperature,
+                                        "gen-temp": temperature}, out / "em.gro"),
+              ("npt", {"nsteps": nsteps, "ref-t": temperature}, out / "nvt.gro")]
+    for name, ov, start in stages:
+        if (out / f"{name}.gro").exists():
+            continue
+        text = mdp.render(name, ov)
+        (out / f"{name}.mdp").write_text(text)
+        _run([gmx, "grompp", "-f", f"{name}.mdp", "-c", start, "-r", start, "-p", top, "-n", ndx, "-o", f"{name}.tpr",
+              "-maxwarn", "1"], out, f"gmx grompp ({name})")
+        log.info("equilibration: %s", name)
+        _run([gmx, "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(max(1, os.cpu_count() or 1)), "-nb", "cpu"],
+             out, f"gmx mdrun ({name})")
+    (out / "done.json").write_text(json.dumps({"equil_ps": equil_ps, "gro": str(final)}))
+    return final
+
+
+def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: int, temperature: float, seed: int,
+                ml: bool, equil: bool) -> str:
+    from ..prep import mdp
+
+    ov = mdp.fep_overrides(0)
+    ov.update({"init-lambda-state": state,
+               "coul-lambdas": " ".join(f"{c:g}" for c, _ in schedule),
+               "vdw-lambdas": " ".join(f"{v:g}" for _, v in schedule),
+               "nsteps": steps, "dt": dt_fs / 1000.0, "nstdhdl": sample_every,
+               "nstcalcenergy": sample_every, "nstenergy": sample_every, "ref-t": temperature, "ld-seed": seed,
+               "gen-vel": "no", "continuation": "no" if equil else "yes"})
+    if ml:
+        # the ML solute has no classical bonds left: no constraints on it (water keeps SETTLE);
+        # 1 fs resolves its C-H/O-H vibrations
+        ov.update({"constraints": "none", "mdi-active": "yes", "mdi-ml-group": "ML"})
+    return mdp.render("lambda", ov)
+
+
+def run_window(spec: dict, progress=None) -> dict:
+    """One λ window. spec: top, gro, ndx, out_dir, state, schedule, steps, equil_steps, dt_fs,
+    sample_every, temperature, seed, model. Writes dhdl.xvg (alchemlyb reads it as is),
+    e_ml.csv (ML runs) and done.json."""
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    ml = spec["model"].lower() != "mm"
+    if ml:
+        from ..hosts.gromacs.build import require_gmx
+
+        gmx = str(require_gmx())
+    else:
+        gmx = stock_gmx()
+    t0 = time.time()
+    gro = Path(spec["gro"])
+    # short equilibration at this λ (not analysed), then production
+    for stage, nsteps, start in (("eq", int(spec.get("equil_steps", 0)), gro), ("prod", int(spec["steps"]), out / "eq.gro")):
+        if nsteps <= 0:
+            if stage == "eq":
+                shutil.copy2(gro, out / "eq.gro")
+            continue
+        if (out / f"{stage}.gro").exists():
+            continue
+        mdp_text = _lambda_mdp(spec["state"], spec["schedule"], nsteps, spec["dt_fs"], spec["sample_every"],
+                               spec["temperature"], spec["seed"] + (0 if stage == "prod" else 7919), ml,
+                               equil=stage == "eq")
+        (out / f"{stage}.mdp").write_text(mdp_text)
+        if not (out / f"{stage}.tpr").exists():
+            _run([gmx, "grompp", "-f", f"{stage}.mdp", "-c", start, "-p", spec["top"], "-n", spec["ndx"],
+                  "-o", f"{stage}.tpr", "-maxwarn", "2"], out, f"gmx grompp (window {spec['state']} {stage})")
+        args = ["-cpt", "0.5", "-dhdl", f"{stage}.dhdl.xvg"]
+        if (out / f"{stage}.cpt").exists():
+            args += ["-cpi", f"{stage}.cpt", "-append"]
+        if ml:
+            from ..hosts.gromacs.host import mdrun_mdi
+
+            mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, spec["model"], cwd=out, ntomp=_ntomp(),
+                      mdrun_args=args, engine_args=["--threads", "1"])
+        else:
+            _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu", "-pin", "off",
+                  *args], out, f"gmx mdrun (window {spec['state']} {stage})")
+        if progress:
+            progress(int(spec["steps"]) if stage == "prod" else 0, int(spec["steps"]))
+    shutil.copy2(out / "prod.dhdl.xvg", out / "dhdl.xvg")
+    res = {"state": spec["state"], "steps": spec["steps"], "wall_s": time.time() - t0, "dhdl": str(out / "dhdl.xvg")}
+    if ml:
+        res["e_ml"] = str(_write_e_ml(out / "prod.edr", out / "e_ml.csv"))
+    done.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _write_e_ml(edr: Path, csv: Path) -> Path:
+    from ..hosts.gromacs.host import E_ML_TERM, read_energies
+
+    e = read_energies(edr)
+    if E_ML_TERM not in e:
+        raise HostError(f"{edr} has no {E_ML_TERM} term: was mdi-active on?")
+    kcal = np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL
+    rows = "\n".join(f"{t!r},{v!r}" for t, v in zip(np.asarray(e["Time"]), kcal))
+    tmp = csv.with_suffix(".tmp")
+    tmp.write_text("time_ps,e_ml_kcal_mol\n" + rows + "\n")
+    tmp.replace(csv)
+    return csv
+
+
+def run_gas(spec: dict, progress=None) -> dict:
+    """Gas-phase ML run (the solute alone, E_ML only) with the MDI gmx; writes e_ml.csv."""
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    from ..hosts.gromacs.build import require_gmx
+    from ..hosts.gromacs.host import mdrun_mdi
+    from ..prep import mdp
+
+    gmx = require_gmx()
+    ov = {"nsteps": spec["steps"], "dt": spec["dt_fs"] / 1000.0, "nstenergy": spec["sample_every"],
+          "nstcalcenergy": spec["sample_every"], "ref-t": spec["temperature"], "gen-temp": spec["temperature"],
+          "gen-seed": spec["seed"], "ld-seed": spec["seed"], "constraints": "none", "mdi-active": "yes",
+          "mdi-ml-group": "ML"}
+    (out / "gas.mdp").write_text(mdp.render("gas", ov))
+    t0 = time.time()
+    if not (out / "gas.tpr").exists():
+        _run([gmx, "grompp", "-f", "gas.mdp", "-c", spec["gro"], "-p", spec["top"], "-n", spec["ndx"], "-o", "gas.tpr",
+              "-maxwarn", "2"], out, "gmx grompp (gas)")
+    args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
+    mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", spec["model"], cwd=out, ntomp=1, mdrun_args=args,
+              engine_args=["--threads", "1"])
+    res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
+    done.write_text(json.dumps(res, indent=1))
+    if progress:
+        progress(spec["steps"], spec["steps"])
+    return res
+
+
+def check_model(model: str):
+    if model.lower() != "mm" and model.lower().startswith("mace:") and not Path(model[5:]).is_file():
+        raise UserInputError(f"MACE model file {model[5:]} not found")

@@ -1,0 +1,167 @@
+"""The hydration free-energy workflow: prepare → equilibrate → λ windows (+ gas run) → analysis.
+
+Everything lives in one directory (``--out DIR``)::
+
+    DIR/plan.json          written before anything runs; a rerun resumes from it
+    DIR/system/            mdi-mlmm prepare output (system.json, solvated/, gas/)
+    DIR/equil/             EM → NVT → NPT (plain MM, stock gmx)
+    DIR/windows/NN/        one λ window each (progress.json while running, done.json when finished)
+    DIR/gas/               gas-phase ML run (ML models)
+    DIR/analysis/          results.json, report.md, plots
+
+Windows run in parallel on a local pool (``workers``) or on a Dask distributed cluster
+(``scheduler`` address; workers must share the file system). Each unit runs in its own
+Python process (:mod:`.task`), so a killed run loses at most the steps since the unit's
+last checkpoint and a rerun skips finished units.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import WorkflowError
+from .plan import Plan, load_or_create
+from .task import run_in_subprocess
+
+log = logging.getLogger(__name__)
+
+
+def _prepare(plan: Plan) -> dict:
+    from ..prep.system import load_system, prepare_system
+
+    sysdir = plan.path("system")
+    if (sysdir / "system.json").exists():
+        return load_system(sysdir)
+    log.info("preparing the system in %s", sysdir)
+    prepare_system(sysdir, smiles=plan.smiles, freesolv_id=plan.freesolv_id, name=plan.name,
+                   forcefield=plan.forcefield, box_padding_nm=plan.box_padding_nm,
+                   model=plan.model if plan.ml else "mm")
+    return load_system(sysdir)
+
+
+def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[dict]:
+    root = Path(system["root"])
+    solv, gas = system["solvated"], system["gas"]
+    common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
+                  sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]))
+    specs = []
+    for w in plan.windows:
+        specs.append(dict(common, kind="window", state=w.state, schedule=[list(s) for s in plan.schedule],
+                          steps=plan.steps_per_window, equil_steps=plan.window_equil_steps,
+                          top=str(root / solv["top"]), gro=str(gro_eq), ndx=str(root / solv["ndx"]),
+                          out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state))
+    if plan.ml and plan.gas_steps > 0:
+        specs.append(dict(common, kind="gas", steps=plan.gas_steps, top=str(root / gas["top"]),
+                          gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),
+                          seed=plan.seed + 7))
+    return specs
+
+
+class _Progress:
+    """One bar over all units (steps done / total), fed by their progress.json files."""
+
+    def __init__(self, specs, enabled=True):
+        self.specs = specs
+        self.total = sum(int(s["steps"]) for s in specs)
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="step", desc="λ windows + gas", file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.05)
+
+    def done_steps(self):
+        n = 0
+        for s in self.specs:
+            out = Path(s["out_dir"])
+            if (out / "done.json").exists():
+                n += int(s["steps"])
+            elif (out / "progress.json").exists():
+                try:
+                    n += min(int(json.loads((out / "progress.json").read_text())["done"]), int(s["steps"]))
+                except (ValueError, KeyError, OSError):
+                    pass
+        return n
+
+    def update(self, finished: int, failed: int):
+        if self.bar is not None:
+            n = self.done_steps()
+            self.bar.n = n
+            self.bar.set_postfix_str(f"{finished}/{len(self.specs)} units done" + (f", {failed} failed" if failed else ""))
+            self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list:
+    """Run units in parallel; returns their results. Failures are collected, then raised together."""
+    todo = [s for s in specs if not (Path(s["out_dir"]) / "done.json").exists()]
+    if len(todo) < len(specs):
+        log.info("%d of %d units already finished: skipped", len(specs) - len(todo), len(specs))
+    bar = _Progress(specs, progress)
+    errors = []
+    try:
+        if scheduler:
+            from dask.distributed import Client, as_completed
+
+            client = Client(scheduler)
+            futs = [client.submit(run_in_subprocess, s, pure=False, key=f"mdi-mlmm-{Path(s['out_dir']).name}-{time.time()}")
+                    for s in todo]
+            pending = set(futs)
+            while pending:
+                for f in list(pending):
+                    if f.done():
+                        pending.discard(f)
+                        try:
+                            f.result()
+                        except Exception as exc:
+                            errors.append(str(exc))
+                bar.update(len(specs) - len(pending), len(errors))
+                time.sleep(1.0)
+            client.close()
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+                futs = {pool.submit(run_in_subprocess, s): s for s in todo}
+                while futs:
+                    for f in [f for f in futs if f.done()]:
+                        futs.pop(f)
+                        try:
+                            f.result()
+                        except Exception as exc:
+                            errors.append(str(exc))
+                    bar.update(len(specs) - len(futs), len(errors))
+                    time.sleep(1.0)
+        bar.update(len(specs), len(errors))
+    finally:
+        bar.close()
+    if errors:
+        raise WorkflowError(f"{len(errors)} unit(s) failed; rerun the same command to retry them: " + " || ".join(errors[:3]))
+    return [json.loads((Path(s["out_dir"]) / "done.json").read_text()) for s in specs]
+
+
+def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) -> dict:
+    """Run (or resume) the whole workflow for ``plan``; returns the analysis results."""
+    from .gromacs_window import check_model, equilibrate
+
+    check_model(plan.model)
+    plan, resumed = load_or_create(plan)
+    log.info("%s hydration run in %s (%d windows, model %s, host %s)", "resuming" if resumed else "starting",
+             plan.out, len(plan.windows), plan.model, plan.host)
+    system = _prepare(plan)
+    root = Path(system["root"])
+    solv = system["solvated"]
+    gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
+                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
+    specs = unit_specs(plan, system, gro_eq)
+    run_units(specs, workers=plan.workers, scheduler=plan.scheduler, progress=progress)
+    if not analyze:
+        return {}
+    from ..analysis.report import analyze as do_analyze
+
+    return do_analyze(plan.out)

@@ -1,0 +1,143 @@
+"""The plan of a hydration free-energy run, written to ``DIR/plan.json`` before anything runs.
+
+Rerunning the same command reads the plan back and continues; a command whose
+settings differ from the plan on disk is refused (one clear line) rather than mixing
+two protocols in one directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .. import __version__
+from ..errors import UserInputError
+
+PLAN_NAME = "plan.json"
+#: settings that define the physics; a resume must match them exactly
+KEY_FIELDS = ("smiles", "freesolv_id", "model", "host", "forcefield", "schedule", "steps_per_window",
+              "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
+              "box_padding_nm")
+
+
+@dataclass
+class Window:
+    state: int
+    coul: float
+    vdw: float
+    directory: str
+
+
+@dataclass
+class Plan:
+    out: str
+    model: str
+    host: str
+    smiles: Optional[str] = None
+    freesolv_id: Optional[str] = None
+    name: Optional[str] = None
+    forcefield: str = "gaff"
+    box_padding_nm: float = 1.2
+    schedule: list = field(default_factory=list)          # [(coul, vdw)], state 0 = coupled
+    windows: list = field(default_factory=list)           # [Window]
+    steps_per_window: int = 0
+    window_equil_steps: int = 0
+    dt_fs: float = 1.0
+    temperature: float = 298.15
+    sample_every: int = 100
+    gas_steps: int = 0
+    equil_ps: float = 20.0
+    workers: int = 1
+    scheduler: Optional[str] = None
+    seed: int = 2025
+    version: str = __version__
+
+    @property
+    def ml(self) -> bool:
+        return self.model.lower() != "mm"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out)
+
+    def path(self, *parts) -> Path:
+        return self.root.joinpath(*parts)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["units"] = {"dt": "fs", "temperature": "K", "box_padding": "nm", "energies": "kcal/mol"}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Plan":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["windows"] = [Window(**w) for w in d.get("windows", [])]
+        d["schedule"] = [tuple(x) for x in d.get("schedule", [])]
+        return cls(**d)
+
+    def write(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(PLAN_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        os.replace(tmp, self.path(PLAN_NAME))
+
+
+def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name=None, windows: Optional[int] = None,
+              ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
+              equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
+              box_padding_nm: float = 1.2, seed: int = 2025) -> Plan:
+    """A plan from command-line settings. windows: None = FreeSolv's 20 states, or N evenly thinned states."""
+    from ..prep.mdp import lambda_schedule
+
+    full = lambda_schedule()
+    if windows is None or windows >= len(full):
+        sched = full
+    else:
+        if windows < 3:
+            raise UserInputError("--windows must be at least 3 (coupled, charges off, decoupled)")
+        # keep both ends and the charges-off state; spread the rest evenly over the schedule
+        import numpy as np
+
+        idx = sorted(set(np.round(np.linspace(0, len(full) - 1, windows)).astype(int)) | {0, 4, len(full) - 1})
+        while len(idx) > windows:
+            removable = [i for i in idx if i not in (0, 4, len(full) - 1)]
+            idx.remove(removable[len(removable) // 2])
+        sched = [full[i] for i in idx]
+    steps = int(round(ns_per_window * 1e6 / dt_fs))
+    if steps < 10 * sample_every:
+        raise UserInputError(f"{ns_per_window} ns per window at {dt_fs} fs is {steps} steps: fewer than 10 samples "
+                             f"at --sample-every {sample_every}")
+    ws = [Window(state=k, coul=float(c), vdw=float(v), directory=f"windows/{k:02d}") for k, (c, v) in enumerate(sched)]
+    return Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
+                forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
+                steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
+                temperature=temperature, sample_every=sample_every,
+                gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if model.lower() != "mm" else 0, equil_ps=equil_ps,
+                workers=workers, scheduler=scheduler, seed=seed)
+
+
+def load_or_create(new: Plan) -> tuple[Plan, bool]:
+    """The plan on disk if it matches ``new`` (resume), else write ``new``. Returns (plan, resumed)."""
+    p = new.path(PLAN_NAME)
+    if not p.exists():
+        new.write()
+        return new, False
+    old = Plan.from_json(json.loads(p.read_text()))
+    diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))]
+    if diffs:
+        listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
+        raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
+                             "rerun with the original options to resume, or choose another --out")
+    old.workers, old.scheduler = new.workers, new.scheduler  # how to run may change between attempts
+    old.write()
+    return old, True
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, float):
+        return round(v, 10)
+    return v
