@@ -92,15 +92,74 @@ def _read_info(info_file: Path):
     )
 
 
+def fused_ensemble(ensemble):
+    """Replace torchani's member-by-member ensemble by one that evaluates all members at once.
+
+    Same numbers, fewer, larger matrix products: per element, the first layers of all
+    members are one (in → M·h1) matmul and the later layers one batched matmul
+    (``baddbmm``) over the M members. The mean over members is what the ensemble returns.
+    """
+    import torch
+    from torch import nn
+
+    class FusedEnsemble(nn.Module):
+        def __init__(self, ens):
+            super().__init__()
+            members = [ens.members[i] for i in getattr(ens, "active_members_idxs", range(len(ens.members)))]
+            self.num_species = members[0].num_species
+            self.register_buffer("atomic_numbers", members[0].atomic_numbers.clone(), persistent=False)
+            self.m = len(members)
+            self.params = nn.ParameterList()
+            self.shapes = []
+            for key in members[0].atomics.keys():
+                nets = [mb.atomics[key] for mb in members]
+                layers = [list(n.layers) + [n.final_layer] for n in nets]
+                first = torch.cat([ly[0].weight.t() for ly in layers], dim=1)          # (in, M*h1)
+                b_first = torch.cat([ly[0].bias for ly in layers])                     # (M*h1,)
+                rest = []
+                for k in range(1, len(layers[0])):
+                    w = torch.stack([ly[k].weight.t() for ly in layers])               # (M, in, out)
+                    b = torch.stack([ly[k].bias for ly in layers]).unsqueeze(1)         # (M, 1, out)
+                    rest += [w, b]
+                start = len(self.params)
+                for t in [first, b_first, *rest]:
+                    self.params.append(nn.Parameter(t.detach().clone(), requires_grad=False))
+                self.shapes.append((start, len(layers[0]), layers[0][0].out_features))
+
+        def forward(self, elem_idxs, aevs=None, atomic: bool = False, ensemble_values: bool = False):
+            flat = elem_idxs.flatten()
+            aev = aevs.flatten(0, 1)
+            out = aev.new_zeros(flat.shape[0])
+            for i, (start, nlayers, h1) in enumerate(self.shapes):
+                sel = (flat == i).nonzero().view(-1)
+                n = sel.shape[0]
+                if n == 0:
+                    continue
+                x = aev.index_select(0, sel)
+                h = torch.nn.functional.celu(torch.addmm(self.params[start + 1], x, self.params[start]), alpha=0.1)
+                h = h.view(n, self.m, h1).transpose(0, 1)                                 # (M, n, h1)
+                for k in range(1, nlayers):
+                    w, b = self.params[start + 2 * k], self.params[start + 2 * k + 1]
+                    h = torch.baddbmm(b, h, w)
+                    if k < nlayers - 1:
+                        h = torch.nn.functional.celu(h, alpha=0.1)
+                out.index_add_(0, sel, h.squeeze(-1).mean(0))
+            sc = out.view(elem_idxs.shape)
+            return sc if atomic else sc.sum(dim=1)
+
+    return FusedEnsemble(ensemble)
+
+
 class ANIPotential(Potential):
     """An ANI model built from NeuroChem files.
 
     model: "ani2x" | "ani1x" | "ani1ccx"; member: None for the full ensemble mean
-    (8 members) or an index for one member; dtype: "float64" (default) or "float32".
+    (8 members) or an index for one member; dtype: "float64" (default) or "float32";
+    fused: evaluate the ensemble members together (:func:`fused_ensemble`; same numbers, faster).
     """
 
     def __init__(self, model: str = "ani2x", model_dir=None, member: Optional[int] = None,
-                 dtype: str = "float64", threads: Optional[int] = None):
+                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True):
         import torch
         from torchani.arch import ANI
         from torchani.neurochem import modules_from_info
@@ -125,6 +184,8 @@ class ANIPotential(Potential):
         if threads:
             torch.set_num_threads(int(threads))
         self.model = ANI(symbols, aev, nets, sae, periodic_table_index=True).to(self.dtype).eval()
+        if fused and member is None and hasattr(nets, "members"):
+            self.model.potentials["nnp"].neural_networks = fused_ensemble(self.model.potentials["nnp"].neural_networks)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.ensemble_size = info.ensemble_size if member is None else 1
