@@ -36,6 +36,12 @@ def _quiet_imports():
         import pymbar  # noqa: F401
     for name in ("pymbar", "alchemlyb"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    try:  # alchemlyb logs through loguru
+        from loguru import logger
+
+        logger.disable("alchemlyb")
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def read_xvg(path: Path, temperature: float) -> tuple[pd.DataFrame, pd.DataFrame]:

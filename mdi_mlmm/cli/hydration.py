@@ -20,7 +20,10 @@ def register(sub):
     p.add_argument("--window-equil-ps", type=float, default=10.0, help="equilibration at each λ, ps (default 10)")
     p.add_argument("--equil-ps", type=float, default=20.0, help="NVT and NPT equilibration of the system, ps each")
     p.add_argument("--gas-ns", type=float, default=None, help="gas-phase ML run, ns (default: --ns-per-window)")
-    p.add_argument("--dt", type=float, default=None, help="time step, fs (default 1 for ML, 2 for mm)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="time step, fs (default 1; 2 for --model mm on GROMACS, which constrains h-bonds)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="steps between checkpoints of a running window (default 1000)")
     p.add_argument("--sample-every", type=int, default=100, help="steps between energy samples (default 100)")
     p.add_argument("--temperature", type=float, default=298.15, help="K (default 298.15)")
     p.add_argument("--forcefield", choices=["gaff", "gaff2"], default="gaff", help="solute force field (default gaff, "
@@ -42,13 +45,14 @@ def run(args) -> int:
     from ..workflow.plan import make_plan
 
     ml = args.model.lower() != "mm"
-    dt = args.dt or (1.0 if ml else 2.0)
+    dt = args.dt or (2.0 if (not ml and args.host == "gromacs") else 1.0)
     plan = make_plan(args.out, model=args.model, host=args.host, smiles=args.smiles, freesolv_id=args.freesolv,
                      name=args.name, windows=args.windows, ns_per_window=args.ns_per_window, dt_fs=dt,
                      temperature=args.temperature, sample_every=args.sample_every,
                      gas_ns=args.gas_ns if args.gas_ns is not None else args.ns_per_window, equil_ps=args.equil_ps,
                      window_equil_ps=args.window_equil_ps, workers=args.workers or (os.cpu_count() or 1),
-                     scheduler=args.scheduler, forcefield=args.forcefield, seed=args.seed)
+                     scheduler=args.scheduler, forcefield=args.forcefield, seed=args.seed,
+                     checkpoint_every=args.checkpoint_every)
     res = run_hydration(plan, progress=not args.no_progress)
     print("\n".join(summary_lines(res)))
     print(f"report: {plan.out}/analysis/report.md")

@@ -47,7 +47,8 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[dict]:
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
-                  sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]))
+                  sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]),
+                  checkpoint_every=plan.checkpoint_every)
     specs = []
     for w in plan.windows:
         specs.append(dict(common, kind="window", state=w.state, schedule=[list(s) for s in plan.schedule],

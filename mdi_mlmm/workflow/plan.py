@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from .. import __version__
 from ..errors import UserInputError
 
@@ -52,6 +54,7 @@ class Plan:
     workers: int = 1
     scheduler: Optional[str] = None
     seed: int = 2025
+    checkpoint_every: int = 1000
     version: str = __version__
 
     @property
@@ -87,24 +90,22 @@ class Plan:
 def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name=None, windows: Optional[int] = None,
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
-              box_padding_nm: float = 1.2, seed: int = 2025) -> Plan:
-    """A plan from command-line settings. windows: None = FreeSolv's 20 states, or N evenly thinned states."""
+              box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000) -> Plan:
+    """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
+    evenly spaced Coulomb states then evenly spaced soft-core LJ states."""
     from ..prep.mdp import lambda_schedule
 
     full = lambda_schedule()
-    if windows is None or windows >= len(full):
+    if windows is None or windows == len(full):
         sched = full
     else:
+        # N windows: about a quarter switch the charges off (linear), the rest the soft-core LJ
         if windows < 3:
             raise UserInputError("--windows must be at least 3 (coupled, charges off, decoupled)")
-        # keep both ends and the charges-off state; spread the rest evenly over the schedule
-        import numpy as np
-
-        idx = sorted(set(np.round(np.linspace(0, len(full) - 1, windows)).astype(int)) | {0, 4, len(full) - 1})
-        while len(idx) > windows:
-            removable = [i for i in idx if i not in (0, 4, len(full) - 1)]
-            idx.remove(removable[len(removable) // 2])
-        sched = [full[i] for i in idx]
+        n_c = max(2, round(0.25 * windows))
+        n_v = windows - n_c
+        sched = [(float(c), 0.0) for c in np.linspace(0.0, 1.0, n_c)]
+        sched += [(1.0, float(v)) for v in np.linspace(0.0, 1.0, n_v + 1)[1:]]
     steps = int(round(ns_per_window * 1e6 / dt_fs))
     if steps < 10 * sample_every:
         raise UserInputError(f"{ns_per_window} ns per window at {dt_fs} fs is {steps} steps: fewer than 10 samples "
@@ -115,7 +116,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
                 temperature=temperature, sample_every=sample_every,
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if model.lower() != "mm" else 0, equil_ps=equil_ps,
-                workers=workers, scheduler=scheduler, seed=seed)
+                workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every)
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
@@ -130,7 +131,8 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              "rerun with the original options to resume, or choose another --out")
-    old.workers, old.scheduler = new.workers, new.scheduler  # how to run may change between attempts
+    # how to run may change between attempts
+    old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
     old.write()
     return old, True
 

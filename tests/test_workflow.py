@@ -1,0 +1,91 @@
+"""Hydration workflow end to end on a tiny run (plumbing, not accuracy), and resume after a kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mdi_mlmm.errors import UserInputError
+from mdi_mlmm.workflow.plan import load_or_create, make_plan
+
+pytestmark = pytest.mark.skipif(not any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":")),
+                                reason="needs Debian gromacs (gmx) for preparation/equilibration")
+
+
+def hydration_cmd(out, *extra, model="mm", host="lammps"):
+    return [sys.executable, "-m", "mdi_mlmm", "hydration", "--freesolv", "mobley_2310185", "--model", model,
+            "--host", host, "--windows", "3", "--equil-ps", "1", "--window-equil-ps", "0.05", "--sample-every", "10",
+            "--workers", "2", "--no-progress", "--out", str(out), *extra]
+
+
+def test_plan_written_first_and_mismatch_refused(tmp_path):
+    kw = dict(model="mm", host="lammps", freesolv_id="mobley_2310185", windows=3, ns_per_window=0.001, dt_fs=1.0,
+              temperature=298.15, sample_every=10, gas_ns=0.0, equil_ps=1, window_equil_ps=0.05, workers=1)
+    plan, resumed = load_or_create(make_plan(tmp_path, **kw))
+    assert not resumed and (tmp_path / "plan.json").exists()
+    assert [tuple(s) for s in plan.schedule] == [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]
+    _, resumed = load_or_create(make_plan(tmp_path, **dict(kw, workers=2)))
+    assert resumed
+    with pytest.raises(UserInputError, match="different settings"):
+        load_or_create(make_plan(tmp_path, **dict(kw, ns_per_window=0.002)))
+
+
+def test_end_to_end_ml_run_lammps(tmp_path):
+    """ANI-2x on LAMMPS: prepare → equilibrate → 3 windows + gas → analysis, report, plots, JSON."""
+    out = tmp_path / "run"
+    r = subprocess.run(hydration_cmd(out, "--ns-per-window", "0.0002", model="ani2x"), capture_output=True,
+                       text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "analysis" / "results.json").read_text())
+    for k in ("dG_TI", "dG_MBAR", "dG_BAR", "dG_reorg_gas", "dG_reorg_windows", "dG_MBAR_plus_reorg"):
+        assert k in res and isinstance(res[k]["value"], float), k
+    assert res["freesolv"]["experimental"] == -5.0
+    assert (out / "analysis" / "report.md").read_text().count("kcal/mol") >= 1
+    assert set(res["plots"]) >= {"dhdl.png", "overlap.png", "e_ml.png"}
+    assert "ΔG MBAR" in r.stdout and "reorg" in r.stdout
+    # E_ML is absolute (ethanol ~ -97260 kcal/mol with ANI-2x)
+    e = pd.read_csv(out / "gas" / "e_ml.csv")["e_ml_kcal_mol"]
+    assert -97400 < e.mean() < -97100
+
+
+def test_resume_after_kill_loses_nothing_and_redoes_nothing(tmp_path):
+    out = tmp_path / "run"
+    cmd = hydration_cmd(out, "--ns-per-window", "0.0006", "--checkpoint-every", "100", "--workers", "1")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # wait until window 0 has finished and window 1 is part way, past a checkpoint
+    t0 = time.time()
+    w0, w1 = out / "windows" / "00", out / "windows" / "01"
+    while time.time() - t0 < 900:
+        prog = w1 / "progress.json"
+        if (w0 / "done.json").exists() and prog.exists() and json.loads(prog.read_text())["done"] >= 300:
+            break
+        assert p.poll() is None, p.stdout.read().decode()[-2000:]
+        time.sleep(0.5)
+    else:
+        pytest.fail("the run did not get far enough in time")
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    done0_mtime = (w0 / "done.json").stat().st_mtime
+    u0_before = (w0 / "u_nk.csv").read_text()
+    ckpt_rows = len(pd.read_csv(w1 / "u_nk.csv")) if (w1 / "u_nk.csv").exists() else 0
+    assert not (w1 / "done.json").exists()
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (w0 / "done.json").stat().st_mtime == done0_mtime          # finished window not redone
+    assert (w0 / "u_nk.csv").read_text() == u0_before
+    for w in (w0, w1, out / "windows" / "02"):
+        u = pd.read_csv(w / "u_nk.csv")
+        t = u["time"].to_numpy()
+        assert len(u) == 600 // 10 + 1, w                                 # every sample present once
+        assert (abs((t[1:] - t[:-1]) - t[1] + t[0]) < 1e-9).all()         # contiguous times
+    assert ckpt_rows > 0                                                  # samples saved before the kill were kept
+    res = json.loads((out / "analysis" / "results.json").read_text())
+    assert "dG_MBAR" in res and "dG_reorg_gas" not in res                 # plain MM: no reorganization term
