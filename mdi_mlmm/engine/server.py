@@ -237,6 +237,11 @@ class MLEngine:
         opts = parse_mdi_options(mdi_options)
         if opts["role"].upper() != "ENGINE":
             raise UserInputError(f"the engine needs '-role ENGINE' in its MDI options, got -role {opts['role']}")
+        if opts["method"].upper() == "MPI":
+            try:  # pymdi's MPI method rides on mpi4py, which must initialise MPI before MDI_Init
+                from mpi4py import MPI  # noqa: F401
+            except ImportError as exc:
+                raise UserInputError("-method MPI needs mpi4py (pip install mpi4py mpich)") from exc
         self.mdi = mdi = import_mdi()
         self.name = opts.get("name", self.name)
         where = f"{opts.get('hostname', '?')}:{opts.get('port', '?')}" if opts["method"].upper() == "TCP" else opts["method"]
@@ -246,7 +251,11 @@ class MLEngine:
             try:
                 mdi.MDI_Init(mdi_options)
             except Exception as exc:
-                raise UserInputError(f"MDI_Init failed for options {mdi_options!r}: {exc}") from exc
+                hint = ""
+                if opts["method"].upper() == "MPI":
+                    hint = (" — the MDI library from PyPI (pymdi) is built against MPI stubs, so -method MPI "
+                            "cannot work with it; use -method TCP, or a pymdi built from source against MPI")
+                raise UserInputError(f"MDI_Init failed for options {mdi_options!r}: {exc}{hint}") from exc
             mdi.MDI_Register_Node("@DEFAULT")
             for name in COMMANDS:
                 mdi.MDI_Register_Command("@DEFAULT", name)

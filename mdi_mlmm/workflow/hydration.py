@@ -72,8 +72,10 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
+            tty = sys.stderr.isatty()
+            # on a terminal: a live bar; in a log file: one line every 30 s
             self.bar = tqdm(total=self.total, unit="step", desc="λ windows + gas", file=sys.stderr,
-                            dynamic_ncols=True, smoothing=0.05)
+                            dynamic_ncols=tty, smoothing=0.05, mininterval=0.5 if tty else 30.0)
 
     def done_steps(self):
         n = 0
@@ -91,9 +93,10 @@ class _Progress:
     def update(self, finished: int, failed: int):
         if self.bar is not None:
             n = self.done_steps()
-            self.bar.n = n
-            self.bar.set_postfix_str(f"{finished}/{len(self.specs)} units done" + (f", {failed} failed" if failed else ""))
-            self.bar.refresh()
+            self.bar.set_postfix_str(f"{finished}/{len(self.specs)} units done" + (f", {failed} failed" if failed else ""),
+                                     refresh=False)
+            if n > self.bar.n:
+                self.bar.update(n - self.bar.n)  # draws only every mininterval
 
     def close(self):
         if self.bar is not None:
