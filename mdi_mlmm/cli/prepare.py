@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     src.add_argument("--freesolv", metavar="ID", help="FreeSolv compound id, e.g. mobley_2310185 (ethanol)")
     src.add_argument("--smiles", metavar="SMILES", help="molecule as SMILES, e.g. CCO")
     p.add_argument("--name", help="label for the system (default: the FreeSolv id, else the canonical SMILES)")
-    p.add_argument("--forcefield", choices=["gaff2", "gaff"], default="gaff2", help="GAFF version (default gaff2)")
+    p.add_argument("--forcefield", choices=["gaff", "gaff2"], default="gaff",
+                   help="GAFF version (default gaff, as FreeSolv; gaff2 relies on merging repeated parmchk2 runs)")
     p.add_argument("--source", choices=["amber", "freesolv"], default="amber",
                    help="amber: parametrize with AmberTools (default); freesolv: use FreeSolv's own GAFF topology")
     p.add_argument("--charges", choices=["am1bcc", "freesolv"], default="am1bcc",

@@ -58,7 +58,7 @@ def _check_same_atoms(solute: molecule.Solute, structure, what: str) -> None:
 
 
 def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: str | None = None,
-                   name: str | None = None, forcefield: str = "gaff2", source: str = "amber",
+                   name: str | None = None, forcefield: str = "gaff", source: str = "amber",
                    charges: str = "am1bcc", box_padding_nm: float = DEFAULT_BOX_PADDING_NM,
                    gas_padding_nm: float = DEFAULT_GAS_PADDING_NM, model: str = "ani2x",
                    overwrite: bool = False, check: bool = True) -> dict:
