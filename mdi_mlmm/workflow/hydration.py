@@ -109,38 +109,30 @@ def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None,
     if len(todo) < len(specs):
         log.info("%d of %d units already finished: skipped", len(specs) - len(todo), len(specs))
     bar = _Progress(specs, progress)
-    errors = []
+    errors: list[str] = []
+
+    def wait(futs):  # concurrent.futures and dask futures both have done()/result()
+        pending = list(futs)
+        while pending:
+            for f in [f for f in pending if f.done()]:
+                pending.remove(f)
+                try:
+                    f.result()
+                except Exception as exc:
+                    errors.append(str(exc))
+            bar.update(len(specs) - len(pending), len(errors))
+            time.sleep(1.0)
+
     try:
         if scheduler:
-            from dask.distributed import Client, as_completed
+            from dask.distributed import Client
 
-            client = Client(scheduler)
-            futs = [client.submit(run_in_subprocess, s, pure=False, key=f"mdi-mlmm-{Path(s['out_dir']).name}-{time.time()}")
-                    for s in todo]
-            pending = set(futs)
-            while pending:
-                for f in list(pending):
-                    if f.done():
-                        pending.discard(f)
-                        try:
-                            f.result()
-                        except Exception as exc:
-                            errors.append(str(exc))
-                bar.update(len(specs) - len(pending), len(errors))
-                time.sleep(1.0)
-            client.close()
+            with Client(scheduler) as client:
+                wait([client.submit(run_in_subprocess, s, pure=False,
+                                    key=f"mdi-mlmm-{Path(s['out_dir']).name}-{time.time()}") for s in todo])
         else:
             with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-                futs = {pool.submit(run_in_subprocess, s): s for s in todo}
-                while futs:
-                    for f in [f for f in futs if f.done()]:
-                        futs.pop(f)
-                        try:
-                            f.result()
-                        except Exception as exc:
-                            errors.append(str(exc))
-                    bar.update(len(specs) - len(futs), len(errors))
-                    time.sleep(1.0)
+                wait([pool.submit(run_in_subprocess, s) for s in todo])
         bar.update(len(specs), len(errors))
     finally:
         bar.close()

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from ...errors import HostError, UserInputError
+from ...engine.transport import free_port  # noqa: F401  (re-exported for callers)
 from .build import require_gmx
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ ENSEMBLES = ("nve", "nvt", "npt")
 
 
 # ----------------------------------------------------------------------------- small helpers
-def free_port() -> int:
-    """A TCP port that is free right now on localhost."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(cmd: Sequence[str], cwd: Path, what: str, stdin: str | None = None, timeout: float | None = None,
          env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     log.debug("$ %s", " ".join(map(str, cmd)))
