@@ -191,3 +191,39 @@ def test_cli_bad_selection_is_one_error_line(eth, sel, expect):
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], p.stderr
     assert p.stdout == ""
+
+
+def _wrap_shifted_gro(gro: Path, out: Path, shift_nm: np.ndarray) -> None:
+    """Translate every atom by ``shift_nm`` (multiples of 0.001 nm) and wrap it into the rectangular box atom by
+    atom: molecules on the boundary come out broken."""
+    lines = gro.read_text().splitlines()
+    box = np.array([float(v) for v in lines[-1].split()[:3]])
+    new = lines[:2]
+    for ln in lines[2:-1]:
+        x = np.array([float(ln[20 + 8 * d: 28 + 8 * d]) for d in range(3)]) + shift_nm
+        x -= np.floor(x / box) * box
+        new.append(ln[:20] + "".join(f"{v:8.3f}" for v in x) + ln[44:])
+    out.write_text("\n".join(new + [lines[-1]]) + "\n")
+
+
+def test_ml_molecule_broken_across_pbc(eth, ani, result, tmp_path):
+    """Ethanol split by the periodic boundary: LAMMPS and OpenMM (exceptions with PBC) still agree at the double-
+    precision tolerances, and E_MM, E_ML equal the unbroken configuration's (translation invariance; float32
+    rounding of the shifted coordinates ≤ 2e-5 relative as above)."""
+    lines = (eth / "conf.gro").read_text().splitlines()
+    box = np.array([float(v) for v in lines[-1].split()[:3]])
+    c1 = np.array([float(lines[2][20 + 8 * d: 28 + 8 * d]) for d in range(3)])
+    shift = np.round(box - c1 - 0.03, 3)  # C1 lands 0.03 nm inside the upper faces: its neighbours wrap
+    _wrap_shifted_gro(eth / "conf.gro", tmp_path / "broken.gro", shift)
+    r = cmpmod.compare(eth / "topol.top", tmp_path / "broken.gro", "resname MOL", engines=["lammps", "openmm"],
+                       potential=ani)
+    x = np.array([[float(ln[20 + 8 * d: 28 + 8 * d]) for d in range(3)] for ln in
+                  (tmp_path / "broken.gro").read_text().splitlines()[2:11]])
+    assert np.ptp(x, axis=0).max() > box.min() / 2, "the test molecule should be broken across the boundary"
+    t, lo = r.results["lammps"].terms, r.results["openmm"].terms
+    assert abs(t["LJ"] - lo["LJ"]) <= 1e-8 * abs(lo["LJ"])
+    assert abs(t["Coulomb"] - lo["Coulomb"]) <= 5e-6 * abs(lo["Coulomb"])
+    assert np.linalg.norm(r.results["lammps"].forces - r.results["openmm"].forces, axis=1).max() <= 5e-3
+    ref = result.results["openmm"].terms
+    assert abs(lo["E_MM"] - ref["E_MM"]) <= 2e-5 * abs(ref["E_MM"]), (lo["E_MM"], ref["E_MM"])
+    assert abs(lo["E_ML"] - ref["E_ML"]) <= 1e-3, (lo["E_ML"], ref["E_ML"])
