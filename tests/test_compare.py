@@ -15,13 +15,15 @@ Tolerances (kJ/mol, kJ/mol/nm) and why; "seen" = this system on the development 
   pair kernels and PME; ~1e5 pair terms of up to 1e4 kJ/mol in an unrelaxed box; seen ≤ 3.7e-6).
 * E_MM: 1e-4 relative (seen ≤ 2e-5; E_MM = LJ + Coulomb is a cancellation of ±3e4).
 * E_total: the E_MM tolerance + the E_ML one (seen 2e-7 relative).
-* bonded: 1e-6 kJ/mol absolute: every bonded term left is zero (ML–ML bonded terms removed, waters
-  rigid), in every engine — a check that OpenMM's FLEXIBLE water and the ML removal are handled.
+* bonded, ML = ethanol: 1e-6 kJ/mol absolute: every bonded term left is zero (ML–ML bonded terms removed,
+  waters rigid), in every engine — a check that OpenMM's FLEXIBLE water and the ML removal are handled.
+* bonded, ML = one water (ethanol MM, exercising bonds/angles/torsions and the fudged 1-4 pairs):
+  LAMMPS vs OpenMM 1e-8 relative, GROMACS 1e-5 relative (seen 2.6e-6: 1.3887 kJ/mol).
 * E_ML, GROMACS .edr vs the potential: 2 float32 ulps at |E_ML| (2 × 0.031 kJ/mol at 4e5 kJ/mol;
   the .edr stores float; seen 0.011).
 * forces, GROMACS vs double engines: |ΔF_i| ≤ 0.05 + 1e-5 |F_i| on every atom; RMS ≤ 0.05; ML
-  atoms ≤ 0.01 — float arithmetic on forces up to 1.1e5 kJ/mol/nm (close contacts of the freshly
-  solvated box; seen max 0.146 at |F| = 1.1e5, RMS 0.0076, ML atoms 0.0025).
+  atoms ≤ 0.02 — float arithmetic on forces up to 1.1e5 kJ/mol/nm (close contacts of the freshly
+  solvated box; seen max 0.146 at |F| = 1.1e5, RMS 0.0076, ML atoms 0.0025 (ethanol) / 0.0095 (water)).
 * forces, LAMMPS vs OpenMM: max |ΔF_i| ≤ 5e-3 (PME order 5 / grid vs Ewald, erfc polynomial; seen 7.5e-4).
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ pytestmark = [pytest.mark.timeout(600)]
 TOL_REL = {  # (pair kind, term) -> relative tolerance
     ("double", "LJ"): 1e-8,
     ("double", "Coulomb"): 5e-6,
+    ("double", "bonded"): 1e-8,
+    ("single", "bonded"): 1e-5,
     ("single", "LJ"): 1e-5,
     ("single", "Coulomb"): 1e-5,
 }
@@ -92,13 +96,14 @@ def _pairs(res):
             yield eng[a], eng[b], kind
 
 
-def test_energy_terms_agree(result):
+def check_energies(result):
     assert set(result.engines()) >= {"lammps", "openmm"}
     t = {e: r.terms for e, r in result.results.items()}
-    for e in result.engines():
-        assert abs(t[e]["bonded"]) <= TOL_BONDED_ABS, (e, t[e]["bonded"])
     for a, b, kind in _pairs(result):
-        for term in ("LJ", "Coulomb"):
+        for term in ("bonded", "LJ", "Coulomb"):
+            if term == "bonded" and abs(t[b][term]) < TOL_BONDED_ABS:
+                assert abs(t[a][term]) <= TOL_BONDED_ABS, (a, b, term, t[a][term])
+                continue
             rel = abs(t[a][term] - t[b][term]) / abs(t[b][term])
             assert rel <= TOL_REL[(kind, term)], (a, b, term, t[a][term], t[b][term], rel)
         rel = abs(t[a]["E_MM"] - t[b]["E_MM"]) / abs(t[b]["E_MM"])
@@ -111,17 +116,7 @@ def test_energy_terms_agree(result):
             assert abs(t[e]["E_MM"] - parts) <= (0.1 if e == "gromacs" else 1e-6), (e, t[e]["E_MM"], parts)
 
 
-def test_ml_removal_is_complete_in_openmm(result):
-    """OpenMM: ethanol's 8 bonds, 13 angles and its torsions zeroed (OpenMM drops zero-k torsion lines, so their
-    number depends on the force field), 9·8/2 = 36 ML-ML exceptions. That nothing ML-ML is left in any engine
-    is checked by bonded = 0 and by the agreement with LAMMPS and GROMACS, which remove the terms their own way."""
-    note = " ".join(result.results["openmm"].notes)
-    assert "'HarmonicBondForce': 8" in note and "'HarmonicAngleForce': 13" in note
-    assert "'PeriodicTorsionForce': 0" not in note and "36 ML-ML exceptions" in note
-
-
-def test_forces_agree(result):
-    eng = result.engines()
+def check_forces(result):
     ml = np.array(result.ml_indices)
     for a, b, kind in _pairs(result):
         fa, fb = result.results[a].forces, result.results[b].forces
@@ -131,10 +126,45 @@ def test_forces_agree(result):
             bad = np.nonzero(d > 0.05 + 1e-5 * mag)[0]
             assert len(bad) == 0, (a, b, bad[:5], d[bad[:5]], mag[bad[:5]])
             assert np.sqrt(np.mean(d ** 2)) <= 0.05
-            assert d[ml].max() <= 0.01, (a, b, d[ml])
+            assert d[ml].max() <= 0.02, (a, b, d[ml])
         else:
             assert d.max() <= 5e-3, (a, b, d.max(), int(d.argmax()))
-    assert len(eng) >= 2
+
+
+def test_energy_terms_agree(result):
+    """ML = ethanol: every ML-ML term removed, so bonded = 0 (waters rigid) in every engine."""
+    for e, r in result.results.items():
+        assert abs(r.terms["bonded"]) <= TOL_BONDED_ABS, (e, r.terms["bonded"])
+    check_energies(result)
+
+
+def test_forces_agree(result):
+    check_forces(result)
+
+
+@pytest.fixture(scope="module")
+def result_mm_ethanol(eth, ani):
+    engines = list(cmpmod.ENGINES) if WITH_GMX else ["lammps", "openmm"]
+    return cmpmod.compare(eth / "topol.top", eth / "conf.gro", "resid 2", model="ani2x", engines=engines,
+                          potential=ani)
+
+
+def test_mm_ethanol_bonded_and_14_terms_agree(result_mm_ethanol):
+    """ML = one water, ethanol MM: exercises the bonded terms and the 1-4 pairs (fudgeLJ 0.5, fudgeQQ 0.8333,
+    gen-pairs) in all three engines, OpenMM's GromacsTopFile included."""
+    r = result_mm_ethanol
+    assert r.results["openmm"].terms["bonded"] > 0.1
+    check_energies(r)
+    check_forces(r)
+
+
+def test_ml_removal_is_complete_in_openmm(result):
+    """OpenMM: ethanol's 8 bonds, 13 angles and its torsions zeroed (OpenMM drops zero-k torsion lines, so their
+    number depends on the force field), 9·8/2 = 36 ML-ML exceptions. That nothing ML-ML is left in any engine
+    is checked by bonded = 0 and by the agreement with LAMMPS and GROMACS, which remove the terms their own way."""
+    note = " ".join(result.results["openmm"].notes)
+    assert "'HarmonicBondForce': 8" in note and "'HarmonicAngleForce': 13" in note
+    assert "'PeriodicTorsionForce': 0" not in note and "36 ML-ML exceptions" in note
 
 
 @needs_gmx
