@@ -1,13 +1,14 @@
 """Cross-engine comparison (``mdi-mlmm compare``): GROMACS (MDI module) vs LAMMPS vs OpenMM.
 
-One configuration of a prepared solvated ethanol (``prepare --smiles CCO``: GAFF2 ethanol + 702
+One configuration of a prepared solvated ethanol (as ``prepare --smiles CCO``: GAFF2 ethanol + 702
 TIP3P, freshly solvated, 2115 atoms), ethanol = ANI-2x, matched settings (r_c = 1.0 nm, one
 Ewald β from ewald-rtol 1e-6, fine reciprocal grids, plain LJ cut-off, no dispersion correction).
 The GROMACS column is skipped only when there is no MDI-enabled build AND env CI is unset.
 
 Tolerances (kJ/mol, kJ/mol/nm) and why; "seen" = this system on the development VM:
 
-* LJ, LAMMPS vs OpenMM: 1e-8 relative — same pair sums in double precision (seen: identical to 1e-11).
+* LJ, LAMMPS vs OpenMM: 1e-8 relative — same pair sums in double precision (seen: LJ 7e-10 kJ/mol =
+  2.5e-14, bonded 4e-15).
 * Coulomb, LAMMPS vs OpenMM: 5e-6 relative — LAMMPS's coul/long evaluates erfc with the
   Abramowitz–Stegun polynomial (|error| ≤ 1.5e-7), i.e. ~2e-7 of the real-space sum (+1.7e5), which is
   ~1e-6 of the Coulomb total (seen 1.1e-6: 0.033 kJ/mol of −30539); reciprocal sums agree to 1e-8.
@@ -70,7 +71,7 @@ def eth(tmp_path_factory, shared_dir) -> Path:
     from mdi_mlmm.prep.system import prepare_system
 
     out = tmp_path_factory.mktemp("compare") / "eth"
-    prepare_system(out, smiles="CCO")
+    prepare_system(out, smiles="CCO", forcefield="gaff2")  # what `mdi-mlmm prepare --smiles CCO` builds
     return out / "solvated"
 
 
