@@ -150,7 +150,8 @@ def convergence(u_nk_list, temperature: float, num: int = 5):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = forward_backward_convergence(list(u_nk_list), "MBAR", num=num)
+        # bounded solver effort: with poor overlap MBAR would otherwise iterate 10^4 times per point
+        df = forward_backward_convergence(list(u_nk_list), "MBAR", num=num, maximum_iterations=500)
     kT = units.kT_kcal(temperature)
     for c in ("Forward", "Forward_Error", "Backward", "Backward_Error"):
         df[c] = df[c] * kT

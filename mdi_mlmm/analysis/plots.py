@@ -84,7 +84,11 @@ def make_all(out: Path, est: dict, u_list, plan, res: dict, d_list=None) -> dict
     made = {}
     jobs = [("dhdl.png", "dH/dλ per window", lambda p: dhdl_plot(p, d_list, plan)),
             ("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est["_mbar"]) if "_mbar" in est else None),
-            ("convergence.png", "forward/backward convergence", lambda p: convergence_plot(p, u_list, plan))]
+            ]
+    if (res.get("min_neighbour_overlap") or 0) >= 0.01:  # meaningless (and slow) without overlap
+        jobs.append(("convergence.png", "forward/backward convergence", lambda p: convergence_plot(p, u_list, plan)))
+    else:
+        log.warning("no convergence plot: neighbouring windows barely overlap (add windows or sample longer)")
     series = res.get("_series")
     if series and any(v is not None for v in series.values()):
         jobs.append(("e_ml.png", "E_ML distributions water vs gas", lambda p: e_ml_plot(p, series)))
