@@ -67,7 +67,7 @@ class _Progress:
 
     def __init__(self, specs, enabled=True):
         self.specs = specs
-        self.total = sum(int(s["steps"]) for s in specs)
+        self.total = sum(self._size(s) for s in specs)
         self.bar = None
         if enabled:
             from tqdm import tqdm
@@ -77,18 +77,24 @@ class _Progress:
             self.bar = tqdm(total=self.total, unit="step", desc="λ windows + gas", file=sys.stderr,
                             dynamic_ncols=tty, smoothing=0.05, mininterval=0.5 if tty else 30.0)
 
+    @staticmethod
+    def _size(spec) -> int:
+        return int(spec["steps"]) + int(spec.get("equil_steps", 0))
+
     def done_steps(self):
-        n = 0
+        """Steps done over all units; a unit's own progress.json counts as the fraction it reports."""
+        n = 0.0
         for s in self.specs:
             out = Path(s["out_dir"])
             if (out / "done.json").exists():
-                n += int(s["steps"])
+                n += self._size(s)
             elif (out / "progress.json").exists():
                 try:
-                    n += min(int(json.loads((out / "progress.json").read_text())["done"]), int(s["steps"]))
+                    p = json.loads((out / "progress.json").read_text())
+                    n += self._size(s) * min(1.0, int(p["done"]) / max(1, int(p["total"])))
                 except (ValueError, KeyError, OSError):
                     pass
-        return n
+        return int(n)
 
     def update(self, finished: int, failed: int):
         if self.bar is not None:
