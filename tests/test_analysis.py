@@ -98,3 +98,25 @@ def test_reorganization_difference_of_means():
     gas = -97000.0 + rng.normal(scale=1.4, size=4000)
     r = reorganization(water, gas)
     assert abs(r["value"] - 2.0) < 4 * r["error"] and 0.01 < r["error"] < 0.2
+
+
+def test_window_csv_states_with_long_decimals_stay_matched(tmp_path):
+    """λ = 1/3 must identify the sampled state exactly (MBAR looks the state up by value)."""
+    sched = [(0.0, 0.0), (1.0, 0.0), (1.0, 1 / 3), (1.0, 2 / 3), (1.0, 1.0)]
+    n = 40
+    rng = np.random.default_rng(5)
+    us, ds = [], []
+    for c, v in sched:
+        idx = pd.MultiIndex.from_arrays([np.arange(n) * 0.1, np.full(n, c), np.full(n, v)],
+                                        names=["time", "coul-lambda", "vdw-lambda"])
+        u = pd.DataFrame({s: rng.normal(scale=0.3, size=n) for s in sched}, index=idx)
+        u[(c, v)] = 0.0
+        d = pd.DataFrame({"coul": rng.normal(size=n), "vdw": rng.normal(size=n)}, index=idx)
+        p = tmp_path / f"{len(us)}"
+        p.mkdir()
+        fe.write_window_frames(u, d, p / "u.csv", p / "d.csv")
+        u2, d2 = fe.read_window_frames(p / "u.csv", p / "d.csv", T)
+        us.append(u2)
+        ds.append(d2)
+    est = fe.estimate(us, ds, T)
+    assert np.isfinite(est["MBAR"][0]) and np.isfinite(est["BAR"][0])

@@ -62,8 +62,18 @@ def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float) -> tu
     u = pd.read_csv(u_nk_csv)
     d = pd.read_csv(dhdl_csv)
     idx = ["time", "coul-lambda", "vdw-lambda"]
+    states = [tuple(float(x) for x in c.strip("()").split(",")) for c in u.columns if c not in idx]
+    # λ values in the index are written at full precision; column labels may be shorter: snap
+    # each index value to the state value it stands for, so that estimators find their own state
+    for j, level in enumerate(("coul-lambda", "vdw-lambda")):
+        known = np.array(sorted({st[j] for st in states}))
+        for df in (u, d):
+            vals = df[level].to_numpy(dtype=float)
+            k = np.abs(vals[:, None] - known[None, :]).argmin(axis=1)
+            if len(known) and np.max(np.abs(known[k] - vals)) < 1e-5:
+                df[level] = known[k]
     u = u.set_index(idx)
-    u.columns = [tuple(float(x) for x in c.strip("()").split(",")) for c in u.columns]
+    u.columns = states
     d = d.rename(columns={"coul-lambda": "coul", "vdw-lambda": "vdw"}) if "coul" not in d.columns else d
     d = d.set_index(idx)[["coul", "vdw"]]
     for df in (u, d):
@@ -74,7 +84,7 @@ def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float) -> tu
 def write_window_frames(u_nk: pd.DataFrame, dhdl: pd.DataFrame, u_nk_csv: Path, dhdl_csv: Path):
     """Inverse of :func:`read_window_frames` (atomic writes)."""
     u = u_nk.copy()
-    u.columns = ["(" + ",".join(f"{x:g}" for x in c) + ")" for c in u.columns]
+    u.columns = ["(" + ",".join(repr(float(x)) for x in c) + ")" for c in u.columns]
     d = dhdl.copy()
     for df, path in ((u, Path(u_nk_csv)), (d, Path(dhdl_csv))):
         tmp = path.with_suffix(".tmp")
