@@ -69,7 +69,8 @@ def e_ml_plot(path: Path, series: dict):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, x in series.items():
         if x is not None and len(x):
-            ax.hist(x - 0, bins=40, density=True, alpha=0.5, label=f"{label}: ⟨E⟩ = {np.mean(x):.2f}")
+            ax.hist(x, bins=int(min(40, max(8, len(x) // 8))), density=True, alpha=0.5,
+                    label=f"{label}: ⟨E⟩ = {np.mean(x):.2f}")
     ax.set_xlabel("E_ML (kcal/mol, absolute)")
     ax.set_ylabel("density")
     ax.set_title("E_ML: solute in water vs gas phase")
