@@ -53,7 +53,11 @@ def main():
               f"TI {row['TI']['value']:6.2f} ± {row['TI']['error']:.2f}  FreeSolv GAFF {row['freesolv_gaff']:6.2f} ± "
               f"{row['freesolv_gaff_err']:.2f}  diff {row['MBAR_minus_gaff']:+.2f} "
               f"({'within' if row['within_2sigma'] else 'OUTSIDE'} 2σ combined)  {row['wall_s'] / 60:.0f} min")
-    (ROOT / "bench" / "results_mm_baseline.json").write_text(json.dumps(rows, indent=1))
+    path = ROOT / "bench" / "results_mm_baseline.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    merged = {r["id"]: r for r in old}
+    merged.update({r["id"]: r for r in rows})  # a rerun of a molecule replaces its row
+    path.write_text(json.dumps(list(merged.values()), indent=1))
 
 
 if __name__ == "__main__":
