@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-gromacs-build
 exec mdi-mlmm hydration --freesolv mobley_2310185 --model ani2x --host lammps \
-    --windows 10 --ns-per-window 0.001 --window-equil-ps 0.5 --equil-ps 5 --out runs/ethanol_ani2x "$@"
+    --windows 5 --ns-per-window 0.002 --window-equil-ps 0.5 --equil-ps 5 --out runs/ethanol_ani2x "$@"
