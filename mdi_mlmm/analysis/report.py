@@ -184,9 +184,14 @@ def report_markdown(res: dict) -> str:
         L.append(f"| FreeSolv experiment | {fs['experimental']:.2f} ± {fs.get('experimental_uncertainty') or 0:.2f} |")
     if fs.get("calculated") is not None:
         L.append(f"| FreeSolv GAFF (calculated) | {fs['calculated']:.2f} ± {fs.get('calculated_uncertainty') or 0:.2f} |")
-    L += ["", "With E_ML on at every λ, the TI/MBAR result is already the full ML/MM hydration free energy "
-          "(the decoupled end samples the gas-phase ensemble); the reorganization term of Wang et al. "
-          "(JCTC 2025, 21, 6979) is reported separately and added, so either convention can be used.", ""]
+    if res["model"].lower() != "mm":
+        L += ["", "With E_ML on at every λ, the TI/MBAR result is already the full ML/MM hydration free energy "
+              "(the decoupled end samples the gas-phase ensemble); the reorganization term of Wang et al. "
+              "(JCTC 2025, 21, 6979) is reported separately and added, so either convention can be used."]
+    else:
+        L += ["", "Plain MM (GAFF) run: solute–water interactions decoupled, intramolecular terms at full strength "
+              "(couple-intramol = no), directly comparable with FreeSolv's calculated value."]
+    L.append("")
     for name, title in (("dhdl.png", "dH/dλ"), ("overlap.png", "MBAR overlap matrix"),
                         ("convergence.png", "Forward/backward convergence"), ("e_ml.png", "E_ML distributions")):
         if name in (res.get("plots") or {}):
