@@ -74,6 +74,7 @@ import numpy as np
 
 from ... import units
 from ...errors import HostError, MdiMlmmError, UserInputError
+from .host import close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
 
@@ -790,16 +791,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             res["e_ml"] = str(out / "e_ml.csv")
             res["E_ML_mean_kcal_mol"] = float(np.mean(store.data["E_ML"])) if n else None
     finally:
-        for obj in (lmp,):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:  # pragma: no cover
-                    pass
-        if ev is not None:
-            ev.close()
-        if conn is not None:
-            conn.close()
+        close_quietly(lmp, ev, conn)
     _atomic_write_text(done, json.dumps(res, indent=1))
     return res
 
@@ -872,12 +864,6 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
                "ns_per_day": nsteps * dt_fs * 1e-6 / wall * 86400 if wall > 0 and nsteps else None,
                "E_ML_mean_kcal_mol": float(e.mean()) if len(e) else None, "e_ml": str(out / "e_ml.csv")}
     finally:
-        if lmp is not None:
-            try:
-                lmp.close()
-            except Exception:  # pragma: no cover
-                pass
-        if conn is not None:
-            conn.close()
+        close_quietly(lmp, conn)
     _atomic_write_text(done, json.dumps(res, indent=1))
     return res

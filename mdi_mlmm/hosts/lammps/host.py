@@ -182,6 +182,18 @@ def _drift(t_ps: np.ndarray, e: np.ndarray) -> float:
     return float(np.polyfit(t_ps, e, 1)[0])
 
 
+def close_quietly(*objs):
+    """Close LAMMPS instances, evaluators and engine connections in ``finally`` blocks; None is skipped,
+    a LAMMPS close that fails during an error path must not hide the original error."""
+    for obj in objs:
+        if obj is None:
+            continue
+        try:
+            obj.close()
+        except Exception:  # pragma: no cover
+            pass
+
+
 def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs: float, ensemble: str, out_dir,
            *, ndx=None, ml_group: Optional[str] = None, temperature: float = 298.15, pressure_bar: float = 1.0,
            engine_port: Optional[int] = None, seed: int = 2024, report_every: int = 100, energy_every: int = 1,
@@ -330,13 +342,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
                              f"user-started, accepted on port {engine_port}" if engine_port else
                              f"started here: mdi-mlmm engine --model {model}")
     finally:
-        if lmp is not None:
-            try:
-                lmp.close()
-            except Exception:  # pragma: no cover
-                pass
-        if conn is not None:
-            conn.close()
+        close_quietly(lmp, conn)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
