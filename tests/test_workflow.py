@@ -53,6 +53,10 @@ def test_end_to_end_ml_run_lammps(tmp_path):
     # E_ML is absolute (ethanol ~ -97260 kcal/mol with ANI-2x)
     e = pd.read_csv(out / "gas" / "e_ml.csv")["e_ml_kcal_mol"]
     assert -97400 < e.mean() < -97100
+    # two units at a time shared one model server, which batched their steps
+    stats = json.loads((out / "model_server" / "server.log").read_text().strip().splitlines()[-1])
+    print("model server:", stats)
+    assert stats["clients"] >= 4 and stats["batch_sizes"].get("2", 0) > stats["model_calls"] // 2
 
 
 def test_resume_after_kill_loses_nothing_and_redoes_nothing(tmp_path):

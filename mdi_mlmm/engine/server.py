@@ -213,6 +213,8 @@ class MLEngine:
         whole = make_whole(st.coords_A, st.cell_A)
         try:
             res = self.potential.compute([SYMBOLS[int(v)] for v in st.elements], whole)
+        except PeerDisconnected:
+            raise  # a model server that went away ends the session (exit 4), not a NaN
         except MdiMlmmError as exc:
             self._set_error("compute", f"model evaluation failed: {exc}")
             return float("nan"), np.full((n, 3), np.nan), np.full((n, 3), np.nan)

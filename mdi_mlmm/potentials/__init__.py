@@ -5,7 +5,8 @@
 * ``ani2x`` (default), ``ani1x``, ``ani1ccx`` — NeuroChem files, see :mod:`.ani`;
 * ``mace:/path/to/file.model`` — any MACE model, see :mod:`.mace`;
 * ``zero`` — E = 0, F = 0 (benchmarks of coupling overhead);
-* ``harmonic[:k]`` — a cheap analytic test potential.
+* ``harmonic[:k]`` — a cheap analytic test potential;
+* ``server:INFO.json`` — a model held by ``mdi-mlmm model-server`` (batched), see :mod:`.shared`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Optional
 from ..errors import UserInputError
 from .base import Potential, Result  # noqa: F401
 
-MODEL_CHOICES = "ani2x | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k]"
+MODEL_CHOICES = "ani2x | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k] | server:INFO.json"
 
 
 def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, dtype: str = "float64",
@@ -41,4 +42,8 @@ def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, d
 
         k = float(low.split(":", 1)[1]) if ":" in low else 0.01
         return HarmonicPotential(k)
+    if low.startswith("server:"):
+        from .shared import SharedModelClient
+
+        return SharedModelClient(s[7:])
     raise UserInputError(f"unknown model {spec!r}; choose {MODEL_CHOICES}")

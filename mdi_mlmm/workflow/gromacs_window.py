@@ -136,7 +136,7 @@ def run_window(spec: dict, progress=None) -> dict:
         if ml:
             from ..hosts.gromacs.host import mdrun_mdi
 
-            mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, spec["model"], cwd=out, ntomp=_ntomp(),
+            mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
                       mdrun_args=args, engine_args=["--threads", "1"])
         else:
             _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu", "-pin", "off",
@@ -187,13 +187,18 @@ def run_gas(spec: dict, progress=None) -> dict:
         _run([gmx, "grompp", "-f", "gas.mdp", "-c", spec["gro"], "-p", spec["top"], "-n", spec["ndx"], "-o", "gas.tpr",
               "-maxwarn", "2"], out, "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
-    mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", spec["model"], cwd=out, ntomp=1, mdrun_args=args,
+    mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
               engine_args=["--threads", "1"])
     res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
     done.write_text(json.dumps(res, indent=1))
     if progress:
         progress(spec["steps"], spec["steps"])
     return res
+
+
+def _engine_model(spec: dict) -> str:
+    """What the engine loads: the shared model server when the workflow started one."""
+    return spec.get("engine_model") or spec["model"]
 
 
 def check_model(model: str):

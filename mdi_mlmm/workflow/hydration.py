@@ -10,7 +10,10 @@ Everything lives in one directory (``--out DIR``)::
     DIR/analysis/          results.json, report.md, plots
 
 Windows run in parallel on a local pool (``workers``) or on a Dask distributed cluster
-(``scheduler`` address; workers must share the file system). Each unit runs in its own
+(``scheduler`` address; workers must share the file system). With an ML model on a local
+pool running two or more units at once, the units' engines share one model server
+(``DIR/model_server/``, :mod:`mdi_mlmm.potentials.shared`) that loads the model once and
+evaluates the structures of all running windows in one batched model call. Each unit runs in its own
 Python process (:mod:`.task`), so a killed run loses at most the steps since the unit's
 last checkpoint and a rerun skips finished units.
 """
@@ -147,6 +150,24 @@ def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None,
     return [json.loads((Path(s["out_dir"]) / "done.json").read_text()) for s in specs]
 
 
+def _use_model_server(plan: Plan, specs: list[dict]) -> bool:
+    todo = [s for s in specs if not (Path(s["out_dir"]) / "done.json").exists()]
+    return plan.ml and plan.shared_model and not plan.scheduler and min(int(plan.workers), len(todo)) >= 2
+
+
+def start_model_server(plan: Plan, specs: list[dict]):
+    """Start the shared model server and point every spec's engine at it; returns the process."""
+    from ..potentials.shared import start_server_process
+
+    info = plan.path("model_server", "server.json")
+    proc = start_server_process(plan.model, info, plan.path("model_server", "server.log"),
+                                extra=("--threads", "1"))
+    for s in specs:
+        s["engine_model"] = f"server:{info}"
+    log.info("model server for %s started (pid %d, %s); the windows' engines share it", plan.model, proc.pid, info)
+    return proc
+
+
 def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) -> dict:
     """Run (or resume) the whole workflow for ``plan``; returns the analysis results."""
     from .gromacs_window import check_model, equilibrate
@@ -161,7 +182,15 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) ->
     gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
                          equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
     specs = unit_specs(plan, system, gro_eq)
-    run_units(specs, workers=plan.workers, scheduler=plan.scheduler, progress=progress)
+    server = start_model_server(plan, specs) if _use_model_server(plan, specs) else None
+    try:
+        run_units(specs, workers=plan.workers, scheduler=plan.scheduler, progress=progress)
+    finally:
+        if server is not None:
+            from ..potentials.shared import stop_server_process
+
+            stop_server_process(server)
+            log.info("model server stopped; its statistics are in %s", plan.path("model_server", "server.log"))
     if not analyze:
         return {}
     from ..analysis.report import analyze as do_analyze

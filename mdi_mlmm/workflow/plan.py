@@ -55,6 +55,8 @@ class Plan:
     scheduler: Optional[str] = None
     seed: int = 2025
     checkpoint_every: int = 1000
+    #: ML windows running at once on this machine share one batching model server
+    shared_model: bool = True
     version: str = __version__
 
     @property
@@ -90,7 +92,8 @@ class Plan:
 def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name=None, windows: Optional[int] = None,
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
-              box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000) -> Plan:
+              box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000,
+              shared_model: bool = True) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states."""
     from ..prep.mdp import lambda_schedule
@@ -116,7 +119,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
                 temperature=temperature, sample_every=sample_every,
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if model.lower() != "mm" else 0, equil_ps=equil_ps,
-                workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every)
+                workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
+                shared_model=shared_model)
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
@@ -133,6 +137,7 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
                              "rerun with the original options to resume, or choose another --out")
     # how to run may change between attempts
     old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
+    old.shared_model = new.shared_model
     old.write()
     return old, True
 

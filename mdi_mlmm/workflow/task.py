@@ -47,7 +47,7 @@ def execute(spec: dict) -> dict:
         from ..hosts.lammps import alchemy
 
         common = dict(sample_every=spec["sample_every"], temperature=spec["temperature"], seed=spec["seed"],
-                      checkpoint_every=spec.get("checkpoint_every", 1000))
+                      checkpoint_every=spec.get("checkpoint_every", 1000), engine_model=spec.get("engine_model"))
         if kind == "window":
             return alchemy.run_window(spec["top"], spec["gro"], spec["ml_indices"], spec["model"], spec["state"],
                                       [tuple(s) for s in spec["schedule"]], spec["steps"], spec["dt_fs"], out,

@@ -650,7 +650,7 @@ def _loop(lmp, coupling, store: _Store, *, start: int, equil_steps: int, steps: 
 
 def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_dir, *,
                sample_every=100, temperature=298.15, seed=1, checkpoint_every=1000,
-               equil_steps=0, engine_options=(), progress=None) -> dict:
+               equil_steps=0, engine_options=(), progress=None, engine_model=None) -> dict:
     """One λ window of the decoupling leg; returns (and writes to ``done.json``) a summary.
 
     top, gro: the solvated GROMACS system; ml_indices: 0-based solute atoms (whole molecules);
@@ -659,7 +659,8 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
     production steps (fs each), sampled every ``sample_every`` steps after ``equil_steps``
     unsampled ones; Langevin (1 ps damping, ``seed``) at ``temperature`` K, NVT; RATTLE water.
     Outputs in ``out_dir``: module docstring. ``progress(done, total)`` counts equilibration
-    and production steps.
+    and production steps. engine_model: what the engine loads when it is not ``model`` itself
+    (``server:INFO.json`` for a shared model server).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -701,7 +702,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
         ev = CoulombEvaluator(asys, log_file=out / "evaluator.log")
         if ml:
             z = [int(structure.atoms[i].atomic_number) for i in solute]
-            conn = _start_engine(model, z, out, engine_options)
+            conn = _start_engine(engine_model or model, z, out, engine_options)
         else:
             intra = IntraCoulomb(asys, kc)
         lmp = new_lammps(None)
@@ -803,7 +804,7 @@ def _dhdl_coul(store, kc):
 
 
 def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=100, temperature=298.15, seed=1,
-            checkpoint_every=1000, equil_steps=0, engine_options=(), progress=None) -> dict:
+            checkpoint_every=1000, equil_steps=0, engine_options=(), progress=None, engine_model=None) -> dict:
     """The solute alone (gas-phase system, no water) with the ML potential only: every classical
     term is removed (ML–ML terms dropped, no pair interactions, no k-space), Langevin NVT at
     ``temperature``; writes ``e_ml.csv`` (time_ps, e_ml_kcal_mol every ``sample_every`` steps) and
@@ -834,7 +835,7 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
     conn = lmp = None
     try:
         z = [int(structure.atoms[i].atomic_number) for i in solute]
-        conn = _start_engine(model, z, out, engine_options)
+        conn = _start_engine(engine_model or model, z, out, engine_options)
         lmp = new_lammps(None)
         lmp.command(f"log {out / 'lammps.log'} append")
         for c in asys.commands(None, gas=True):
