@@ -59,6 +59,26 @@ def test_end_to_end_ml_run_lammps(tmp_path):
     assert stats["clients"] >= 4 and stats["batch_sizes"].get("2", 0) > stats["model_calls"] // 2
 
 
+def test_end_to_end_ml_run_gromacs(tmp_path):
+    """ANI-2x on our MDI GROMACS: 3 windows + gas through one shared model server, then the analysis."""
+    from mdi_mlmm.hosts.gromacs.build import gmx_path
+
+    if gmx_path() is None:
+        pytest.fail("no MDI-enabled GROMACS build: run `mdi-mlmm gromacs build` first")
+    out = tmp_path / "run"
+    r = subprocess.run(hydration_cmd(out, "--ns-per-window", "0.0002", model="ani2x", host="gromacs"),
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "analysis" / "results.json").read_text())
+    assert isinstance(res["dG_TI"]["value"], float) and isinstance(res["dG_reorg_gas"]["value"], float)
+    for unit in ("windows/00", "windows/02", "gas"):
+        e = pd.read_csv(out / unit / "e_ml.csv")["e_ml_kcal_mol"]   # plain numbers, absolute E_ML
+        assert e.dtype == float and -97400 < e.mean() < -97100, unit
+    stats = json.loads((out / "model_server" / "server.log").read_text().strip().splitlines()[-1])
+    print("model server:", stats)
+    assert stats["clients"] >= 7 and stats["batch_sizes"].get("2", 0) > 0   # eq + prod per window, gas
+
+
 def test_resume_after_kill_loses_nothing_and_redoes_nothing(tmp_path):
     out = tmp_path / "run"
     cmd = hydration_cmd(out, "--ns-per-window", "0.0006", "--checkpoint-every", "100", "--workers", "1")

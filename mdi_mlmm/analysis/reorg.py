@@ -7,12 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import AnalysisError
+
+
+E_ML_HEADER = "time_ps,e_ml_kcal_mol"
+
+
+def write_e_ml(path, time_ps, e_kcal) -> Path:
+    """Write an E_ML series (time in ps, absolute E_ML in kcal/mol; two (n,) arrays) as CSV, atomically."""
+    path = Path(path)
+    t = np.asarray(time_ps, dtype=float).ravel()
+    e = np.asarray(e_kcal, dtype=float).ravel()
+    rows = "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(t, e))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(E_ML_HEADER + "\n" + rows)
+    os.replace(tmp, path)
+    return path
+
+
+def read_e_ml(path):
+    """The E_ML column (kcal/mol, (n,)) of a file written by :func:`write_e_ml`; None if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return data[:, 1] if data.size else np.zeros(0)
 
 
 @dataclass

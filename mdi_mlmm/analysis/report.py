@@ -17,11 +17,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..errors import AnalysisError
 from . import free_energy as fe
-from .reorg import mean_with_error, reorganization
+from .reorg import mean_with_error, read_e_ml, reorganization
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,6 @@ def load_windows(plan, run_dir: Path):
     return u_list, d_list
 
 
-def _e_ml(path: Path):
-    if not path.exists():
-        return None
-    df = pd.read_csv(path)
-    return df["e_ml_kcal_mol"].to_numpy()
-
-
 def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
     """Analyse a finished (or partly finished, for inspection) hydration run; returns the results dict."""
     run_dir = Path(run_dir).resolve()
@@ -89,9 +81,9 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
 
     # reorganization energy (ML runs)
     if plan.ml:
-        water = _e_ml(run_dir / plan.windows[0].directory / "e_ml.csv")
-        decoupled = _e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv")
-        gas = _e_ml(run_dir / "gas" / "e_ml.csv")
+        water = read_e_ml(run_dir / plan.windows[0].directory / "e_ml.csv")
+        decoupled = read_e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv")
+        gas = read_e_ml(run_dir / "gas" / "e_ml.csv")
         if water is not None and decoupled is not None:
             res["dG_reorg_windows"] = reorganization(water, decoupled, equil_fraction)
         if water is not None and gas is not None:

@@ -157,12 +157,9 @@ def _write_e_ml(edr: Path, csv: Path) -> Path:
     e = read_energies(edr)
     if E_ML_TERM not in e:
         raise HostError(f"{edr} has no {E_ML_TERM} term: was mdi-active on?")
-    kcal = np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL
-    rows = "\n".join(f"{t!r},{v!r}" for t, v in zip(np.asarray(e["Time"]), kcal))
-    tmp = csv.with_suffix(".tmp")
-    tmp.write_text("time_ps,e_ml_kcal_mol\n" + rows + "\n")
-    tmp.replace(csv)
-    return csv
+    from ..analysis.reorg import write_e_ml
+
+    return write_e_ml(csv, e["Time"], np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL)
 
 
 def run_gas(spec: dict, progress=None) -> dict:

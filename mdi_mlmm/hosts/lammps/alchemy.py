@@ -73,6 +73,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ... import units
+from ...analysis.reorg import write_e_ml
 from ...errors import HostError, MdiMlmmError, UserInputError
 from .host import close_quietly
 
@@ -537,11 +538,6 @@ def window_frames(samples: dict, schedule: Sequence[tuple[float, float]], state:
     return u, d
 
 
-def _write_e_ml(path: Path, t, e):
-    rows = "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(np.asarray(t, float), np.asarray(e, float)))
-    _atomic_write_text(path, "time_ps,e_ml_kcal_mol\n" + rows)
-
-
 # =============================================================================== dynamics
 def _start_engine(model: str, natoms_z: Sequence[int], out: Path, engine_options):
     from ..driver import start_local_engine
@@ -763,7 +759,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             u, d = window_frames(samples, sched, state, temperature)
             write_window_frames(u, d, out / "u_nk.csv", out / "dhdl.csv")
             if ml:
-                _write_e_ml(out / "e_ml.csv", samples["time_ps"], samples["E_ML"])
+                write_e_ml(out / "e_ml.csv", samples["time_ps"], samples["E_ML"])
 
         if resumed:
             flush()  # CSVs exactly as saved (drops rows written after the checkpoint)
@@ -848,7 +844,7 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
             store.add(time_ps=_time_ps(step - equil_steps, dt_fs), E_ML=coupling.last_energy_Ha * HA2KCAL)
 
         def flush():
-            _write_e_ml(out / "e_ml.csv", store.data["time_ps"], store.data["E_ML"])
+            write_e_ml(out / "e_ml.csv", store.data["time_ps"], store.data["E_ML"])
 
         if resumed:
             flush()
