@@ -152,3 +152,23 @@ def test_bad_positions_rejected():
         pot("ani2x").compute(["O", "H", "H"], np.full((3, 3), np.nan))
     with pytest.raises(UserInputError):
         pot("ani2x").compute(["O", "H", "H"], np.zeros((2, 3)))
+
+
+def test_device_option():
+    """--device auto gives the CPU numbers here; on a CUDA machine the GPU agrees to 1e-8 Ha (float64)."""
+    import torch
+
+    from mdi_mlmm.errors import ModelError
+
+    sym = ["O", "H", "H"]
+    x = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    ref = load_potential("ani2x").compute(sym, x)
+    auto = load_potential("ani2x", device="auto").compute(sym, x)
+    tol = 1e-8 if torch.cuda.is_available() else 1e-12
+    assert abs(auto.energy - ref.energy) < tol
+    np.testing.assert_allclose(auto.forces, ref.forces, atol=tol)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="sees no CUDA GPU"):
+            load_potential("ani2x", device="cuda")
+    with pytest.raises(ModelError, match="must be cpu, cuda"):
+        load_potential("ani2x", device="tpu")

@@ -17,6 +17,8 @@ def add_model_options(p):
                         "then ./shared/models/ani-model-zoo and ../shared/models/ani-model-zoo, ...")
     p.add_argument("--member", type=int, default=None, help="use one ensemble member (ANI) instead of all 8")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
+    p.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (cuda when available)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the model (default 1: small ML regions run fastest on one core)")
 
@@ -43,7 +45,7 @@ def load_from_args(args):
     from ..potentials import load_potential
 
     return load_potential(args.model, model_dir=args.model_dir, member=args.member, dtype=args.dtype,
-                          threads=args.threads)
+                          threads=args.threads, device=args.device)
 
 
 def run(args) -> int:

@@ -34,6 +34,9 @@ def register(sub):
     p.add_argument("--no-shared-model", dest="shared_model", action="store_false",
                    help="give every ML window its own model in its own engine, instead of one batching model server "
                         "shared by the windows that run at once on this machine (the default)")
+    p.add_argument("--device", default="cpu",
+                   help="where the ML model runs: cpu (default), cuda, cuda:N or auto; with the shared model server "
+                        "one GPU serves every window")
     p.add_argument("--seed", type=int, default=2025)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run directory (created; rerun with the same options to resume)")
@@ -55,7 +58,8 @@ def run(args) -> int:
                      gas_ns=args.gas_ns if args.gas_ns is not None else args.ns_per_window, equil_ps=args.equil_ps,
                      window_equil_ps=args.window_equil_ps, workers=args.workers or (os.cpu_count() or 1),
                      scheduler=args.scheduler, forcefield=args.forcefield, seed=args.seed,
-                     checkpoint_every=args.checkpoint_every, shared_model=args.shared_model)
+                     checkpoint_every=args.checkpoint_every, shared_model=args.shared_model,
+                     device=args.device)
     res = run_hydration(plan, progress=not args.no_progress)
     print("\n".join(summary_lines(res)))
     print(f"report: {plan.out}/analysis/report.md")

@@ -20,7 +20,7 @@ MODEL_CHOICES = "ani2x | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k] | ser
 
 
 def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, dtype: str = "float64",
-                   threads: Optional[int] = None) -> Potential:
+                   threads: Optional[int] = None, device: str = "cpu") -> Potential:
     """Build the potential named by ``spec`` (see module docstring)."""
     os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
     s = (spec or "").strip()
@@ -28,11 +28,12 @@ def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, d
     if low in ("ani2x", "ani-2x", "ani1x", "ani-1x", "ani1ccx", "ani-1ccx"):
         from .ani import ANIPotential
 
-        return ANIPotential(low, model_dir=model_dir, member=member, dtype=dtype, threads=threads)
+        return ANIPotential(low, model_dir=model_dir, member=member, dtype=dtype, threads=threads,
+                            device=device)
     if low.startswith("mace:"):
         from .mace import MACEPotential
 
-        return MACEPotential(s[5:], dtype=dtype, threads=threads)
+        return MACEPotential(s[5:], dtype=dtype, threads=threads, device=device)
     if low == "zero":
         from .simple import ZeroPotential
 

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ModelError, ModelFilesNotFound
-from .base import ATOMIC_NUMBER, Potential, Result
+from .base import ATOMIC_NUMBER, Potential, Result, torch_device
 
 ENV_VAR = "MDI_MLMM_ANI_DIR"
 
@@ -155,11 +155,12 @@ class ANIPotential(Potential):
 
     model: "ani2x" | "ani1x" | "ani1ccx"; member: None for the full ensemble mean
     (8 members) or an index for one member; dtype: "float64" (default) or "float32";
-    fused: evaluate the ensemble members together (:func:`fused_ensemble`; same numbers, faster).
+    fused: evaluate the ensemble members together (:func:`fused_ensemble`; same numbers, faster);
+    device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (inputs and outputs stay NumPy on the host).
     """
 
     def __init__(self, model: str = "ani2x", model_dir=None, member: Optional[int] = None,
-                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True):
+                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True, device: str = "cpu"):
         import torch
         from torchani.arch import ANI
         from torchani.neurochem import modules_from_info
@@ -181,6 +182,7 @@ class ANIPotential(Potential):
             raise ModelError(f"dtype must be float32 or float64, got {dtype}")
         self.torch = torch
         self.dtype = getattr(torch, dtype)
+        self.device = torch_device(device)
         if threads:
             torch.set_num_threads(int(threads))
         self.model = ANI(symbols, aev, nets, sae, periodic_table_index=True).to(self.dtype).eval()
@@ -188,6 +190,7 @@ class ANIPotential(Potential):
             self.model.potentials["nnp"].neural_networks = fused_ensemble(self.model.potentials["nnp"].neural_networks)
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.model = self.model.to(self.device)
         self.ensemble_size = info.ensemble_size if member is None else 1
         self._species_cache: dict[tuple, object] = {}
 
@@ -196,7 +199,7 @@ class ANIPotential(Potential):
         sp = self._species_cache.get(key)
         if sp is None:
             z = [ATOMIC_NUMBER[s] for s in symbols]
-            sp = self.torch.tensor([z] * batch, dtype=self.torch.long)
+            sp = self.torch.tensor([z] * batch, dtype=self.torch.long, device=self.device)
             self._species_cache = {key: sp}
         return sp
 
@@ -204,13 +207,13 @@ class ANIPotential(Potential):
         # The ML region is evaluated as an isolated molecule (mechanical embedding):
         # callers make it whole first; cells are not used by the model.
         torch = self.torch
-        x = torch.tensor(positions, dtype=self.dtype).requires_grad_(True)
+        x = torch.tensor(positions, dtype=self.dtype, device=self.device).requires_grad_(True)
         species = self._species(symbols, positions.shape[0])
         energies = self.model((species, x)).energies
         (grad,) = torch.autograd.grad(energies.sum(), x)
-        return Result(energy=energies.detach().to(torch.float64).numpy().copy(),
-                      forces=(-grad).to(torch.float64).numpy().copy())
+        return Result(energy=energies.detach().to("cpu", torch.float64).numpy().copy(),
+                      forces=(-grad).to("cpu", torch.float64).numpy().copy())
 
     def describe(self) -> str:
         ens = f"{self.ensemble_size}-member ensemble" if self.ensemble_size > 1 else "single member"
-        return f"{self.name} ({ens}, {str(self.dtype).replace('torch.', '')}) from {self.info_file}"
+        return f"{self.name} ({ens}, {str(self.dtype).replace('torch.', '')}, {self.device}) from {self.info_file}"

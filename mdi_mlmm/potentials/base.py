@@ -38,6 +38,33 @@ def to_symbols(elements: Sequence) -> list[str]:
     return out
 
 
+def torch_device(spec: str = "cpu"):
+    """A torch device from ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available, else cpu).
+
+    Raises :class:`~mdi_mlmm.errors.ModelError` in one line when CUDA is asked for but absent.
+    """
+    import torch
+
+    from ..errors import ModelError
+
+    s = (spec or "cpu").strip().lower()
+    if s == "auto":
+        s = "cuda" if torch.cuda.is_available() else "cpu"
+    if s.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {spec}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+        try:
+            dev = torch.device(s)
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ModelError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
+            return dev
+        except RuntimeError as exc:
+            raise ModelError(f"--device {spec}: {exc}") from exc
+    if s != "cpu":
+        raise ModelError(f"--device must be cpu, cuda, cuda:N or auto, got {spec!r}")
+    return torch.device("cpu")
+
+
 @dataclass
 class Result:
     """One evaluation.

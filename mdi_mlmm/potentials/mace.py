@@ -12,15 +12,16 @@ import numpy as np
 
 from .. import units
 from ..errors import ModelError, ModelFilesNotFound
-from .base import SYMBOLS, Potential, Result
+from .base import SYMBOLS, Potential, Result, torch_device
 
 
 class MACEPotential(Potential):
-    """A MACE model file. dtype: "float64" (default) or "float32"; the model is cast to it."""
+    """A MACE model file. dtype: "float64" (default) or "float32"; the model is cast to it.
+    device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``."""
 
     accepts_charge = False
 
-    def __init__(self, path, dtype: str = "float64", threads: Optional[int] = None):
+    def __init__(self, path, dtype: str = "float64", threads: Optional[int] = None, device: str = "cpu"):
         import torch
 
         p = Path(path).expanduser()
@@ -44,7 +45,8 @@ class MACEPotential(Potential):
             raise ModelError(f"{p} is not a MACE model (no atomic_numbers/r_max)")
         self.torch = torch
         self.dtype = getattr(torch, dtype)
-        self.model = model.to(self.dtype).eval()
+        self.device = torch_device(device)
+        self.model = model.to(self.dtype).to(self.device).eval()
         for q in self.model.parameters():
             q.requires_grad_(False)
         self.path = p
@@ -80,13 +82,13 @@ class MACEPotential(Potential):
         batch = self._collate(self._graphs(symbols, positions))
         d = batch.to_dict()
         for k, v in d.items():
-            if self.torch.is_tensor(v) and self.torch.is_floating_point(v):
-                d[k] = v.to(self.dtype)
+            if self.torch.is_tensor(v):
+                d[k] = v.to(self.device, self.dtype) if self.torch.is_floating_point(v) else v.to(self.device)
         out = self.model(d, compute_force=True, training=False)
-        e_ev = out["energy"].detach().to(self.torch.float64).numpy()
-        f_ev = out["forces"].detach().to(self.torch.float64).numpy().reshape(positions.shape)
+        e_ev = out["energy"].detach().to("cpu", self.torch.float64).numpy()
+        f_ev = out["forces"].detach().to("cpu", self.torch.float64).numpy().reshape(positions.shape)
         to_ha = units.factor("energy", "ev", "hartree")
         return Result(energy=e_ev * to_ha, forces=f_ev * to_ha)
 
     def describe(self) -> str:
-        return f"MACE model {self.path} ({str(self.dtype).replace('torch.', '')}, r_max {self.r_max:g} Å)"
+        return f"MACE model {self.path} ({str(self.dtype).replace('torch.', '')}, {self.device}, r_max {self.r_max:g} Å)"

@@ -137,7 +137,7 @@ def run_window(spec: dict, progress=None) -> dict:
             from ..hosts.gromacs.host import mdrun_mdi
 
             mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
-                      mdrun_args=args, engine_args=["--threads", "1"])
+                      mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
         else:
             _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu", "-pin", "off",
                   *args], out, f"gmx mdrun (window {spec['state']} {stage})")
@@ -185,7 +185,7 @@ def run_gas(spec: dict, progress=None) -> dict:
               "-maxwarn", "2"], out, "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
     mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
-              engine_args=["--threads", "1"])
+              engine_args=spec.get("engine_args", ["--threads", "1"]))
     res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
     done.write_text(json.dumps(res, indent=1))
     if progress:

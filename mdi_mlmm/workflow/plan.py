@@ -57,6 +57,8 @@ class Plan:
     checkpoint_every: int = 1000
     #: ML windows running at once on this machine share one batching model server
     shared_model: bool = True
+    #: where the ML model runs (cpu, cuda, cuda:N, auto)
+    device: str = "cpu"
     version: str = __version__
 
     @property
@@ -93,7 +95,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000,
-              shared_model: bool = True) -> Plan:
+              shared_model: bool = True, device: str = "cpu") -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states."""
     from ..prep.mdp import lambda_schedule
@@ -120,7 +122,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 temperature=temperature, sample_every=sample_every,
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if model.lower() != "mm" else 0, equil_ps=equil_ps,
                 workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
-                shared_model=shared_model)
+                shared_model=shared_model, device=device)
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
@@ -137,7 +139,7 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
                              "rerun with the original options to resume, or choose another --out")
     # how to run may change between attempts
     old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
-    old.shared_model = new.shared_model
+    old.shared_model, old.device = new.shared_model, new.device
     old.write()
     return old, True
 

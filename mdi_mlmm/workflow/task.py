@@ -47,11 +47,12 @@ def execute(spec: dict) -> dict:
         from ..hosts.lammps import alchemy
 
         common = dict(sample_every=spec["sample_every"], temperature=spec["temperature"], seed=spec["seed"],
-                      checkpoint_every=spec.get("checkpoint_every", 1000), engine_model=spec.get("engine_model"))
+                      checkpoint_every=spec.get("checkpoint_every", 1000), engine_model=spec.get("engine_model"),
+                      engine_options=spec.get("engine_args", ("--threads", "1")))
         if kind == "window":
             return alchemy.run_window(spec["top"], spec["gro"], spec["ml_indices"], spec["model"], spec["state"],
                                       [tuple(s) for s in spec["schedule"]], spec["steps"], spec["dt_fs"], out,
-                                      equil_steps=spec.get("equil_steps", 0), engine_options=("--threads", "1"),
+                                      equil_steps=spec.get("equil_steps", 0),
                                       progress=prog, **common)
         return alchemy.run_gas(spec["top"], spec["gro"], spec["ml_indices"], spec["model"], spec["steps"],
                                spec["dt_fs"], out, **common)
