@@ -57,6 +57,8 @@ def test_end_to_end_ml_run_lammps(tmp_path):
     stats = json.loads((out / "model_server" / "server.log").read_text().strip().splitlines()[-1])
     print("model server:", stats)
     assert stats["clients"] >= 4 and stats["batch_sizes"].get("2", 0) > stats["model_calls"] // 2
+    assert res["model_server"]["structures"] == stats["structures"] and "batched model calls" in \
+        (out / "analysis" / "report.md").read_text()
 
 
 def test_end_to_end_ml_run_gromacs(tmp_path):

@@ -97,6 +97,10 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
                                              "reorg_from": "gas run" if "dG_reorg_gas" in res else "λ windows"}
         res["_series"] = {"water": water, "decoupled": decoupled, "gas": gas}
 
+    server = _model_server_stats(run_dir / "model_server" / "server.log")
+    if server:
+        res["model_server"] = server
+
     sysjson = run_dir / "system" / "system.json"
     if sysjson.exists():
         s = json.loads(sysjson.read_text())
@@ -119,6 +123,30 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
     if series is not None:
         res["_series"] = series
     return res
+
+
+def _model_server_stats(log_file: Path):
+    """Totals of the statistics lines a shared model server prints when it stops (one per session of a
+    resumed run; JSON lines of its log), or None."""
+    if not log_file.exists():
+        return None
+    tot: dict = {"structures": 0, "model_calls": 0, "model_s": 0.0, "clients": 0, "batch_sizes": {}, "sessions": 0}
+    for line in log_file.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            d = json.loads(line)
+            for k in ("structures", "model_calls", "model_s", "clients"):
+                tot[k] += d[k]
+            for b, n in d["batch_sizes"].items():
+                tot["batch_sizes"][b] = tot["batch_sizes"].get(b, 0) + n
+            tot["sessions"] += 1
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    if not tot["sessions"]:
+        return None
+    tot["mean_batch"] = tot["structures"] / max(1, tot["model_calls"])
+    return tot
 
 
 def _jsonable(o):
@@ -183,6 +211,11 @@ def report_markdown(res: dict) -> str:
     else:
         L += ["", "Plain MM (GAFF) run: solute–water interactions decoupled, intramolecular terms at full strength "
               "(couple-intramol = no), directly comparable with FreeSolv's calculated value."]
+    ms = res.get("model_server")
+    if ms:
+        L += ["", f"ML evaluations: one shared model server answered {ms['structures']} structures in "
+              f"{ms['model_calls']} batched model calls (mean batch {ms['mean_batch']:.2f}; "
+              f"{ms['model_s']:.0f} s in the model)."]
     L.append("")
     for name, title in (("dhdl.png", "dH/dλ"), ("overlap.png", "MBAR overlap matrix"),
                         ("convergence.png", "Forward/backward convergence"), ("e_ml.png", "E_ML distributions")):
