@@ -167,3 +167,34 @@ def test_server_exits_with_its_parent(tmp_path):
         from mdi_mlmm.potentials.shared import SharedModelClient
 
         SharedModelClient(info, connect_timeout=0.5)
+
+
+def test_max_batch_splits_a_round(tmp_path):
+    """In-process server (harmonic model): three clients in step with --max-batch 2 → calls of 2 and 1."""
+    from mdi_mlmm.potentials.shared import ModelServer, SharedModelClient
+
+    srv = ModelServer(load_potential("harmonic"), max_batch=2, max_wait_ms=300)
+    info = srv.write_info(tmp_path / "s.json")
+    assert (info.stat().st_mode & 0o777) == 0o600
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    clients = [SharedModelClient(info) for _ in range(3)]
+    barrier = threading.Barrier(3)
+    out = {}
+
+    def work(k):
+        barrier.wait()
+        out[k] = clients[k].compute(["O", "H", "H"], np.eye(3) * (k + 1))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    srv.stop()
+    th.join(5)
+    assert len(out) == 3
+    ref = load_potential("harmonic")
+    for k, r in out.items():
+        assert abs(r.energy - ref.compute(["O", "H", "H"], np.eye(3) * (k + 1)).energy) < 1e-15
+    assert srv.stats_dict()["batch_sizes"] == {"1": 1, "2": 1}

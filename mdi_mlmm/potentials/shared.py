@@ -175,7 +175,16 @@ class ModelServer:
         for req in pending:
             groups.setdefault((req[1], req[3] is None), []).append(req)
         self.stats["requests"] += len(pending)
+        chunks = []
         for (symbols, _), reqs in groups.items():
+            chunk: list = []
+            for r in reqs:  # at most max_batch structures per call (a larger single request goes alone)
+                if chunk and sum(len(c[2]) for c in chunk) + len(r[2]) > self.max_batch:
+                    chunks.append((symbols, chunk))
+                    chunk = []
+                chunk.append(r)
+            chunks.append((symbols, chunk))
+        for symbols, reqs in chunks:
             pos = np.concatenate([r[2] for r in reqs])
             cells = None if reqs[0][3] is None else np.concatenate([np.asarray(r[3], float) for r in reqs])
             t0 = time.perf_counter()
@@ -189,6 +198,7 @@ class ModelServer:
                     k += b
             except MdiMlmmError as exc:
                 if len(reqs) > 1:   # find out whose structure it was: evaluate one by one
+                    self.stats["requests"] -= len(reqs)
                     for r in reqs:
                         self._run([r])
                     continue
