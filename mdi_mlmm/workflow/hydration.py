@@ -10,12 +10,12 @@ Everything lives in one directory (``--out DIR``)::
     DIR/analysis/          results.json, report.md, plots
 
 Windows run in parallel on a local pool (``workers``) or on a Dask distributed cluster
-(``scheduler`` address; workers must share the file system). With an ML model on a local
-pool running two or more units at once, the units' engines share one model server
-(``DIR/model_server/``, :mod:`mdi_mlmm.potentials.shared`) that loads the model once and
-evaluates the structures of all running windows in one batched model call. Each unit runs in its own
+(``scheduler`` address; workers must share the file system). Each unit runs in its own
 Python process (:mod:`.task`), so a killed run loses at most the steps since the unit's
-last checkpoint and a rerun skips finished units.
+last checkpoint and a rerun skips finished units. With an ML model on a local pool running
+two or more units at once, the units' engines share one model server (``DIR/model_server/``,
+:mod:`mdi_mlmm.potentials.shared`) that loads the model once and evaluates the structures of
+all running windows in one batched model call.
 """
 from __future__ import annotations
 
