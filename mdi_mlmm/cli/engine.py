@@ -11,7 +11,8 @@ log = logging.getLogger("mdi_mlmm.engine")
 def add_model_options(p):
     """Model options shared by every command that builds a potential."""
     p.add_argument("--model", default="ani2x",
-                   help="ani2x (default) | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k]")
+                   help="ani2x (default) | ani1x | ani1ccx | mace:PATH | zero | harmonic[:k] | server:INFO.json "
+                        "(a running mdi-mlmm model-server)")
     p.add_argument("--model-dir", default=None,
                    help="folder holding the ANI model zoo (*.info files); default: $MDI_MLMM_ANI_DIR, "
                         "then ./shared/models/ani-model-zoo and ../shared/models/ani-model-zoo, ...")
