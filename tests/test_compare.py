@@ -40,6 +40,7 @@ import pytest
 
 from mdi_mlmm.hosts import compare as cmpmod
 from mdi_mlmm.hosts.gromacs import build as gbuild
+from tests.gro_tools import wrap_shifted_gro
 
 CI = bool(os.environ.get("CI"))
 HAVE_GMX = gbuild.gmx_path() is not None
@@ -224,19 +225,6 @@ def test_cli_bad_selection_is_one_error_line(eth, sel, expect):
     assert p.stdout == ""
 
 
-def _wrap_shifted_gro(gro: Path, out: Path, shift_nm: np.ndarray) -> None:
-    """Translate every atom by ``shift_nm`` (multiples of 0.001 nm) and wrap it into the rectangular box atom by
-    atom: molecules on the boundary come out broken."""
-    lines = gro.read_text().splitlines()
-    box = np.array([float(v) for v in lines[-1].split()[:3]])
-    new = lines[:2]
-    for ln in lines[2:-1]:
-        x = np.array([float(ln[20 + 8 * d: 28 + 8 * d]) for d in range(3)]) + shift_nm
-        x -= np.floor(x / box) * box
-        new.append(ln[:20] + "".join(f"{v:8.3f}" for v in x) + ln[44:])
-    out.write_text("\n".join(new + [lines[-1]]) + "\n")
-
-
 def test_ml_molecule_broken_across_pbc(eth, ani, result, tmp_path):
     """Ethanol split by the periodic boundary: LAMMPS and OpenMM (exceptions with PBC) still agree at the double-
     precision tolerances, and E_MM, E_ML equal the unbroken configuration's (translation invariance; float32
@@ -245,7 +233,7 @@ def test_ml_molecule_broken_across_pbc(eth, ani, result, tmp_path):
     box = np.array([float(v) for v in lines[-1].split()[:3]])
     c1 = np.array([float(lines[2][20 + 8 * d: 28 + 8 * d]) for d in range(3)])
     shift = np.round(box - c1 - 0.03, 3)  # C1 lands 0.03 nm inside the upper faces: its neighbours wrap
-    _wrap_shifted_gro(eth / "conf.gro", tmp_path / "broken.gro", shift)
+    wrap_shifted_gro(eth / "conf.gro", tmp_path / "broken.gro", shift)
     r = cmpmod.compare(eth / "topol.top", tmp_path / "broken.gro", "resname MOL", engines=["lammps", "openmm"],
                        potential=ani)
     x = np.array([[float(ln[20 + 8 * d: 28 + 8 * d]) for d in range(3)] for ln in

@@ -28,6 +28,7 @@ from mdi_mlmm import units
 from mdi_mlmm.errors import HostError, UserInputError
 from mdi_mlmm.hosts.gromacs import build as gbuild
 from mdi_mlmm.hosts.gromacs import host
+from tests.gro_tools import wrap_shifted_gro
 
 DATA = Path(__file__).resolve().parent / "data" / "gromacs"
 ETHANOL = "mobley_2310185"
@@ -244,27 +245,14 @@ def test_e_ml_equals_direct_potential_call(gmx, ani_run, ani):
     assert np.allclose(e_edr, e_direct, rtol=0, atol=0.1 / KJ_PER_HARTREE)
 
 
-@pytest.mark.gromacs_build
-@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
-def wrap_shifted_gro(gro: Path, out: Path, shift_nm) -> None:
-    """Translate every atom by ``shift_nm`` and put it back into the (rectangular) box, atom by atom:
-    molecules straddling the boundary come out broken, as mdrun may see them."""
-    lines = gro.read_text().splitlines()
-    box = np.array([float(v) for v in lines[-1].split()[:3]])
-    new = lines[:2]
-    for ln in lines[2:-1]:
-        x = np.array([float(ln[20 + 8 * d: 28 + 8 * d]) for d in range(3)]) + shift_nm
-        x -= np.floor(x / box) * box
-        new.append(ln[:20] + "".join(f"{v:8.3f}" for v in x) + ln[44:])
-    out.write_text("\n".join(new + [lines[-1]]) + "\n")
-
-
 def _whole(x: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Minimum-image unwrap of a small molecule relative to its first atom (rectangular box)."""
     d = x - x[0]
     return x[0] + d - np.round(d / box) * box
 
 
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None and not CI, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
 @pytest.mark.parametrize("broken", [False, True], ids=["whole", "broken_across_pbc"])
 def test_forces_and_virial_match_direct_call(gmx, system, ani, tmp_path, broken):
     """One force evaluation (nsteps = 0) coupled and stock (hand-stripped topology) on the same
