@@ -6,5 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-gromacs-build
-exec mdi-mlmm hydration --freesolv mobley_2310185 --model ani2x --host lammps \
+VENV=${MDI_MLMM_VENV:-$PWD/.venv}
+export PATH="$VENV/bin:$PATH"
+exec "$VENV/bin/mdi-mlmm" hydration --freesolv mobley_2310185 --model ani2x --host lammps \
     --windows 5 --ns-per-window 0.002 --window-equil-ps 0.5 --equil-ps 5 --out runs/ethanol_ani2x "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything mdi_mlmm needs on a fresh Debian bookworm machine (idempotent).
-#   - Python packages (torch 2.13.0 CPU first: any other torch spec pulls GBs of CUDA)
+#   - a project virtual environment, .venv (or $MDI_MLMM_VENV), created here and used for
+#     everything: nothing depends on what happens to be installed globally
+#   - Python packages in it (torch 2.13.0 CPU first: any other torch spec pulls GBs of CUDA)
 #   - Debian gromacs (stock gmx for preparation and reference energies) and build tools
 #   - the MDI-enabled GROMACS build, cached in $MDI_MLMM_CACHE/gromacs (~/.cache/mdi_mlmm)
 # Options: --no-gromacs-build  skip the MDI GROMACS build (LAMMPS host and everything else still work)
@@ -8,14 +10,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_GMX=1
 for a in "$@"; do [ "$a" = "--no-gromacs-build" ] && BUILD_GMX=0; done
-PY=${PYTHON:-python3}
+BASE_PY=${PYTHON:-python3}
+VENV=${MDI_MLMM_VENV:-$PWD/.venv}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+T0=$(date +%s)
 
-echo "== [1/4] Python packages"
-if ! $PY -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
-  $PY -m pip install -q torch==2.13.0
+echo "== [1/4] Python environment $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$BASE_PY" -m venv "$VENV"
 fi
-$PY -m pip install -q -e ".[all]"
+PY="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  "$PY" -m pip install -q torch==2.13.0
+fi
+"$PY" -m pip install -q -e ".[all]"
 
 echo "== [2/4] Debian packages (gromacs, build tools)"
 need=""
@@ -39,14 +48,15 @@ if [ -n "$need" ]; then
 fi
 
 echo "== [3/4] ANI model files"
-$PY - <<'PYEOF'
+"$PY" - <<'PYEOF'
 from mdi_mlmm.potentials.ani import find_info_file
 print("ANI-2x parameters:", find_info_file("ani2x"))
 PYEOF
 
 echo "== [4/4] MDI-enabled GROMACS (cached; rebuilt only when its inputs change)"
 if [ "$BUILD_GMX" = 1 ]; then
-  mdi-mlmm gromacs build
+  "$VENV/bin/mdi-mlmm" gromacs build
 else
   echo "skipped (--no-gromacs-build)"
 fi
+echo "== set-up done in $(( $(date +%s) - T0 )) s; environment: $VENV (source $VENV/bin/activate)"

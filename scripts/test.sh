@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec python3 -m pytest -q "$@"
+VENV=${MDI_MLMM_VENV:-$PWD/.venv}
+export PATH="$VENV/bin:$PATH"
+exec "$VENV/bin/python" -m pytest -q "$@"

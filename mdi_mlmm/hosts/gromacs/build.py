@@ -87,6 +87,31 @@ def mdi_package_dir() -> Path:
     return d
 
 
+def _staged_mdi(root: Path, pkg_dir: Path) -> Path:
+    """A copy of pymdi's ``mdi.h`` and ``libmdi.so*`` in the cache, named by their hash.
+
+    The build options (and so the build-tree key) then name a stable directory instead of the
+    virtual environment the build was started from: a fresh venv (a new clone, CI) reuses the
+    cached build, and the build never points into a venv that may be deleted.
+    """
+    files = sorted(p for p in pkg_dir.iterdir() if p.name == "mdi.h" or p.name.startswith("libmdi.so"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(_sha256_file(f).encode())
+    dest = root / "mdi" / h.hexdigest()[:12]
+    if not dest.is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=".mdi-", dir=root))
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another build staged it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 # ----------------------------------------------------------------------------- helpers
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -316,7 +341,7 @@ def build(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike 
     jobs = jobs or os.cpu_count() or 1
     with _locked(root):
         tree, version, source_id = prepare_source(source, root, progress)
-        mdi_dir = mdi_package_dir()
+        mdi_dir = _staged_mdi(root, mdi_package_dir())
         libmdi = next(mdi_dir / n for n in ("libmdi.so.1", "libmdi.so") if (mdi_dir / n).is_file())
         use_ccache = shutil.which("ccache") is not None
         simd = detect_simd()
