@@ -15,16 +15,19 @@ import numpy as np
 
 from ..errors import UserInputError
 from .index import read_ndx
+from .pbc import spanning_tree
 
 
 @dataclass
 class MLRegion:
-    """indices: 0-based, sorted; atomic_numbers, charges (e, the MM charges) in the same order."""
+    """indices: 0-based, sorted; atomic_numbers, charges (e, the MM charges) in the same order;
+    bonds: (i, j) pairs of positions in ``indices`` (not atom indices) — one connected molecule."""
 
     indices: np.ndarray
     atomic_numbers: np.ndarray
     charges: np.ndarray = field(default_factory=lambda: np.zeros(0))
     description: str = ""
+    bonds: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.indices)
@@ -58,6 +61,14 @@ def select_indices(gro, selection: Optional[str] = None, ndx=None, group: Option
     return idx
 
 
+def region_bonds(structure, indices) -> list[tuple[int, int]]:
+    """Bonds among the atoms ``indices`` (0-based, sorted) of a ParmEd ``structure``, as pairs of
+    positions in ``indices``."""
+    pos_of = {int(a): k for k, a in enumerate(indices)}
+    return sorted({(min(pos_of[b.atom1.idx], pos_of[b.atom2.idx]), max(pos_of[b.atom1.idx], pos_of[b.atom2.idx]))
+                   for b in structure.bonds if b.atom1.idx in pos_of and b.atom2.idx in pos_of})
+
+
 def ml_region(top, gro, selection: Optional[str] = None, ndx=None, group: Optional[str] = None,
               structure=None) -> MLRegion:
     """The ML region of the system ``top`` + ``gro``; checks that it holds whole molecules.
@@ -83,4 +94,10 @@ def ml_region(top, gro, selection: Optional[str] = None, ndx=None, group: Option
         raise UserInputError("the topology does not give atomic numbers for every ML atom")
     q = np.array([structure.atoms[i].charge for i in idx], dtype=float)
     desc = selection if selection is not None else f"[ {group} ] in {ndx}"
-    return MLRegion(indices=idx, atomic_numbers=z, charges=q, description=desc)
+    bonds = region_bonds(structure, idx)
+    if len(idx) > 1:
+        try:
+            spanning_tree(len(idx), bonds)  # one molecule, or a one-line refusal
+        except UserInputError as exc:
+            raise UserInputError(f"{exc} (selection {desc!r})") from None
+    return MLRegion(indices=idx, atomic_numbers=z, charges=q, description=desc, bonds=bonds)
