@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from ..errors import UserInputError
+from ._types import open_fraction, positive_float
 
 
 def register(subparsers) -> None:
@@ -23,8 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--engines", default=None,
                    help="comma list of gromacs,lammps,openmm (default: all usable here; GROMACS is skipped with a "
                         "note when there is no MDI-enabled build)")
-    p.add_argument("--cutoff", type=float, default=1.0, help="real-space cutoff, nm (default 1.0)")
-    p.add_argument("--ewald-rtol", type=float, default=1e-6, help="erfc(beta r_c), fixes beta everywhere (default 1e-6)")
+    p.add_argument("--cutoff", type=positive_float, default=1.0, help="real-space cutoff, nm (default 1.0)")
+    p.add_argument("--ewald-rtol", type=open_fraction, default=1e-6, help="erfc(beta r_c), fixes beta everywhere (default 1e-6)")
     p.add_argument("--json", metavar="OUT", help="also write all numbers to this JSON file")
     p.add_argument("--workdir", help="keep the engines' files here (default: a temporary directory)")
     p.set_defaults(func=handler)
@@ -35,8 +36,6 @@ def handler(args: argparse.Namespace) -> int:
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
-    if args.cutoff <= 0 or not 0 < args.ewald_rtol < 1:
-        raise UserInputError("--cutoff must be > 0 and 0 < --ewald-rtol < 1")
     if not args.verbose:  # MDAnalysis logs attribute guessing and optional-module notes at INFO/WARNING
         logging.getLogger("MDAnalysis").setLevel(logging.ERROR)
     from ..hosts.compare import Settings, compare, parse_engines, write_json

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import time
 
+from ._types import positive_int
+
 
 def register(sub):
     p = sub.add_parser("demo", help="engine + built-in driver on water and ethanol (installation check)")
     p.add_argument("--model", default="ani2x", help="model spec (default ani2x)")
-    p.add_argument("--steps", type=int, default=100, help="coordinate→force exchanges to time (default 100)")
+    p.add_argument("--steps", type=positive_int, default=100, help="coordinate→force exchanges to time (default 100)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +29,9 @@ def run(args) -> int:
 
     from .. import units
     from ..hosts.driver import start_local_engine
+    from ..potentials import check_model_spec
 
+    check_model_spec(args.model)  # here, not as an engine that dies without a word
     conn = start_local_engine(args.model)
     try:
         for label, (z, pos) in (("water", WATER), ("ethanol", ETHANOL)):

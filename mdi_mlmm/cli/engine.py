@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import UserInputError
+from ._types import nonneg_int, positive_float, positive_int
 
 log = logging.getLogger("mdi_mlmm.engine")
 
@@ -16,11 +17,11 @@ def add_model_options(p):
     p.add_argument("--model-dir", default=None,
                    help="folder holding the ANI model zoo (*.info files); default: $MDI_MLMM_ANI_DIR, "
                         "then ./shared/models/ani-model-zoo and ../shared/models/ani-model-zoo, ...")
-    p.add_argument("--member", type=int, default=None, help="use one ensemble member (ANI) instead of all 8")
+    p.add_argument("--member", type=nonneg_int, default=None, help="use one ensemble member (ANI) instead of all 8")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
     p.add_argument("--device", default="cpu",
                    help="where the model runs: cpu (default), cuda, cuda:N, or auto (cuda when available)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads for the model (default 1: small ML regions run fastest on one core)")
 
 
@@ -35,7 +36,7 @@ def register(sub):
     p.add_argument("--call-log", metavar="CSV", help="write one line per model call: call number, absolute E_ML")
     p.add_argument("--elements", help="comma-separated element symbols preset for drivers that never send >ELEMENTS")
     p.add_argument("--charges", help="comma-separated MM charges (e) of the ML atoms, answered to <CHARGES")
-    p.add_argument("--connect-timeout", type=float, default=120.0,
+    p.add_argument("--connect-timeout", type=positive_float, default=120.0,
                    help="give up if no driver accepts the connection within this many seconds (default 120)")
     p.add_argument("--no-tcp-nodelay", action="store_true",
                    help="leave Nagle's algorithm on (only to measure what the latency fix saves)")

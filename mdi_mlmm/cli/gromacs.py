@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ._types import positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("gromacs", help="build / locate GROMACS with the MDI (ML/MM) module",
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     b.add_argument("--source", metavar="DIR_OR_TARBALL",
                    help="GROMACS 2022 source tree or tarball (default: Debian's gromacs source package)")
     b.add_argument("--cache-dir", metavar="DIR", help="cache directory (default $MDI_MLMM_CACHE/gromacs)")
-    b.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs (default: all cores)")
+    b.add_argument("--jobs", "-j", type=positive_int, default=None, help="parallel compile jobs (default: all cores)")
     b.add_argument("--force", action="store_true", help="rebuild even if a matching cached build exists")
     b.set_defaults(func=_build)
 

@@ -34,8 +34,17 @@ def _split_mdi_flag(argv: list[str]) -> list[str]:
     return out
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: a usage mistake is one ``error:`` line on stderr
+    (naming the command and pointing at its ``--help``) and exit status 2, like a UserInputError."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mdi-mlmm",
         description="ML/MM simulation and hydration free energies over the MolSSI Driver Interface.",
     )

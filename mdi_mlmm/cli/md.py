@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserInputError
+from ._types import (TIMESTEP_HELP, add_timestep_override, check_timestep, nonneg_int, port, positive_float,
+                     positive_int)
 from .engine import add_model_options
 
 
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
                     "described by the ML model, everything else by the force field; ML-MM interactions are "
                     "classical (mechanical embedding). The ML engine is started here, or a running one is "
                     "accepted on --engine-port. --model mm (LAMMPS host) runs plain MM without an engine. "
-                    "Writes energies.csv, traj.dcd + topology.gro, summary.json. See docs/lammps.md.")
+                    "Writes energies.csv, traj.dcd + topology.gro, summary.json. See docs/lammps.md. " + TIMESTEP_HELP)
     p.add_argument("--host", choices=["lammps", "gromacs"], default="lammps", help="MM host (default lammps)")
     p.add_argument("--top", required=True, help="GROMACS topology (.top)")
     p.add_argument("--gro", required=True, help="GROMACS coordinates (.gro) with the box; should be equilibrated")
@@ -22,20 +24,22 @@ def register(subparsers) -> None:
     p.add_argument("--ndx", help="GROMACS index file holding the ML group")
     p.add_argument("--ml-group", help="index group of the ML atoms (with --ndx), e.g. ML")
     add_model_options(p)
-    p.add_argument("--steps", type=int, required=True, help="number of MD steps")
-    p.add_argument("--dt", type=float, default=0.5, help="time step, fs (default 0.5)")
+    p.add_argument("--steps", type=positive_int, required=True, help="number of MD steps")
+    p.add_argument("--dt", type=positive_float, default=0.5,
+                   help="time step, fs (default 0.5; warning above 1, refused above 2: see below)")
+    add_timestep_override(p)
     p.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt", help="default nvt")
-    p.add_argument("--temperature", type=float, default=298.15, help="K (initial velocities, thermostat)")
-    p.add_argument("--pressure", type=float, default=1.0, help="bar (npt)")
-    p.add_argument("--seed", type=int, default=2024, help="velocity seed")
+    p.add_argument("--temperature", type=positive_float, default=298.15, help="K (initial velocities, thermostat)")
+    p.add_argument("--pressure", type=positive_float, default=1.0, help="bar (npt)")
+    p.add_argument("--seed", type=positive_int, default=2024, help="velocity seed")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--engine-port", type=int, default=None,
+    p.add_argument("--engine-port", type=port, default=None,
                    help="accept an engine started by you (mdi-mlmm engine -mdi \"-role ENGINE -name ML -method TCP "
                         "-port P -hostname localhost\") instead of starting one")
-    p.add_argument("--report-every", type=int, default=100, help="progress line / thermo interval, steps")
-    p.add_argument("--energy-every", type=int, default=1, help="energies.csv row interval, steps (default 1)")
-    p.add_argument("--traj-every", type=int, default=100, help="trajectory frame interval, steps (0: none)")
-    p.add_argument("--cutoff", type=float, default=10.0, help="LJ and real-space Coulomb cutoff, Å (default 10)")
+    p.add_argument("--report-every", type=positive_int, default=100, help="progress line / thermo interval, steps")
+    p.add_argument("--energy-every", type=positive_int, default=1, help="energies.csv row interval, steps (default 1)")
+    p.add_argument("--traj-every", type=nonneg_int, default=100, help="trajectory frame interval, steps (0: none)")
+    p.add_argument("--cutoff", type=positive_float, default=10.0, help="LJ and real-space Coulomb cutoff, Å (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=handler)
 
@@ -55,6 +59,17 @@ def handler(args: argparse.Namespace) -> int:
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
+    # the ML region is never constrained, and neither host constrains the solute's X-H bonds in `md`
+    check_timestep(args.dt, constrained_xh=False, allow_large=args.allow_large_dt)
+    if args.model.lower() != "mm":
+        from ..potentials import check_model_spec
+
+        # before any conversion work: a bad spec or missing ANI files fail here, not in the engine's log
+        check_model_spec(args.model, model_dir=args.model_dir, files=args.engine_port is None)
+    if args.engine_port is not None:
+        from ..engine.transport import check_port_free
+
+        check_port_free(args.engine_port, option="--engine-port")
     kwargs = dict(ndx=args.ndx, ml_group=args.ml_group, temperature=args.temperature, pressure_bar=args.pressure,
                   engine_port=args.engine_port, seed=args.seed, report_every=args.report_every,
                   energy_every=args.energy_every, traj_every=args.traj_every, progress=not args.quiet,

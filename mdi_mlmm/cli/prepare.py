@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._types import positive_float
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,9 +24,9 @@ def register(subparsers) -> None:
                    help="amber: parametrize with AmberTools (default); freesolv: use FreeSolv's own GAFF topology")
     p.add_argument("--charges", choices=["am1bcc", "freesolv"], default="am1bcc",
                    help="am1bcc: compute AM1-BCC with sqm (default); freesolv: keep FreeSolv's charges")
-    p.add_argument("--box-padding", type=float, default=1.2, metavar="NM",
+    p.add_argument("--box-padding", type=positive_float, default=1.2, metavar="NM",
                    help="minimum solute-to-box-face distance of the cubic water box, nm (default 1.2)")
-    p.add_argument("--gas-padding", type=float, default=2.5, metavar="NM",
+    p.add_argument("--gas-padding", type=positive_float, default=2.5, metavar="NM",
                    help="padding of the gas-phase box, nm (default 2.5)")
     p.add_argument("--model", default="ani2x",
                    help="ML model for the solute: ani2x (default), ani1x, ani1ccx, mm, mace:PATH; "

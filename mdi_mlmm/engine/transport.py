@@ -133,6 +133,25 @@ def import_mdi():
     return mdi
 
 
+def check_port_free(port: int, option: str = "", host: str = "") -> None:
+    """Raise :class:`UserInputError` ("port N is already in use") unless one could listen on TCP
+    ``port`` of ``host`` (default "": every interface, as MDI's driver does). MDI itself only prints
+    "Could not bind socket" and carries on, which surfaced later as a lost engine. ``option`` (e.g.
+    ``--engine-port``), if given, is named in the message."""
+    import errno
+
+    given = f" (given by {option})" if option else ""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as MDI: a TIME_WAIT leftover is no conflict
+        try:
+            s.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserInputError(f"port {port} is already in use{given}; stop whatever listens there "
+                                     "or choose another port") from exc
+            raise UserInputError(f"cannot listen on {host or '*'}:{port}{given}: {exc.strerror or exc}") from exc
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on ``host`` (for starting a driver + engine pair)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

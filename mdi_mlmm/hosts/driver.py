@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import units
-from ..engine.transport import Watchdog, free_port, import_mdi, set_tcp_nodelay
+from ..engine.transport import Watchdog, check_port_free, free_port, import_mdi, set_tcp_nodelay
 from ..errors import EngineReportedError, MDIError, PeerDisconnected
 
 log = logging.getLogger("mdi_mlmm.driver")
@@ -66,6 +66,7 @@ class EngineConnection:
         mdi = import_mdi()
         if _INITIALISED:
             raise MDIError("MDI is already initialised in this process (one engine connection per process)")
+        check_port_free(port)
         mdi.MDI_Init(f"-role DRIVER -name {name} -method TCP -port {int(port)}")
         _INITIALISED = True
         stop = threading.Event()
@@ -84,6 +85,8 @@ class EngineConnection:
                 comm = mdi.MDI_Accept_Communicator()
         finally:
             stop.set()
+        if comm == getattr(mdi, "MDI_COMM_NULL", 0):  # MDI could not bind (it only prints so) or accept
+            raise MDIError(f"MDI could not listen on port {port} (already in use?)")
         return cls(comm, engine_proc=engine_proc, engine_log=engine_log, nodelay=nodelay)
 
     def supports(self, command: str) -> bool:

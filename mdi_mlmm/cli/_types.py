@@ -1,0 +1,142 @@
+"""Argument types and checks shared by every subcommand.
+
+Each ``type=`` function turns a command-line string into a number or refuses it with
+:class:`argparse.ArgumentTypeError`; argparse then names the option, and
+:class:`~mdi_mlmm.cli.main.Parser` prints that as one ``error:`` line (exit status 2).
+Non-finite floats (``nan``, ``inf``) are refused everywhere.
+
+:func:`check_timestep` holds the one time-step policy of the MD commands (``md``,
+``hydration``); :data:`TIMESTEP_HELP` explains it in their ``--help``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from ..errors import UserInputError
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An integer ≥ 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def int_at_least(lowest: int, why: str = ""):
+    """A type: an integer ≥ ``lowest``; ``why`` is appended to the refusal."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}{' ' + why if why else ''}, got {text}")
+        return value
+    parse.__name__ = f"int_at_least_{lowest}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number ≥ 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 0 and < 1, got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A number in (0, 1)."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 1..65535."""
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 1..65535, got {text}")
+    return value
+
+
+def port_or_any(text: str) -> int:
+    """A TCP port, 1..65535, or 0 for any free port."""
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 1..65535 (or 0: any free port), got {text}")
+    return value
+
+
+# ------------------------------------------------------------------ time step
+#: fs; (warn above, refuse above) for flexible and for constrained X–H bonds
+DT_LIMITS_FLEXIBLE = (1.0, 2.0)
+DT_LIMITS_CONSTRAINED = (2.0, 4.0)
+
+TIMESTEP_HELP = (
+    "Time-step limits: the fastest motion is the X-H bond stretch (about 3000-3700 1/cm, a period of 9-11 fs), "
+    "and velocity Verlet needs about 10 steps per period to conserve energy. The ML region is never "
+    "constrained (and LAMMPS and `md` leave the solute's X-H bonds flexible), so above 1 fs a warning is "
+    "printed and above 2 fs the run is refused. With X-H bonds constrained (hydration --model mm --host "
+    "gromacs: h-bonds) the fastest motions left are bends near 1600 1/cm (about 20 fs): warning above 2 fs, "
+    "refused above 4 fs. --allow-large-dt runs anyway (for tests and experiments).")
+
+
+def add_timestep_override(p) -> None:
+    """Add ``--allow-large-dt`` (see :func:`check_timestep`)."""
+    p.add_argument("--allow-large-dt", action="store_true",
+                   help="run with a time step above the safe limit (see the time-step limits below)")
+
+
+def check_timestep(dt_fs: float, *, constrained_xh: bool, allow_large: bool, stream=None) -> None:
+    """Refuse (:class:`UserInputError`) or warn (one ``warning:`` line on ``stream``, default stderr)
+    about a time step ``dt_fs`` (fs) that is unsafe for X–H bonds; limits in :data:`TIMESTEP_HELP`."""
+    warn_above, refuse_above = DT_LIMITS_CONSTRAINED if constrained_xh else DT_LIMITS_FLEXIBLE
+    bonds = "constrained X-H bonds" if constrained_xh else "flexible X-H bonds (about 10 fs period)"
+    if dt_fs > refuse_above and not allow_large:
+        raise UserInputError(f"--dt {dt_fs:g} fs is above the {refuse_above:g} fs limit for {bonds}; "
+                             f"use a smaller --dt or pass --allow-large-dt")
+    if dt_fs > warn_above:
+        print(f"warning: --dt {dt_fs:g} fs is above {warn_above:g} fs, large for {bonds}: expect energy drift "
+              f"or instability", file=stream or sys.stderr, flush=True)
