@@ -250,3 +250,11 @@ def test_model_server_port_in_use(busy_port, tmp_path):
     r = run_cli("model-server", "--model", "zero", "--port", busy_port, "--info", tmp_path / "info.json",
                 timeout=60)
     assert_one_error(r, f"port {busy_port} is already in use", "--port", code=2)
+
+
+@pytest.mark.parametrize("bad", ["0", "70000", "abc"])
+def test_engine_mdi_port_out_of_range(bad):
+    """Refused at once, instead of waiting --connect-timeout (120 s) for a driver on a port that cannot exist."""
+    r = run_cli("engine", "--model", "zero", "-mdi", f"-role ENGINE -name ML -method TCP -port {bad} -hostname localhost",
+                timeout=60)
+    assert_one_error(r, f"-port must be a TCP port in 1..65535, got '{bad}'", code=2)

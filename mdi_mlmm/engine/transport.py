@@ -48,6 +48,8 @@ def parse_mdi_options(options: str) -> dict[str, str]:
             raise UserInputError(f"MDI options {options!r} lack -{key}")
     if out["method"].upper() == "TCP" and "port" not in out:
         raise UserInputError(f"MDI options {options!r}: -method TCP needs -port")
+    if "port" in out and not (out["port"].isdigit() and 1 <= int(out["port"]) <= 65535):
+        raise UserInputError(f"MDI options {options!r}: -port must be a TCP port in 1..65535, got {out['port']!r}")
     if out["role"].upper() == "ENGINE" and out["method"].upper() == "TCP" and "hostname" not in out:
         raise UserInputError(f"MDI options {options!r}: a TCP engine needs -hostname")
     return out
