@@ -41,6 +41,18 @@ def register(subparsers) -> None:
     p.add_argument("--traj-every", type=nonneg_int, default=100, help="trajectory frame interval, steps (0: none)")
     p.add_argument("--cutoff", type=positive_float, default=10.0, help="LJ and real-space Coulomb cutoff, Å (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--no-minimize", dest="minimize", action="store_false",
+                   help="start dynamics from --gro as it is. By default the system is first minimized classically "
+                        "with the ML atoms held fixed (LAMMPS: `minimize` with the ML atoms' forces zeroed and "
+                        "SHAKE as restraints; GROMACS: steepest descent, template em, ML group frozen). In "
+                        "mechanical embedding the forces on MM atoms are classical whatever the ML model, so this "
+                        "minimizes the ML/MM energy over the MM coordinates at the ML region's given geometry; the "
+                        "ML region itself is not relaxed (`mdi-mlmm prepare` writes it minimized with the force "
+                        "field). Velocities in --gro are then not used (new ones are drawn at --temperature). "
+                        "See docs/lammps.md, docs/gromacs.md")
+    p.add_argument("--maxwarn", type=int, default=0, metavar="N",
+                   help="--host gromacs: gmx grompp warnings to accept (default 0); a rejection shows GROMACS's "
+                        "own warning text")
     p.set_defaults(func=handler)
 
 
@@ -73,12 +85,16 @@ def handler(args: argparse.Namespace) -> int:
     kwargs = dict(ndx=args.ndx, ml_group=args.ml_group, temperature=args.temperature, pressure_bar=args.pressure,
                   engine_port=args.engine_port, seed=args.seed, report_every=args.report_every,
                   energy_every=args.energy_every, traj_every=args.traj_every, progress=not args.quiet,
-                  engine_options=_engine_options(args))
+                  engine_options=_engine_options(args), minimize=args.minimize)
+    if args.maxwarn < 0:
+        raise UserInputError(f"--maxwarn must be >= 0, got {args.maxwarn}")
     selection = args.ml
     if args.host == "lammps":
         from ..hosts.lammps.host import format_summary, run_md
 
         kwargs["cutoff_A"] = args.cutoff
+        if args.maxwarn:
+            raise UserInputError("--maxwarn applies to --host gromacs only (LAMMPS runs no grompp)")
     else:
         try:
             from ..hosts.gromacs.host import run_md  # written separately
@@ -88,6 +104,7 @@ def handler(args: argparse.Namespace) -> int:
         format_summary = None
         if args.cutoff != 10.0:
             raise UserInputError("--cutoff applies to --host lammps only")
+        kwargs["maxwarn"] = args.maxwarn
         kwargs, selection = _adapt_kwargs(run_md, kwargs, args)
     summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble, args.out,
                      **kwargs)
@@ -96,7 +113,7 @@ def handler(args: argparse.Namespace) -> int:
 
 
 _DEFAULTS = dict(ndx=None, ml_group=None, temperature=298.15, pressure_bar=1.0, engine_port=None, seed=2024,
-                 report_every=100, energy_every=1, traj_every=100, progress=True)
+                 report_every=100, energy_every=1, traj_every=100, progress=True, minimize=True, maxwarn=0)
 
 
 def _adapt_kwargs(fn, kwargs: dict, args):

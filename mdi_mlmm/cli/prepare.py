@@ -34,6 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist, or be empty)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the gmx grompp check")
+    p.add_argument("--no-minimize", dest="minimize", action="store_false",
+                   help="write the coordinates as built (no steepest-descent minimization of the solvated and "
+                        "gas systems; freshly solvated boxes then have clashes worth thousands of kJ/mol)")
+    p.add_argument("--maxwarn", type=int, default=0, metavar="N",
+                   help="gmx grompp warnings to accept (default 0; one more is always accepted for a charged "
+                        "solute with PME)")
     p.set_defaults(func=handler)
 
 
@@ -43,7 +49,8 @@ def handler(args: argparse.Namespace) -> int:
     info = prepare_system(
         args.out, smiles=args.smiles, freesolv_id=args.freesolv, name=args.name, forcefield=args.forcefield,
         source=args.source, charges=args.charges, box_padding_nm=args.box_padding,
-        gas_padding_nm=args.gas_padding, model=args.model, overwrite=args.force, check=args.check)
+        gas_padding_nm=args.gas_padding, model=args.model, overwrite=args.force, check=args.check,
+        minimize=args.minimize, maxwarn=args.maxwarn)
     fs = info.get("freesolv") or {}
     extra = f", FreeSolv expt {fs['expt_dG_kcal_per_mol']} kcal/mol" if fs.get("expt_dG_kcal_per_mol") is not None else ""
     print(f"{args.out}: {info['name']} ({info['smiles']}), {info['n_atoms']} atoms, net charge "

@@ -213,14 +213,15 @@ def write_index(gro: Path, ndx: Path, n_solute: int, workdir: Path, with_mm: boo
     return ndx
 
 
-def grompp_check(system: BuiltSystem, template: str, workdir: Path, maxwarn: int = 0) -> str:
-    """Run ``gmx grompp`` on ``system`` with mdp ``template`` (e.g. ``em``); raise if GROMACS rejects it.
-    Returns grompp's output."""
+def grompp_check(system: BuiltSystem, template: str, workdir: Path, maxwarn: int = 0, **overrides) -> str:
+    """Run ``gmx grompp`` on ``system`` with mdp ``template`` (e.g. ``em``; ``overrides`` as
+    :func:`.mdp.render`); raise with GROMACS's own reason if it rejects it. Returns grompp's output."""
     tag = f"check_{template}"
-    mdp.write(template, workdir / f"{tag}.mdp")
-    return tools.run(["gmx", "-quiet", "grompp", "-f", f"{tag}.mdp", "-c", str(system.gro.resolve()),
-                      "-p", str(system.top.resolve()), "-n", str(system.ndx.resolve()), "-o", f"{tag}.tpr",
-                      "-po", f"{tag}_out.mdp", "-maxwarn", str(maxwarn)], cwd=workdir, log_name=f"{tag}.log")
+    mdp.write(template, workdir / f"{tag}.mdp", **overrides)
+    return tools.grompp("gmx", f"{tag}.mdp", system.gro.resolve(), system.top.resolve(), f"{tag}.tpr",
+                        ndx=system.ndx.resolve(), maxwarn=maxwarn, cwd=workdir,
+                        what=f"gmx grompp (check, {template} template, {system.gro.parent.name} system)",
+                        maxwarn_option="mdi-mlmm prepare --maxwarn")
 
 
 def net_charge(structure) -> float:

@@ -4,14 +4,15 @@ Output layout (``out/``)::
 
     system.json            what was built, how, and from what (see docs/prepare.md)
     solvated/topol.top     self-contained GROMACS topology: solute (moleculetype MOL) + TIP3P (SOL)
-    solvated/conf.gro      cubic box, nm
+    solvated/conf.gro      cubic box, nm; energy-minimized (steepest descent, template em)
     solvated/index.ndx     standard groups + ML (the solute) + MM (the rest)
-    gas/topol.top, gas/conf.gro, gas/index.ndx     the solute alone in a large cubic box
+    gas/topol.top, gas/conf.gro, gas/index.ndx     the solute alone in a large cubic box (minimized, gas_em)
     ligand/                AmberTools files (MOL.mol2, MOL.frcmod, MOL.prmtop, MOL.inpcrd, input.sdf)
                            or FreeSolv's own topology (with --source freesolv)
 
 Everything is built in a hidden sibling directory and renamed to ``out`` only
-once complete: after a failure nothing is left behind.
+once complete: after a failure nothing is left behind but the full output of the
+GROMACS step that failed (``out``'s name + ``.grompp.out`` etc., named in the error).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
                    name: str | None = None, forcefield: str = "gaff", source: str = "amber",
                    charges: str = "am1bcc", box_padding_nm: float = DEFAULT_BOX_PADDING_NM,
                    gas_padding_nm: float = DEFAULT_GAS_PADDING_NM, model: str = "ani2x",
-                   overwrite: bool = False, check: bool = True) -> dict:
+                   overwrite: bool = False, check: bool = True, minimize: bool = True,
+                   maxwarn: int = 0) -> dict:
     """Build the solvated and gas-phase systems in directory ``out``; return the ``system.json`` dict.
 
     Exactly one of ``smiles`` and ``freesolv_id``. ``source="freesolv"`` takes FreeSolv's own GAFF
@@ -69,6 +71,8 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
     AmberTools pipeline on FreeSolv's mol2 keeping its AM1-BCC charges. Paddings are nm. ``model`` is
     the ML potential the region will use (``ani2x``, ``ani1x``, ``ani1ccx``, ``mm``, ``mace:PATH``); it
     decides which elements and net charges are accepted. ``check`` runs ``gmx grompp`` on the results.
+    ``minimize``: steepest descent of both systems (``system.json`` records the final Epot and Fmax);
+    ``maxwarn``: grompp warnings accepted on top of the one a charged solute causes with PME.
     """
     if (smiles is None) == (freesolv_id is None):
         raise UserInputError("give exactly one of a SMILES and a FreeSolv id")
@@ -85,6 +89,8 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
         forcefield = "gaff"
     if box_padding_nm <= 0 or gas_padding_nm <= 0:
         raise UserInputError("box paddings must be positive (nm)")
+    if int(maxwarn) < 0:
+        raise UserInputError(f"--maxwarn must be >= 0, got {maxwarn}")
     model_name = molecule.model_capabilities(model)[0]
 
     out = Path(out).expanduser().absolute()
@@ -105,7 +111,7 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
     try:
         info = _build(tmp, out, smiles=smiles, entry=entry, name=name, forcefield=forcefield, source=source,
                       charges=charges, box_padding_nm=box_padding_nm, gas_padding_nm=gas_padding_nm,
-                      model=model_name, check=check)
+                      model=model_name, check=check, minimize=minimize, maxwarn=int(maxwarn))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it the permissions of a normal directory
@@ -117,6 +123,7 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
         else:
             tmp.rename(out)
     except BaseException as exc:
+        exc = _keep_failure_log(exc, tmp, out)
         shutil.rmtree(tmp, ignore_errors=True)
         for p in created:  # parents we made, innermost first
             try:
@@ -124,14 +131,54 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
             except OSError:
                 break
         if isinstance(exc, MdiMlmmError) or not isinstance(exc, Exception):
-            raise
+            raise exc
         raise PrepError(f"preparation failed: {type(exc).__name__}: {exc}") from exc
     log.info("wrote %s", out / "system.json")
     return info
 
 
+def _keep_failure_log(exc: BaseException, tmp: Path, out: Path) -> BaseException:
+    """A GROMACS error names its full-output file (``(full grompp output: PATH)``); the build directory
+    is about to go, so keep that one file next to ``out`` as ``OUT.NAME`` and name that instead."""
+    import re
+
+    if not isinstance(exc, MdiMlmmError):
+        return exc
+    m = re.search(r"\(full (?:grompp )?output: (\S+)\)", str(exc))
+    if not m or not m.group(1).startswith(str(tmp)):
+        return exc
+    src = Path(m.group(1))
+    dst = out.parent / f"{out.name}.{src.name}"
+    try:
+        shutil.copy2(src, dst)
+    except OSError:
+        return exc
+    new = type(exc)(str(exc).replace(str(src), str(dst)))
+    new.__cause__ = exc.__cause__
+    return new
+
+
+def _minimize(system: solvate.BuiltSystem, template: str, workdir: Path, maxwarn: int, title: str) -> dict:
+    """Steepest descent of ``system`` in place (conf.gro replaced, its title line kept); the record for
+    system.json (kJ/mol, kJ/mol/nm)."""
+    from . import minimize as em
+
+    r = em.minimize(system.top, system.gro, workdir, template=template, ndx=system.ndx, maxwarn=maxwarn,
+                    maxwarn_option="mdi-mlmm prepare --maxwarn", name=f"em_{system.gro.parent.name}")
+    lines = r.gro.read_text().splitlines()
+    lines[0] = title
+    system.gro.write_text("\n".join(lines) + "\n")
+    if not r.converged:
+        log.warning("%s minimization stopped at Fmax %.1f kJ/mol/nm (asked for < %g)", system.gro.parent.name,
+                    r.fmax_kj_mol_nm, r.emtol_kj_mol_nm)
+    return {"minimized": True, "method": f"steepest descent, gmx mdrun, mdp template {template}",
+            "converged": r.converged, "steps": r.steps, "emtol_kj_mol_nm": r.emtol_kj_mol_nm,
+            "epot_initial_kj_mol": r.epot_initial_kj_mol, "epot_kj_mol": r.epot_kj_mol,
+            "fmax_kj_mol_nm": r.fmax_kj_mol_nm}
+
+
 def _build(tmp: Path, out: Path, *, smiles, entry, name, forcefield, source, charges, box_padding_nm,
-           gas_padding_nm, model, check) -> dict:
+           gas_padding_nm, model, check, minimize, maxwarn) -> dict:
     work = tmp / "work"
     work.mkdir()
     lig = tmp / "ligand"
@@ -195,17 +242,18 @@ def _build(tmp: Path, out: Path, *, smiles, entry, name, forcefield, source, cha
     solv = solvate.solvate(structure, work, tmp / "solvated", box_padding_nm, title)
     gas = solvate.gas_box(structure, work, tmp / "gas", gas_padding_nm, f"{name} in gas phase")
     # Ewald with a net charge is a grompp warning; accepted (and recorded) for charged solutes
-    maxwarn = 1 if net_charge else 0
+    gas_maxwarn = maxwarn
+    maxwarn = maxwarn + (1 if net_charge else 0)
+    em_solv = em_gas = {"minimized": False}
+    if minimize:
+        log.info("minimizing the solvated and gas-phase systems (steepest descent)")
+        em_solv = _minimize(solv, "em", work, maxwarn, title)
+        em_gas = _minimize(gas, "gas_em", work, gas_maxwarn, f"{name} in gas phase")
     if check:
         log.info("checking the systems with gmx grompp")
         solvate.grompp_check(solv, "em", work, maxwarn)
-        from . import mdp
-
-        mdp.write("lambda", work / "check_lambda.mdp", init_lambda_state=0, couple_moltype=MOLTYPE)
-        tools.run(["gmx", "-quiet", "grompp", "-f", "check_lambda.mdp", "-c", str(solv.gro), "-p", str(solv.top),
-                   "-n", str(solv.ndx), "-o", "check_lambda.tpr", "-po", "check_lambda_out.mdp",
-                   "-maxwarn", str(maxwarn)], cwd=work, log_name="check_lambda.log")
-        solvate.grompp_check(gas, "gas", work, 0)
+        solvate.grompp_check(solv, "lambda", work, maxwarn, init_lambda_state=0, couple_moltype=MOLTYPE)
+        solvate.grompp_check(gas, "gas", work, gas_maxwarn)
 
     rel = lambda p: str(p.relative_to(tmp))  # noqa: E731
     outputs = {rel(p): tools.sha256_file(p) for p in sorted([solv.top, solv.gro, solv.ndx, gas.top, gas.gro, gas.ndx])}
@@ -233,9 +281,10 @@ def _build(tmp: Path, out: Path, *, smiles, entry, name, forcefield, source, cha
                   "indices": "0-based (index.ndx is 1-based, as GROMACS)"},
         "solvated": {"top": rel(solv.top), "gro": rel(solv.gro), "ndx": rel(solv.ndx), "n_atoms": solv.n_atoms,
                      "n_waters": solv.n_waters, "box_nm": solv.box_nm, "box_padding_nm": box_padding_nm,
-                     "grompp_maxwarn": maxwarn},
+                     "grompp_maxwarn": maxwarn, "minimization": em_solv},
         "gas": {"top": rel(gas.top), "gro": rel(gas.gro), "ndx": rel(gas.ndx), "n_atoms": gas.n_atoms,
-                "box_nm": gas.box_nm, "box_padding_nm": gas_padding_nm, "grompp_maxwarn": 0},
+                "box_nm": gas.box_nm, "box_padding_nm": gas_padding_nm, "grompp_maxwarn": gas_maxwarn,
+                "minimization": em_gas},
         "ligand_files": sorted(p.name for p in lig.iterdir()),
         "freesolv": entry.as_dict() if entry else None,
         "provenance": {

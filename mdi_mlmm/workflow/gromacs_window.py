@@ -43,6 +43,15 @@ def _run(cmd, cwd, what, stdin=None):
     return r
 
 
+def _grompp(gmx, mdp, gro, top, tpr, ndx, out, maxwarn: int, what: str, ref=None) -> str:
+    """gmx grompp in ``out`` through the package's one grompp helper (GROMACS's own reason in the
+    error, full output in ``TPR-NAME.grompp.out``)."""
+    from ..prep import tools
+
+    return tools.grompp(gmx, mdp, gro, top, tpr, ndx=ndx, ref=ref, maxwarn=maxwarn, cwd=out, what=what,
+                        maxwarn_option=None, error=HostError)
+
+
 def _ntomp() -> int:
     return max(1, int(os.environ.get("MDI_MLMM_THREADS_PER_WINDOW", "1")))
 
@@ -70,8 +79,7 @@ def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, 
             continue
         text = mdp.render(name, ov)
         (out / f"{name}.mdp").write_text(text)
-        _run([gmx, "grompp", "-f", f"{name}.mdp", "-c", start, "-r", start, "-p", top, "-n", ndx, "-o", f"{name}.tpr",
-              "-maxwarn", "1"], out, f"gmx grompp ({name})")
+        _grompp(gmx, f"{name}.mdp", start, top, f"{name}.tpr", ndx, out, 1, f"gmx grompp ({name})", ref=start)
         log.info("equilibration: %s", name)
         _run([gmx, "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(max(1, os.cpu_count() or 1)), "-nb", "cpu"],
              out, f"gmx mdrun ({name})")
@@ -128,8 +136,8 @@ def run_window(spec: dict, progress=None) -> dict:
                                equil=stage == "eq")
         (out / f"{stage}.mdp").write_text(mdp_text)
         if not (out / f"{stage}.tpr").exists():
-            _run([gmx, "grompp", "-f", f"{stage}.mdp", "-c", start, "-p", spec["top"], "-n", spec["ndx"],
-                  "-o", f"{stage}.tpr", "-maxwarn", "2"], out, f"gmx grompp (window {spec['state']} {stage})")
+            _grompp(gmx, f"{stage}.mdp", start, spec["top"], f"{stage}.tpr", spec["ndx"], out, 2,
+                    f"gmx grompp (window {spec['state']} {stage})")
         args = ["-cpt", "0.5", "-dhdl", f"{stage}.dhdl.xvg"]
         if (out / f"{stage}.cpt").exists():
             args += ["-cpi", f"{stage}.cpt", "-append"]
@@ -181,8 +189,7 @@ def run_gas(spec: dict, progress=None) -> dict:
     (out / "gas.mdp").write_text(mdp.render("gas", ov))
     t0 = time.time()
     if not (out / "gas.tpr").exists():
-        _run([gmx, "grompp", "-f", "gas.mdp", "-c", spec["gro"], "-p", spec["top"], "-n", spec["ndx"], "-o", "gas.tpr",
-              "-maxwarn", "2"], out, "gmx grompp (gas)")
+        _grompp(gmx, "gas.mdp", spec["gro"], spec["top"], "gas.tpr", spec["ndx"], out, 2, "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
     mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
               engine_args=spec.get("engine_args", ["--threads", "1"]))

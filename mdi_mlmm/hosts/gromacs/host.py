@@ -123,16 +123,31 @@ def mdp_text(ensemble: str, steps: int, dt_fs: float, *, ml_group: str | None = 
 
 
 def grompp(gmx: Path, mdp: Path, gro: Path, top: Path, tpr: Path, ndx: Path | None = None,
-           maxwarn: int = 0, cwd: Path | None = None) -> str:
-    """``gmx grompp``; returns its output (contains the MDI module's summary)."""
-    cwd = cwd or tpr.parent
-    cmd = [gmx, "grompp", "-f", mdp, "-c", gro, "-p", top, "-o", tpr, "-po", tpr.with_suffix(".mdout.mdp")]
-    if ndx:
-        cmd += ["-n", ndx]
-    if maxwarn:
-        cmd += ["-maxwarn", str(maxwarn)]
-    r = _run(cmd, cwd, "gmx grompp")
-    return r.stderr + r.stdout
+           maxwarn: int = 0, cwd: Path | None = None, maxwarn_option: str | None = "--maxwarn") -> str:
+    """``gmx grompp`` (through :func:`mdi_mlmm.prep.tools.grompp`); returns its output (contains the
+    MDI module's summary), also kept in ``NAME.grompp.out`` next to ``tpr``. A rejection raises
+    :class:`HostError` with GROMACS's own ERROR/WARNING text and that file's path."""
+    from ...prep import tools
+
+    return tools.grompp(gmx, mdp, gro, top, tpr, ndx=ndx, maxwarn=maxwarn, cwd=cwd or tpr.parent,
+                        maxwarn_option=maxwarn_option, error=HostError)
+
+
+def minimize_before_md(gmx: Path, out: Path, top: Path, gro: Path, ndx: Path, freeze_ml: bool, *,
+                       maxwarn: int = 0, name: str = "md", ntomp: int | None = None) -> dict:
+    """Classical steepest descent (package template ``em``) of ``gro`` in ``out`` before dynamics.
+
+    With ``freeze_ml`` the ``ML`` group of ``ndx`` is frozen: in mechanical embedding the forces on
+    the MM atoms are classical whatever the ML model, so this is the ML/MM energy minimized over the
+    MM coordinates at the ML region's given geometry (no engine needed); the ML region itself is
+    not relaxed. Writes ``NAME_em.*``; returns the record (kJ/mol, kJ/mol/nm, ``gro``: the result).
+    """
+    from ...prep.minimize import minimize
+
+    r = minimize(top, gro, out, template="em", ndx=ndx, freeze_group=ML_GROUP if freeze_ml else None, gmx=gmx,
+                 maxwarn=maxwarn, name=f"{name}_em", ntomp=ntomp or max(1, (os.cpu_count() or 2) - 1),
+                 error=HostError)
+    return r.as_dict()
 
 
 # ----------------------------------------------------------------------------- engine + mdrun
@@ -247,11 +262,16 @@ class MDResult:
     ns_per_day: float | None
     ml_atoms: list[int] = field(repr=False)
     wall_seconds: float = 0.0
+    minimization: dict | None = None   #: :func:`minimize_before_md`'s record, None with minimize=False
 
     def __str__(self) -> str:
         e = self.energies
         lines = [f"GROMACS ML/MM run in {self.out_dir}: {len(e.get('Time', []))} energy frames, "
                  f"{self.ns_per_day} ns/day, {self.wall_seconds:.1f} s wall"]
+        m = self.minimization
+        if m:
+            lines.append(f"  minimized first ({m['frozen_group'] or 'nothing'} frozen): Epot {m['epot_initial_kj_mol']} -> "
+                         f"{m['epot_kj_mol']:.1f} kJ/mol, Fmax {m['fmax_kj_mol_nm']:.1f} kJ/mol/nm")
         for k in ("E_ML", "Potential", "Total Energy", "Conserved En.", "Temperature", "Pressure"):
             if k in e and len(e[k]):
                 lines.append(f"  {k:<14} mean {np.mean(e[k]):14.4f}  sd {np.std(e[k]):10.4f}")
@@ -269,7 +289,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
            energy_every: int = 1, traj_every: int = 100, engine_port: int | None = None,
            engine_args: Sequence[str] = (), mdp_overrides: Mapping[str, object] | None = None,
            ntomp: int | None = None, gmx: Path | None = None, maxwarn: int = 0, timeout: float | None = None,
-           progress: bool = True, name: str = "md") -> MDResult:
+           progress: bool = True, name: str = "md", minimize: bool = False) -> MDResult:
     """ML/MM MD of ``top``/``gro`` with the ML atoms described by ``model`` (GROMACS host).
 
     ml_selection: MDAnalysis selection (``"resname MOL"``), or None with ``ndx`` + ``ml_group``;
@@ -278,7 +298,11 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     templates; velocities generated at ``temperature`` K with ``seed`` unless ``gro`` has them);
     pressure_bar: npt reference; report_every / energy_every / traj_every: md.log, .edr and
     .xtc intervals in steps (0: none); engine_port: accept an engine you started instead of
-    starting one; mdp_overrides: any mdp keys (win over everything else). Files go to ``out_dir``.
+    starting one; mdp_overrides: any mdp keys (win over everything else); maxwarn: grompp warnings
+    accepted; minimize: classical steepest descent first with the ML atoms frozen
+    (:func:`minimize_before_md`; the minimized coordinates have no velocities, so new ones are
+    drawn; ``mdi-mlmm md`` does this unless ``--no-minimize``, the default here is off so that
+    a given configuration is run as it is). Files go to ``out_dir``.
     Returns an :class:`MDResult` (energies in kJ/mol, ``E_ML`` among them).
     """
     t0 = time.monotonic()
@@ -310,12 +334,16 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     if energy_every and energy_every % o["nstcalcenergy"]:
         o["nstcalcenergy"] = 1  # nstenergy must be a multiple of nstcalcenergy
     o.update(dict(mdp_overrides or {}))
+    start, em = out / "conf.gro", None
+    if minimize:
+        em = minimize_before_md(gmx, out, out / "topol.top", start, index, bool(atoms) and not mm_only,
+                                maxwarn=maxwarn, name=name, ntomp=ntomp)
+        start = Path(em["gro"])
     mdp = out / f"{name}.mdp"
     mdp.write_text(mdp_text(ensemble, steps, dt_fs, ml_group=None if mm_only else ML_GROUP, overrides=o,
-                            gen_vel=not gro_has_velocities(gro), temperature=temperature))
+                            gen_vel=not gro_has_velocities(start), temperature=temperature))
     tpr = out / f"{name}.tpr"
-    summary = grompp(gmx, mdp, out / "conf.gro", out / "topol.top", tpr, index, maxwarn=maxwarn, cwd=out)
-    (out / f"{name}.grompp.out").write_text(summary)
+    grompp(gmx, mdp, start, out / "topol.top", tpr, index, maxwarn=maxwarn, cwd=out)
     if progress:
         print(f"[gromacs] {steps} steps of {dt_fs} fs ({ensemble}), {len(atoms)} ML atoms, model {model}, "
               f"output in {out}", file=sys.stderr, flush=True)
@@ -324,7 +352,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     edr = out / f"{name}.edr"
     energies = read_energies(edr, gmx)
     res = MDResult(out, tpr, edr, out / f"{name}.log", energies, performance_ns_per_day(out / f"{name}.log"),
-                   atoms, time.monotonic() - t0)
+                   atoms, time.monotonic() - t0, minimization=em)
     return res
 
 

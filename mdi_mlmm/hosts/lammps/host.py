@@ -200,7 +200,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
            traj_every: int = 100, progress: bool = True, cutoff_A: float = 10.0, kspace_accuracy: float = 1e-6,
            lj_shift: bool = True, coul_table: int = 12, tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
            engine_options: Sequence[str] = (), engine_log: Optional[str] = None,
-           accept_timeout: float = 180.0, stream=None) -> dict:
+           accept_timeout: float = 180.0, stream=None, minimize: bool = False) -> dict:
     """ML/MM molecular dynamics with LAMMPS as the MM host; returns a summary dict.
 
     top, gro: GROMACS topology and coordinates. ml_selection: MDAnalysis selection of
@@ -216,6 +216,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     CSV row interval; traj_every: DCD frame interval (0: none). cutoff_A, lj_shift,
     kspace_accuracy, coul_table: nonbonded settings (:func:`.convert.convert`; the
     default ``coul_table=12`` is LAMMPS's tabulated erfc, ~1e-6 relative, 20 % faster).
+    minimize: :func:`minimize_mm` first (the ML atoms held fixed); ``mdi-mlmm md`` does this unless
+    ``--no-minimize``, the default here is off so that a given configuration is run as it is.
     """
     from .convert import convert, lammps_error, load_gromacs, new_lammps, setup_commands
 
@@ -249,6 +251,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     coupling = None
     lmp = None
     summary: dict = {}
+    em_record = None
     try:
         if not pure_mm:
             from ..driver import EngineConnection, start_local_engine
@@ -279,6 +282,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         if system.water_bond_types:
             constraints = (" 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) + " a " +
                            " ".join(map(str, system.water_angle_types)))
+        if minimize:  # before any ML fix: the ML atoms are held fixed, so nothing ML changes
+            em_record = minimize_mm(lmp, ml_idx, constraints)
         # fix external always exists (zero energy for plain MM) so the CSV has the same columns; it comes
         # before the constraint fix, so SHAKE/RATTLE see every force
         coupling = install_coupling(lmp, None if pure_mm else conn, ml_idx, system.natoms)
@@ -338,6 +343,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         lmp.command(f"write_data {out / 'final.data'} nocoeff")
         summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
                              temperature, pressure_bar)
+        summary["minimization"] = em_record
         summary["engine"] = ("none (plain MM)" if pure_mm else
                              f"user-started, accepted on port {engine_port}" if engine_port else
                              f"started here: mdi-mlmm engine --model {model}")
@@ -358,6 +364,50 @@ def _step_text(lmp) -> str:
         return f"at step {lmp.get_thermo('step'):.0f}"
     except Exception:
         return ""
+
+
+def minimize_mm(lmp, ml_indices: Sequence[int], constraints: str = "", *, etol: float = 1e-8,
+                ftol_kcal_mol_A: float = 1e-3, maxiter: int = 2000, maxeval: int = 20000,
+                restraint_k: float = 500.0) -> dict:
+    """LAMMPS ``minimize`` (conjugate gradient) of the MM atoms with the ML atoms held fixed
+    (``fix setforce 0 0 0`` on them), before any ML fix exists; the timestep counter is reset to 0.
+
+    In mechanical embedding the force on an MM atom is classical whatever the ML model, so this
+    is the ML/MM energy minimized over the MM coordinates at the ML region's given geometry, with no
+    engine call; the ML region itself is not relaxed. ``constraints``: the ``fix shake`` arguments of
+    the rigid waters, applied during minimization as LAMMPS does there: as harmonic restraints, of
+    ``restraint_k`` kcal/mol/Å² (LAMMPS's much stiffer default stalls the line search; without
+    them TIP3P's LJ-free hydrogens collapse), and exactly again from the first MD step on.
+    ``ml_indices``: 0-based (empty:
+    everything moves). Returns the record for summary.json: energies kcal/mol, forces kcal/mol/Å
+    (``fmax``: largest force component, ``fnorm``: 2-norm of the whole force vector).
+    """
+    if ml_indices:
+        lmp.command(f"group mlfixed id {_ranges(ml_indices)}")
+        lmp.command("fix mlfixed mlfixed setforce 0.0 0.0 0.0")
+    if constraints:
+        lmp.command("fix emshake all shake" + constraints + f" kbond {restraint_k!r}")
+        lmp.command("fix_modify emshake energy yes")
+    lmp.command("thermo_style custom step pe fmax fnorm")
+    lmp.command("run 0 post no")
+    before = {k: float(lmp.get_thermo(k)) for k in ("pe", "fmax")}
+    lmp.command(f"minimize {etol!r} {ftol_kcal_mol_A!r} {int(maxiter)} {int(maxeval)}")
+    after = {k: float(lmp.get_thermo(k)) for k in ("pe", "fmax", "fnorm")}
+    iters = int(lmp.get_thermo("step"))
+    for fix in (("emshake",) if constraints else ()) + (("mlfixed",) if ml_indices else ()):
+        lmp.command(f"unfix {fix}")
+    if ml_indices:
+        lmp.command("group mlfixed delete")
+    lmp.command("reset_timestep 0")
+    rec = {"method": "LAMMPS minimize (cg), ML atoms held fixed" if ml_indices else "LAMMPS minimize (cg)",
+           "iterations": iters, "maxiter": int(maxiter), "reached_maxiter": iters >= int(maxiter),
+           "water_restraint_k_kcal_mol_A2": float(restraint_k) if constraints else None,
+           "epot_initial_kcal_mol": before["pe"], "epot_kcal_mol": after["pe"],
+           "fmax_initial_kcal_mol_A": before["fmax"], "fmax_kcal_mol_A": after["fmax"],
+           "fnorm_kcal_mol_A": after["fnorm"], "n_fixed_atoms": len(ml_indices)}
+    log.info("minimized: E_pot %.1f -> %.1f kcal/mol, max force component %.2f kcal/mol/Å after %d iterations",
+             before["pe"], after["pe"], after["fmax"], iters)
+    return rec
 
 
 def read_energies(path) -> dict:

@@ -69,8 +69,10 @@ def gromacs_energies(top, gro, workdir, *, cutoff_A: float = 10.0, ewald_rtol: f
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "rerun.mdp").write_text(rerun_mdp(cutoff_A, ewald_rtol, lj_shift, **mdp_kw))
     top, gro = Path(top).resolve(), Path(gro).resolve()
-    _run([gmx, "grompp", "-f", "rerun.mdp", "-p", str(top), "-c", str(gro), "-o", "rerun.tpr",
-          "-po", "mdout.mdp", "-maxwarn", "5"], wd)
+    from ...prep import tools
+
+    tools.grompp(gmx, "rerun.mdp", gro, top, "rerun.tpr", maxwarn=5, cwd=wd, what="gmx grompp (rerun)",
+                 maxwarn_option=None)
     _run([gmx, "mdrun", "-s", "rerun.tpr", "-rerun", str(gro), "-deffnm", "rerun", "-nt", "1"], wd)
     # gmx energy: list available terms first, then select all of ours by name
     p = subprocess.run([gmx, "energy", "-f", "rerun.edr", "-o", "energy.xvg", "-dp"], cwd=wd,
