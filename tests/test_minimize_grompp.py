@@ -249,3 +249,19 @@ def test_md_gromacs_minimizes_first_with_the_ml_group_frozen(prepared, tmp_path)
         assert (res.minimization is not None) == minimize
     print("GROMACS max T over 20 fs:", tmax)
     assert tmax[True] < 400 < tmax[False]
+
+
+def test_prepare_keeps_the_failing_grompp_output_next_to_out(tmp_path):
+    """prepare removes its build directory after a failure; the grompp output named in the error is kept."""
+    from mdi_mlmm.errors import ExternalToolError
+    from mdi_mlmm.prep.system import _keep_failure_log
+
+    build, out = tmp_path / ".sys.partial-x", tmp_path / "sys"
+    (build / "work").mkdir(parents=True)
+    log = build / "work" / "em_solvated.grompp.out"
+    log.write_text("ERROR 1 [file topol.top, line 3]:\n  Atomtype zz not found\n")
+    exc = _keep_failure_log(ExternalToolError(f"gmx grompp failed (exit 1): topol.top:3: Atomtype zz not found "
+                                              f"(full grompp output: {log})"), build, out)
+    kept = tmp_path / "sys.em_solvated.grompp.out"
+    assert isinstance(exc, ExternalToolError) and str(kept) in str(exc) and str(build) not in str(exc)
+    assert kept.read_text() == log.read_text()
