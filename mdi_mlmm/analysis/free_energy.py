@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import units
-from ..errors import AnalysisError
+from . import validate
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +44,79 @@ def _quiet_imports():
         pass
 
 
-def read_xvg(path: Path, temperature: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(u_nk, dHdl) from one GROMACS ``dhdl.xvg`` (as alchemlyb parses it)."""
+def read_xvg(path: Path, temperature: float, state=None, schedule=None,
+             samples: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(u_nk, dHdl) from one GROMACS ``dhdl.xvg`` (as alchemlyb parses it), after
+    :func:`~.validate.read_xvg` has checked every line (alchemlyb would silently drop a damaged one).
+
+    state: the plan's (coul, vdw) of this window; schedule: the plan's [(coul, vdw)] of all states.
+    When given, every sample must be at ``state`` and the energies at exactly the ``schedule``'s states;
+    samples: the number of samples of the finished window, when known.
+    Raises :class:`~mdi_mlmm.errors.AnalysisError` naming the file and line of any damage."""
+    x = validate.read_xvg(path, "GROMACS dH/dλ output of a λ window")
+    data, lines = x.data, x.lines
+    validate.check_time(path, data[:, 0], lines)
+    validate.check_count(path, len(data), samples, lines[-1])
     _quiet_imports()
     from alchemlyb.parsing import gmx
 
     try:
-        return gmx.extract_u_nk(str(path), T=temperature), gmx.extract_dHdl(str(path), T=temperature)
+        u, d = gmx.extract_u_nk(str(path), T=temperature), gmx.extract_dHdl(str(path), T=temperature)
     except Exception as exc:
-        raise AnalysisError(f"alchemlyb could not parse {path}: {exc}") from exc
+        raise validate.damaged(path, f"alchemlyb could not parse it ({type(exc).__name__}: {exc})") from exc
+    for df, what in ((u, "u_nk"), (d, "dH/dλ")):
+        if len(df) != len(data):
+            raise validate.damaged(path, f"alchemlyb read {len(df)} {what} rows of {len(data)} data lines")
+    levels = [n for n in u.index.names if n != "time"]
+    sampled = np.column_stack([u.index.get_level_values(n).to_numpy(dtype=float) for n in levels])
+    states_line = next((x.name_lines[j] for j, n in enumerate(x.names) if " to " in n), None)
+    # the sampled state is stated once, in the subtitle ("... state 1: (coul-lambda, vdw-lambda) = (1.0000, 0.0000)")
+    own_line = x.subtitle_line or lines[0]
+    validate.check_lambdas(path, sampled, [own_line] * len(lines), sampled[0] if state is None else state,
+                           list(u.columns) if schedule is not None else None, schedule, states_line)
+    return u, d
 
 
-def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float, state=None, schedule=None,
+                       samples: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(u_nk, dHdl) from the CSV pair the LAMMPS host writes, shaped exactly like alchemlyb's
     GROMACS parser output: MultiIndex (time, coul-lambda, vdw-lambda), columns = state tuples
-    (u_nk) or the λ components ``coul``, ``vdw`` (dHdl), values in kT, attrs temperature + energy_unit='kT'."""
-    u = pd.read_csv(u_nk_csv)
-    d = pd.read_csv(dhdl_csv)
+    (u_nk) or the λ components ``coul``, ``vdw`` (dHdl), values in kT, attrs temperature + energy_unit='kT'.
+
+    Every line is checked (:mod:`.validate`): complete rows of finite numbers, the expected columns,
+    increasing times, the same samples in both files, one λ state per window. state: the plan's
+    (coul, vdw) of this window; schedule: the plan's [(coul, vdw)] of all states (the u_nk columns
+    must be these); samples: the number of samples of the finished window, when known. Raises :class:`~mdi_mlmm.errors.AnalysisError` naming the file and line of any damage."""
     idx = ["time", "coul-lambda", "vdw-lambda"]
-    states = [tuple(float(x) for x in c.strip("()").split(",")) for c in u.columns if c not in idx]
+    u = validate.read_csv(u_nk_csv, "u_nk of a LAMMPS λ window", required=idx)
+    d = validate.read_csv(dhdl_csv, "dH/dλ of a LAMMPS λ window", required=idx + ["coul", "vdw"], exact=True)
+    states = []
+    for c in u.columns:
+        if c in idx:
+            continue
+        try:
+            st = tuple(float(x) for x in c.strip("()").split(","))
+        except ValueError:
+            st = ()
+        if len(st) != 2:
+            raise validate.damaged(u_nk_csv, f"column {c!r} is not a λ state '(coul,vdw)'", 1)
+        states.append(st)
+    if not states:
+        raise validate.damaged(u_nk_csv, "no λ state columns '(coul,vdw)'", 1)
+    lines = list(range(2, len(u) + 2))
+    validate.check_time(u_nk_csv, u["time"].to_numpy(), lines)
+    validate.check_time(dhdl_csv, d["time"].to_numpy(), list(range(2, len(d) + 2)))
+    if len(u) != len(d):
+        short, n, other, m = (dhdl_csv, len(d), u_nk_csv, len(u)) if len(d) < len(u) else (u_nk_csv, len(u), dhdl_csv, len(d))
+        raise validate.damaged(short, f"ends after {n} samples, {Path(other).name} has {m} (rows lost)", n + 1)
+    dt = np.nonzero(np.abs(u["time"].to_numpy() - d["time"].to_numpy()) > 1e-9)[0]
+    if len(dt):
+        raise validate.damaged(dhdl_csv, f"time {float(d['time'].iloc[dt[0]])!r} ps, but {Path(u_nk_csv).name} has "
+                                         f"{float(u['time'].iloc[dt[0]])!r} ps on that line", int(dt[0]) + 2)
+    validate.check_count(u_nk_csv, len(u), samples, lines[-1])
+    own = u[idx[1:]].to_numpy()
+    validate.check_lambdas(u_nk_csv, own, lines, own[0] if state is None else state, states, schedule, 1)
+    validate.check_lambdas(dhdl_csv, d[idx[1:]].to_numpy(), lines, own[0] if state is None else state)
     # λ values in the index are written at full precision; column labels may be shorter: snap
     # each index value to the state value it stands for, so that estimators find their own state
     for j, level in enumerate(("coul-lambda", "vdw-lambda")):
@@ -74,7 +128,6 @@ def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float) -> tu
                 df[level] = known[k]
     u = u.set_index(idx)
     u.columns = states
-    d = d.rename(columns={"coul-lambda": "coul", "vdw-lambda": "vdw"}) if "coul" not in d.columns else d
     d = d.set_index(idx)[["coul", "vdw"]]
     for df in (u, d):
         df.attrs = {"temperature": float(temperature), "energy_unit": "kT"}

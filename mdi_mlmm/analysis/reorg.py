@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
+from . import validate
 
 
 E_ML_HEADER = "time_ps,e_ml_kcal_mol"
@@ -32,13 +33,15 @@ def write_e_ml(path, time_ps, e_kcal) -> Path:
     return path
 
 
-def read_e_ml(path):
-    """The E_ML column (kcal/mol, (n,)) of a file written by :func:`write_e_ml`; None if it does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    return data[:, 1] if data.size else np.zeros(0)
+def read_e_ml(path) -> np.ndarray:
+    """The E_ML column (kcal/mol, (n,)) of a file written by :func:`write_e_ml`.
+
+    Raises :class:`AnalysisError` naming the file (and line) if it is missing, empty, cut short, has
+    other columns than ``time_ps,e_ml_kcal_mol``, or holds a non-numeric, NaN or inf value or a time
+    that does not increase."""
+    df = validate.read_csv(path, "E_ML series", required=E_ML_HEADER.split(","), exact=True)
+    validate.check_time(path, df["time_ps"].to_numpy(), range(2, len(df) + 2))
+    return df["e_ml_kcal_mol"].to_numpy()
 
 
 @dataclass

@@ -20,39 +20,73 @@ import numpy as np
 
 from ..errors import AnalysisError
 from . import free_energy as fe
+from . import validate
 from .reorg import mean_with_error, read_e_ml, reorganization
 
 log = logging.getLogger(__name__)
 
 
+#: plan.json keys the analysis uses
+_PLAN_KEYS = ("model", "host", "windows", "schedule", "temperature", "steps_per_window", "dt_fs", "sample_every")
+
+
 def _load_plan(run_dir: Path):
+    """The run's plan, checked: readable JSON with the keys the analysis uses, a known host, a positive
+    finite temperature, positive step counts, and windows that are the schedule's states in order."""
     from ..workflow.plan import PLAN_NAME, Plan
 
     p = run_dir / PLAN_NAME
     if not p.exists():
         raise AnalysisError(f"{run_dir} is not a hydration run directory (no {PLAN_NAME})")
-    return Plan.from_json(json.loads(p.read_text()))
+    d = validate.read_json(p, "plan of the hydration run", _PLAN_KEYS)
+    try:
+        plan = Plan.from_json(d)
+        sched = [tuple(float(x) for x in s) for s in plan.schedule]
+        wins = [(int(w.state), float(w.coul), float(w.vdw), str(w.directory)) for w in plan.windows]
+        temperature = float(plan.temperature)
+        counts = [int(plan.steps_per_window), int(plan.sample_every)]
+        plan.gas_steps = int(plan.gas_steps)
+        if not isinstance(plan.model, str):
+            raise TypeError(f"model {plan.model!r} is not a name")
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise validate.damaged(p, f"malformed plan ({type(exc).__name__}: {exc})") from None
+    if plan.host not in ("lammps", "gromacs"):
+        raise validate.damaged(p, f"unknown host {plan.host!r}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise validate.damaged(p, f"temperature {plan.temperature!r} K is not a positive number")
+    if min(counts) <= 0 or counts != [plan.steps_per_window, plan.sample_every]:
+        raise validate.damaged(p, f"steps_per_window {plan.steps_per_window!r} and sample_every {plan.sample_every!r} "
+                                  "must be positive whole numbers")
+    if len(wins) < 2 or any(len(s) != 2 for s in sched) or \
+            [(k, *sched[k]) for k in range(len(sched))] != [w[:3] for w in wins]:
+        raise validate.damaged(p, f"windows {[w[:3] for w in wins]} are not the schedule's states {sched} in order")
+    return plan
 
 
 def load_windows(plan, run_dir: Path):
+    """Per-window (u_nk, dHdl) frames, every file checked (:mod:`.validate`) against the plan's λ states
+    and, for a finished window (done.json), the plan's number of samples (one at step 0 and every
+    ``sample_every`` steps)."""
     u_list, d_list, missing = [], [], []
+    n_samples = plan.steps_per_window // plan.sample_every + 1 if plan.steps_per_window % plan.sample_every == 0 \
+        else None
     for w in plan.windows:
         wd = run_dir / w.directory
+        first = wd / ("dhdl.xvg" if plan.host == "gromacs" else "u_nk.csv")
+        finished = (wd / "done.json").exists()
+        if not first.exists() and not finished:
+            missing.append((w.state, first))
+            continue
+        n = n_samples if finished else None
         if plan.host == "gromacs":
-            x = wd / "dhdl.xvg"
-            if not x.exists():
-                missing.append(w.state)
-                continue
-            u, d = fe.read_xvg(x, plan.temperature)
+            u, d = fe.read_xvg(first, plan.temperature, (w.coul, w.vdw), plan.schedule, n)
         else:
-            if not (wd / "u_nk.csv").exists():
-                missing.append(w.state)
-                continue
-            u, d = fe.read_window_frames(wd / "u_nk.csv", wd / "dhdl.csv", plan.temperature)
+            u, d = fe.read_window_frames(first, wd / "dhdl.csv", plan.temperature, (w.coul, w.vdw), plan.schedule, n)
         u_list.append(u)
         d_list.append(d)
     if missing:
-        raise AnalysisError(f"windows {missing} have no output yet: rerun the hydration command to finish them")
+        raise AnalysisError(f"windows {[k for k, _ in missing]} have no output yet ({missing[0][1]} missing): "
+                            "rerun the hydration command to finish them")
     return u_list, d_list
 
 
@@ -61,6 +95,14 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
     run_dir = Path(run_dir).resolve()
     plan = _load_plan(run_dir)
     u_raw, d_raw = load_windows(plan, run_dir)
+    # every other input is read (and checked) too before anything is estimated
+    e_ml = None
+    if plan.ml:  # every ML window writes e_ml.csv, the gas run does when the plan has one
+        e_ml = {"water": read_e_ml(run_dir / plan.windows[0].directory / "e_ml.csv"),
+                "decoupled": read_e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv"),
+                "gas": read_e_ml(run_dir / "gas" / "e_ml.csv") if plan.gas_steps > 0 else None}
+    sysjson = run_dir / "system" / "system.json"  # optional: only names the molecule and FreeSolv's figures
+    system = validate.read_json(sysjson, "description of the prepared system") if sysjson.exists() else None
     u_list, d_list, info = [], [], []
     for u, d in zip(u_raw, d_raw):
         uu, dd, inf = fe.preprocess(u, d, equil_fraction)
@@ -80,13 +122,10 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
         res["min_neighbour_overlap"] = float(min(ov[i, i + 1] for i in range(len(ov) - 1)))
 
     # reorganization energy (ML runs)
-    if plan.ml:
-        water = read_e_ml(run_dir / plan.windows[0].directory / "e_ml.csv")
-        decoupled = read_e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv")
-        gas = read_e_ml(run_dir / "gas" / "e_ml.csv")
-        if water is not None and decoupled is not None:
-            res["dG_reorg_windows"] = reorganization(water, decoupled, equil_fraction)
-        if water is not None and gas is not None:
+    if e_ml is not None:
+        water, decoupled, gas = e_ml["water"], e_ml["decoupled"], e_ml["gas"]
+        res["dG_reorg_windows"] = reorganization(water, decoupled, equil_fraction)
+        if gas is not None:
             res["dG_reorg_gas"] = reorganization(water, gas, equil_fraction)
         reorg = res.get("dG_reorg_gas") or res.get("dG_reorg_windows")
         if reorg:
@@ -101,9 +140,8 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
     if server:
         res["model_server"] = server
 
-    sysjson = run_dir / "system" / "system.json"
-    if sysjson.exists():
-        s = json.loads(sysjson.read_text())
+    if system is not None:
+        s = system
         fs = s.get("freesolv") or {}
         res["freesolv"] = {"id": fs.get("id"), "iupac": fs.get("iupac"),
                            "experimental": fs.get("expt_dG_kcal_per_mol"),
