@@ -100,7 +100,7 @@ void MdiOptions::buildMdpOutput(KeyValueTreeObjectBuilder* builder) const
         builder->addValue<std::string>(mdpKey(c_mlGroupTag), parameters_.mlGroup_);
         addComment(builder, "; Seconds mdrun waits for the MDI engine to connect", c_acceptTimeoutTag);
         builder->addValue<real>(mdpKey(c_acceptTimeoutTag), parameters_.acceptTimeout_);
-        addComment(builder, "; Longest wait (s) for one engine reply, 0 = no limit", c_replyTimeoutTag);
+        addComment(builder, "; Longest wait (s) for one engine reply (default 300), 0 = no limit", c_replyTimeoutTag);
         builder->addValue<real>(mdpKey(c_replyTimeoutTag), parameters_.replyTimeout_);
     }
 }

@@ -35,8 +35,8 @@ struct MdiParameters
     std::string mlGroup_;
     //! mdi-accept-timeout (s): how long mdrun waits for the engine to connect
     real acceptTimeout_ = 120;
-    //! mdi-reply-timeout (s): longest wait for one engine reply; 0 = no limit
-    real replyTimeout_ = 0;
+    //! mdi-reply-timeout (s): longest wait for one engine reply (a hung engine); 0 = no limit
+    real replyTimeout_ = 300;
     //! ML atom indices (global, sorted) -- internal, written to the tpr
     std::vector<std::int64_t> mlIndices_;
     //! atomic numbers of the ML atoms, same order -- internal, written to the tpr

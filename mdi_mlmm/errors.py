@@ -48,6 +48,10 @@ class EngineReportedError(MDIError):
     """The engine rejected a request (bad data, unknown command, ...)."""
 
 
+class EngineTimeout(MDIError):
+    """The MDI engine did not answer within the reply time limit (hung, or stopped)."""
+
+
 class PrepError(MdiMlmmError):
     """System preparation failed (parametrization, solvation, conversion)."""
 
@@ -70,3 +74,21 @@ class WorkflowError(MdiMlmmError):
 
 class AnalysisError(MdiMlmmError):
     """Free-energy analysis failed (missing data, unparsable output)."""
+
+
+class Interrupted(MdiMlmmError):
+    """SIGTERM/SIGINT arrived; children were stopped (a rerun of the same command resumes).
+
+    ``exit_code`` is 128 + the signal number, as a shell reports a process killed by it.
+    """
+
+    def __init__(self, signum: int = 15, message: str | None = None):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        super().__init__(message or f"stopped by {name}; rerun the same command to resume")

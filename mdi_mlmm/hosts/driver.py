@@ -6,6 +6,12 @@ Units at this API: positions/cells in Å, energies in Hartree, forces in Hartree
 MDI can be initialised once per process, so a process holds at most one
 :class:`EngineConnection`.
 
+A hung engine (alive but not answering, e.g. ``kill -STOP``) is not waited for forever:
+every receive is watched, and one that takes longer than the reply limit (default
+:data:`REPLY_TIMEOUT_S`, env ``MDI_MLMM_REPLY_TIMEOUT`` in s, 0 = no limit) ends the
+connection — our own engine is killed, a foreign one's socket is shut — and raises
+:class:`~mdi_mlmm.errors.EngineTimeout` naming the engine (name, pid, port).
+
 Typical use::
 
     conn = EngineConnection.listen(port)              # or start_local_engine(...)
@@ -27,32 +33,97 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .. import units
-from ..engine.transport import Watchdog, check_port_free, free_port, import_mdi, set_tcp_nodelay
-from ..errors import EngineReportedError, MDIError, PeerDisconnected
+from .. import processes, units
+from ..engine.transport import Watchdog, check_port_free, free_port, import_mdi, set_tcp_nodelay, tcp_sockets
+from ..errors import EngineReportedError, EngineTimeout, Interrupted, MDIError, PeerDisconnected, UserInputError
 
 log = logging.getLogger("mdi_mlmm.driver")
 
 ERROR_LENGTH = 1024  # must match engine.server.ERROR_LENGTH
 _INITIALISED = False
 
+#: default longest wait for one engine reply (s); env MDI_MLMM_REPLY_TIMEOUT overrides, 0 = no limit
+REPLY_TIMEOUT_S = 300.0
+
+
+def reply_timeout() -> float:
+    """The reply limit in s: ``$MDI_MLMM_REPLY_TIMEOUT`` if set, else :data:`REPLY_TIMEOUT_S`; 0 = none."""
+    text = os.environ.get("MDI_MLMM_REPLY_TIMEOUT", "").strip()
+    if not text:
+        return REPLY_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UserInputError(f"MDI_MLMM_REPLY_TIMEOUT={text!r}: need seconds >= 0 (0 = no limit)")
+    return value
+
+
+class _ReplyWatch:
+    """Watches the receive in progress (one thread per connection, armed per receive).
+
+    ``arm(what)``/``disarm()`` cost an attribute write each; the thread wakes a few times a
+    second. When a receive outlasts ``seconds`` it calls ``on_timeout(what)`` once.
+    """
+
+    def __init__(self, seconds: float, on_timeout):
+        self.seconds = float(seconds)
+        self.on_timeout = on_timeout
+        self.fired: Optional[str] = None
+        self._armed: Optional[tuple[str, float]] = None
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+
+    def arm(self, what: str):
+        if self.seconds <= 0 or self._closed:
+            return
+        self._armed = (what, time.monotonic() + self.seconds)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mdi-reply-watch", daemon=True)
+            self._thread.start()
+
+    def disarm(self):
+        self._armed = None
+
+    def close(self):
+        self._closed = True
+        self._armed = None
+
+    def _loop(self):
+        tick = min(0.5, max(0.02, self.seconds / 10))
+        while not self._closed:
+            time.sleep(tick)
+            armed = self._armed
+            if armed is not None and time.monotonic() > armed[1]:
+                self.fired = armed[0]
+                self._closed = True
+                self.on_timeout(armed[0])
+                return
+
 
 class EngineConnection:
     """An accepted MDI connection to an engine.
 
     engine_proc: the engine's ``subprocess.Popen`` when we started it (its death is
-    then reported with the tail of its log).
+    then reported with the tail of its log); port, engine_name: for messages;
+    reply_timeout_s: longest wait for one reply (default :func:`reply_timeout`; 0 = no limit).
     """
 
     def __init__(self, comm, engine_proc: Optional[subprocess.Popen] = None, engine_log: Optional[Path] = None,
-                 nodelay: bool = True):
+                 nodelay: bool = True, *, port: Optional[int] = None, engine_name: str = "ML",
+                 reply_timeout_s: Optional[float] = None):
         self.mdi = import_mdi()
         self.comm = comm
         self.engine_proc = engine_proc
         self.engine_log = engine_log
+        self.port = port
+        self.engine_name = engine_name
         self.natoms = None
         self.closed = False
+        self._sockets = tcp_sockets()   # the connection's socket(s): shut if a foreign engine hangs
         self.nodelay_sockets = set_tcp_nodelay() if nodelay else 0
+        self._watch = _ReplyWatch(reply_timeout() if reply_timeout_s is None else reply_timeout_s, self._abort_hung)
         self._has_error_cmd = self.supports("<ERROR")
         self._cell_sent = None
 
@@ -87,14 +158,17 @@ class EngineConnection:
             stop.set()
         if comm == getattr(mdi, "MDI_COMM_NULL", 0):  # MDI could not bind (it only prints so) or accept
             raise MDIError(f"MDI could not listen on port {port} (already in use?)")
-        return cls(comm, engine_proc=engine_proc, engine_log=engine_log, nodelay=nodelay)
+        return cls(comm, engine_proc=engine_proc, engine_log=engine_log, nodelay=nodelay, port=port)
 
     def supports(self, command: str) -> bool:
         """Whether the engine registered ``command``."""
+        self._watch.arm(f"the check for {command}")
         try:
             return bool(self.mdi.MDI_Check_Command_Exists("@DEFAULT", command, self.comm))
         except Exception as exc:
             self._raise_dead(f"checking engine support for {command}", exc)
+        finally:
+            self._watch.disarm()
 
     def require(self, commands: Sequence[str]):
         missing = [c for c in commands if not self.supports(c)]
@@ -144,10 +218,13 @@ class EngineConnection:
         msg = ""
         if self._has_error_cmd:
             self._cmd("<ERROR")
+            self._watch.arm("<ERROR")
             try:
                 msg = self.mdi.MDI_Recv(ERROR_LENGTH, self.mdi.MDI_CHAR, self.comm).strip("\0 ")
             except Exception as exc:
                 self._raise_dead("<ERROR", exc)
+            finally:
+                self._watch.disarm()
         if msg or default:
             raise EngineReportedError(f"ML engine: {msg or default}")
 
@@ -156,18 +233,62 @@ class EngineConnection:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.mdi.MDI_Send_Command("EXIT", self.comm)
-        except Exception:
-            pass
+        self._watch.close()
+        if self._watch.fired is None:
+            try:
+                self.mdi.MDI_Send_Command("EXIT", self.comm)
+            except Exception:
+                pass
         if self.engine_proc is not None:
             try:
                 self.engine_proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.engine_proc.kill()
+                pass
+            processes.stop([self.engine_proc], grace=0)   # reaps it; kills it if still there
+
+    def describe_engine(self) -> str:
+        """``MDI engine ML (pid 123, port 4567)``: what messages call the engine."""
+        bits = ([f"pid {self.engine_proc.pid}"] if self.engine_proc is not None else []) + \
+            ([f"port {self.port}"] if self.port else [])
+        return f"MDI engine {self.engine_name}" + (f" ({', '.join(bits)})" if bits else "")
+
+    def _abort_hung(self, what: str):
+        """Watch thread: the engine did not answer ``what`` in time. Kill our engine (or shut a
+        foreign engine's socket) so the blocked receive fails; :meth:`_raise_dead` then raises
+        :class:`EngineTimeout`. Should the receive still not return, end the process."""
+        log.error("%s did not answer %s within %g s: ending the connection", self.describe_engine(), what,
+                  self._watch.seconds)
+        if self.engine_proc is not None:
+            processes.stop([self.engine_proc], grace=0)
+        import socket
+
+        for fd in self._sockets:
+            try:
+                s = socket.socket(fileno=fd)
+            except OSError:
+                continue
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                s.detach()
+        time.sleep(15.0)   # the receive normally fails at once; if it is stuck in C for good:
+        if not self.closed:
+            print(f"error: {self._timeout_message(what)}", file=sys.stderr, flush=True)
+            os._exit(3)
+
+    def _timeout_message(self, what: str) -> str:
+        return (f"{self.describe_engine()} did not answer {what} within {self._watch.seconds:g} s "
+                f"(hung or stopped?) and was cut off; MDI_MLMM_REPLY_TIMEOUT=SECONDS sets the limit (0: none)")
 
     # ------------------------------------------------------------- wire
     def _raise_dead(self, what: str, exc):
+        if isinstance(exc, Interrupted):   # SIGTERM/SIGINT arrived during the exchange: not the engine's fault
+            raise exc
+        if self._watch.fired is not None:
+            self.closed = True
+            raise EngineTimeout(self._timeout_message(self._watch.fired)) from exc
         code = self.engine_proc.poll() if self.engine_proc is not None else None
         if self.engine_proc is not None and code is None:
             try:
@@ -191,10 +312,13 @@ class EngineConnection:
 
     def _recv(self, count, dtype, what):
         buf = np.zeros(count, dtype=np.float64 if dtype == self.mdi.MDI_DOUBLE else np.int32)
+        self._watch.arm(what)
         try:
             self.mdi.MDI_Recv(count, dtype, self.comm, buf=buf)
         except Exception as exc:
             self._raise_dead(what, exc)
+        finally:
+            self._watch.disarm()
         return buf
 
 
@@ -223,7 +347,7 @@ def start_local_engine(model: str, *, port: Optional[int] = None, log_path: Opti
     cmd = engine_command(model, port, extra=extra)
     log_fh = open(log_path, "w") if log_path else subprocess.DEVNULL
     log.info("starting engine: %s", " ".join(shlex.quote(c) for c in cmd))
-    proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = processes.start(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     t0 = time.time()
     conn = EngineConnection.listen(port, engine_proc=proc, engine_log=log_path, accept_timeout=accept_timeout)
     log.info("engine connected after %.1f s", time.time() - t0)

@@ -288,7 +288,8 @@ class SharedModelClient(Potential):
 def start_server_process(model: str, info_file, log_file, *, extra=(), timeout: float = 300.0):
     """Start ``mdi-mlmm model-server`` as a child process; return it once its info file exists.
 
-    The child exits when this process does (``--exit-with-parent``). Raises
+    The child exits when this process does (``--exit-with-parent``) and is registered with
+    :mod:`mdi_mlmm.processes` (stopped on SIGTERM/SIGINT after its clients). Raises
     :class:`ModelError` with the end of its log if it dies or is not ready in ``timeout`` s.
     """
     import subprocess
@@ -299,14 +300,16 @@ def start_server_process(model: str, info_file, log_file, *, extra=(), timeout: 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mdi_mlmm", "model-server", "--model", model, "--info", str(info_file),
            "--exit-with-parent", *extra]
+    from .. import processes
+
     fh = open(log_file, "a")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # stopped after the processes that use it (stop_order 1) when we stop on a signal
+    proc = processes.start(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, stop_order=1)
     fh.close()
     deadline = time.monotonic() + timeout
     while not info_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
+            processes.stop([proc], grace=0)
             tail = " | ".join(ln for ln in log_file.read_text(errors="replace").splitlines()[-3:] if ln.strip())
             raise ModelError(f"the model server did not start (see {log_file}): {tail}")
         time.sleep(0.1)
@@ -314,12 +317,8 @@ def start_server_process(model: str, info_file, log_file, *, extra=(), timeout: 
 
 
 def stop_server_process(proc, timeout: float = 10.0):
-    """SIGTERM, then SIGKILL after ``timeout`` s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except Exception:
-        proc.kill()
-        proc.wait()
+    """SIGTERM, then SIGKILL after ``timeout`` s (:func:`mdi_mlmm.processes.stop`)."""
+    from .. import processes
+
+    if proc is not None:
+        processes.stop([proc], grace=timeout)

@@ -6,7 +6,10 @@
   E_ML stays on at every λ.
 
 Each window is resumable: mdrun writes checkpoints (``-cpt``) and a rerun continues
-with ``-cpi state.cpt -append``; ``done.json`` marks a finished window.
+with ``-cpi state.cpt -append``; ``done.json`` marks a finished window. Every gmx runs
+through :mod:`mdi_mlmm.processes` (SIGTERM: mdrun stops with a checkpoint, nothing is
+orphaned). While mdrun runs, the step it has reached is read from its log every few
+seconds and reported through ``progress(done, total)``.
 GROMACS units inside (nm, ps, kJ/mol); the CSVs we write are kcal/mol.
 """
 from __future__ import annotations
@@ -14,14 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
-import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .. import units
+from .. import processes, units
 from ..errors import HostError, UserInputError
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,7 @@ def stock_gmx() -> str:
 
 
 def _run(cmd, cwd, what, stdin=None):
-    r = subprocess.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True)
+    r = processes.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True)
     if r.returncode != 0:
         from ..hosts.gromacs.host import gromacs_error
 
@@ -50,6 +55,52 @@ def _grompp(gmx, mdp, gro, top, tpr, ndx, out, maxwarn: int, what: str, ref=None
 
     return tools.grompp(gmx, mdp, gro, top, tpr, ndx=ndx, ref=ref, maxwarn=maxwarn, cwd=out, what=what,
                         maxwarn_option=None, error=HostError)
+
+
+_LOG_STEP = re.compile(rb"^ +Step +Time *\r?\n +(\d+) ", re.M)
+
+
+def log_step(log: Path) -> int | None:
+    """The last step whose energies mdrun's ``log`` reports (from its last 64 kB); None if none yet."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 65536))
+            tail = fh.read()
+    except OSError:
+        return None
+    steps = _LOG_STEP.findall(tail)
+    return int(steps[-1]) if steps else None
+
+
+@contextmanager
+def follow_log(log: Path, progress, offset: int, total: int, every_s: float = 2.0):
+    """While the block runs (an mdrun writing ``log``), call ``progress(offset + step, total)``
+    every ``every_s`` s with the last step the log reports. ``progress`` None: nothing."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every_s):
+            step = log_step(log)
+            if step is not None:
+                progress(min(total, offset + step), total)
+
+    t = threading.Thread(target=loop, name="mdrun-progress", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+def _nstlog(steps: int, sample_every: int) -> int:
+    """Log energies often enough for a moving progress bar (~100 times a run, at least every
+    1000 steps), on sample steps (a multiple of nstcalcenergy)."""
+    return int(sample_every) * max(1, min(1000, int(steps) // 100) // int(sample_every))
 
 
 def _ntomp() -> int:
@@ -97,11 +148,14 @@ def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: in
                "vdw-lambdas": " ".join(f"{v:g}" for _, v in schedule),
                "nsteps": steps, "dt": dt_fs / 1000.0, "nstdhdl": sample_every,
                "nstcalcenergy": sample_every, "nstenergy": sample_every, "ref-t": temperature, "ld-seed": seed,
-               "gen-vel": "no", "continuation": "no" if equil else "yes"})
+               "gen-vel": "no", "continuation": "no" if equil else "yes", "nstlog": _nstlog(steps, sample_every)})
     if ml:
+        from ..hosts.driver import reply_timeout
+
         # the ML solute has no classical bonds left: no constraints on it (water keeps SETTLE);
-        # 1 fs resolves its C-H/O-H vibrations
-        ov.update({"constraints": "none", "mdi-active": "yes", "mdi-ml-group": "ML"})
+        # 1 fs resolves its C-H/O-H vibrations. A hung engine ends the run after the reply limit.
+        ov.update({"constraints": "none", "mdi-active": "yes", "mdi-ml-group": "ML",
+                   "mdi-reply-timeout": reply_timeout()})
     return mdp.render("lambda", ov)
 
 
@@ -123,8 +177,11 @@ def run_window(spec: dict, progress=None) -> dict:
         gmx = stock_gmx()
     t0 = time.time()
     gro = Path(spec["gro"])
+    n_eq = max(0, int(spec.get("equil_steps", 0)))
+    total = n_eq + int(spec["steps"])
     # short equilibration at this λ (not analysed), then production
-    for stage, nsteps, start in (("eq", int(spec.get("equil_steps", 0)), gro), ("prod", int(spec["steps"]), out / "eq.gro")):
+    for stage, nsteps, start in (("eq", n_eq, gro), ("prod", int(spec["steps"]), out / "eq.gro")):
+        offset = 0 if stage == "eq" else n_eq
         if nsteps <= 0:
             if stage == "eq":
                 shutil.copy2(gro, out / "eq.gro")
@@ -141,16 +198,17 @@ def run_window(spec: dict, progress=None) -> dict:
         args = ["-cpt", "0.5", "-dhdl", f"{stage}.dhdl.xvg"]
         if (out / f"{stage}.cpt").exists():
             args += ["-cpi", f"{stage}.cpt", "-append"]
-        if ml:
-            from ..hosts.gromacs.host import mdrun_mdi
+        with follow_log(out / f"{stage}.log", progress, offset, total):
+            if ml:
+                from ..hosts.gromacs.host import mdrun_mdi
 
-            mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
-                      mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
-        else:
-            _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu", "-pin", "off",
-                  *args], out, f"gmx mdrun (window {spec['state']} {stage})")
+                mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
+                          mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
+            else:
+                _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu",
+                      "-pin", "off", *args], out, f"gmx mdrun (window {spec['state']} {stage})")
         if progress:
-            progress(int(spec["steps"]) if stage == "prod" else 0, int(spec["steps"]))
+            progress(offset + nsteps, total)
     shutil.copy2(out / "prod.dhdl.xvg", out / "dhdl.xvg")
     res = {"state": spec["state"], "steps": spec["steps"], "wall_s": time.time() - t0, "dhdl": str(out / "dhdl.xvg")}
     if ml:
@@ -177,6 +235,7 @@ def run_gas(spec: dict, progress=None) -> dict:
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
+    from ..hosts.driver import reply_timeout
     from ..hosts.gromacs.build import require_gmx
     from ..hosts.gromacs.host import mdrun_mdi
     from ..prep import mdp
@@ -185,14 +244,16 @@ def run_gas(spec: dict, progress=None) -> dict:
     ov = {"nsteps": spec["steps"], "dt": spec["dt_fs"] / 1000.0, "nstenergy": spec["sample_every"],
           "nstcalcenergy": spec["sample_every"], "ref-t": spec["temperature"], "gen-temp": spec["temperature"],
           "gen-seed": spec["seed"], "ld-seed": spec["seed"], "constraints": "none", "mdi-active": "yes",
-          "mdi-ml-group": "ML"}
+          "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout(),
+          "nstlog": _nstlog(spec["steps"], spec["sample_every"])}
     (out / "gas.mdp").write_text(mdp.render("gas", ov))
     t0 = time.time()
     if not (out / "gas.tpr").exists():
         _grompp(gmx, "gas.mdp", spec["gro"], spec["top"], "gas.tpr", spec["ndx"], out, 2, "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
-    mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
-              engine_args=spec.get("engine_args", ["--threads", "1"]))
+    with follow_log(out / "gas.log", progress, 0, int(spec["steps"])):
+        mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
+                  engine_args=spec.get("engine_args", ["--threads", "1"]))
     res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
     done.write_text(json.dumps(res, indent=1))
     if progress:

@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .. import processes
 from ..errors import WorkflowError
 from .plan import Plan, load_or_create
 from .task import run_in_subprocess
@@ -141,7 +142,14 @@ def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None,
                                     key=f"mdi-mlmm-{Path(s['out_dir']).name}-{time.time()}") for s in todo])
         else:
             with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-                wait([pool.submit(run_in_subprocess, s) for s in todo])
+                futs = [pool.submit(run_in_subprocess, s) for s in todo]
+                try:
+                    wait(futs)
+                except BaseException:   # Interrupted (SIGTERM/SIGINT): start no more units, stop the running ones
+                    for f in futs:
+                        f.cancel()
+                    processes.stop_all()
+                    raise
         bar.update(len(specs), len(errors))
     finally:
         bar.close()
@@ -169,7 +177,17 @@ def start_model_server(plan: Plan, specs: list[dict]):
 
 
 def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) -> dict:
-    """Run (or resume) the whole workflow for ``plan``; returns the analysis results."""
+    """Run (or resume) the whole workflow for ``plan``; returns the analysis results.
+
+    SIGTERM/SIGINT (a batch scheduler's ``kill``, Ctrl-C) stop every child — unit processes
+    first (each stops its mdrun/engine, leaving its checkpoint), then the model server — and
+    raise :class:`~mdi_mlmm.errors.Interrupted`; rerunning the same command resumes.
+    """
+    with processes.stop_on_signals():
+        return _run_hydration(plan, progress=progress, analyze=analyze)
+
+
+def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
     from .gromacs_window import check_model, equilibrate
 
     check_model(plan.model)

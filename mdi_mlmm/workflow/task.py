@@ -4,6 +4,10 @@ MDI can be initialised only once per process, so every unit runs as
 ``python -m mdi_mlmm.workflow.task SPEC.json``, whether the pool is local threads or a
 Dask cluster (whose workers must see the same file system). The unit writes
 ``progress.json`` (steps done/total) while it runs and ``done.json`` when finished.
+
+SIGTERM/SIGINT to a unit process stops its children (``gmx mdrun`` first, which writes a
+checkpoint, then the engine) before it exits with 128 + the signal number; the unit then
+resumes from its checkpoint when it is run again (:mod:`mdi_mlmm.processes`).
 """
 from __future__ import annotations
 
@@ -11,24 +15,32 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from .. import processes
 from ..errors import MdiMlmmError, WorkflowError
+
+#: between SIGTERM and SIGKILL of a unit process (s): it stops mdrun and then its engine first
+UNIT_GRACE_S = 2 * processes.GRACE_S + 10
 
 
 def _progress_writer(out_dir: Path):
+    """``progress(done, total)`` that writes progress.json at most once a second (thread-safe)."""
     path = out_dir / "progress.json"
     last = [0.0]
+    lock = threading.Lock()
 
     def progress(done: int, total: int):
-        now = time.time()
-        if now - last[0] < 1.0 and done < total:
-            return
-        last[0] = now
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"done": int(done), "total": int(total), "time": now}))
-        os.replace(tmp, path)
+        with lock:
+            now = time.time()
+            if now - last[0] < 1.0 and done < total:
+                return
+            last[0] = now
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"done": int(done), "total": int(total), "time": now}))
+            os.replace(tmp, path)
 
     return progress
 
@@ -73,8 +85,8 @@ def run_in_subprocess(spec: dict) -> dict:
         return json.loads(done.read_text())
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with open(out / "task.log", "a") as log:
-        r = subprocess.run([sys.executable, "-m", "mdi_mlmm.workflow.task", str(spec_file)], stdout=log,
-                           stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        r = processes.run([sys.executable, "-m", "mdi_mlmm.workflow.task", str(spec_file)], stdout=log,
+                          stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, grace=UNIT_GRACE_S)
     if r.returncode != 0 or not done.exists():
         tail = [ln for ln in (out / "task.log").read_text(errors="replace").splitlines() if ln.strip()][-3:]
         raise WorkflowError(f"{spec['kind']} {spec.get('state', '')} failed (exit {r.returncode}); "
@@ -89,7 +101,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
     try:
-        execute(spec)
+        with processes.stop_on_signals():
+            execute(spec)
     except MdiMlmmError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

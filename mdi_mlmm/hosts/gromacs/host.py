@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ... import processes
 from ...errors import HostError, UserInputError
 from ...engine.transport import free_port  # noqa: F401  (re-exported for callers)
 from .build import require_gmx
@@ -47,7 +47,7 @@ ENSEMBLES = ("nve", "nvt", "npt")
 def _run(cmd: Sequence[str], cwd: Path, what: str, stdin: str | None = None, timeout: float | None = None,
          env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     log.debug("$ %s", " ".join(map(str, cmd)))
-    r = subprocess.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True,
+    r = processes.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True,
                        timeout=timeout, env=dict(env) if env else None)
     if r.returncode != 0:
         raise HostError(f"{what} failed (exit {r.returncode}):\n{gromacs_error(r.stderr + r.stdout)}")
@@ -162,20 +162,15 @@ def engine_process(model: str, port: int, log_path: Path, extra: Sequence[str] =
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     with open(log_path, "w") as lf:
-        proc = subprocess.Popen(engine_command(model, port, extra), stdout=lf, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = processes.start(engine_command(model, port, extra), stdout=lf, stderr=subprocess.STDOUT, env=env)
         try:
             yield proc
         finally:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                pass
+            processes.stop([proc], grace=10)
 
 
 def mdi_driver_options(port: int) -> str:
@@ -207,13 +202,13 @@ def mdrun_mdi(gmx: Path, tpr: Path, deffnm: str, model: str, *, cwd: Path | None
         return r
     with engine_process(model, port, engine_log, engine_args) as eng:
         log.info("mdrun %s with engine %s on port %d", tpr.name, model, port)
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        # mdrun first: on SIGTERM it stops at the next step with a checkpoint, while the engine still answers
+        r = processes.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
-            # a failed mdrun never sends EXIT: stop the engine now
-            if eng.poll() is None:
-                os.killpg(eng.pid, signal.SIGTERM)
+            # a failed mdrun never sends EXIT: stop the engine now (a hung one too)
+            processes.stop([eng], grace=10)
             raise HostError(f"gmx mdrun failed (exit {r.returncode}):\n{gromacs_error(r.stderr + r.stdout)}\n"
-                            f"engine log: {engine_log}")
+                            f"engine {model} (pid {eng.pid}, port {port}), log: {engine_log}")
     (cwd / f"{deffnm}.mdrun.out").write_text(r.stdout + r.stderr)
     return r
 
