@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -25,6 +26,34 @@ def hydration_cmd(out, *extra, model="mm", host="lammps"):
             "--workers", "2", "--no-progress", "--out", str(out), *extra]
 
 
+# ANI-2x (8 members, float64) ethanol at its BFGS minimum from the tests/data/ani_reference.json geometry
+# (scipy BFGS, gtol 1e-7 Ha/Å): -154.99058 Ha.
+ANI2X_ETHANOL_MIN_KCAL = -97258.06
+
+
+def _check_ml_results(res: dict, out: Path, units: tuple[str, ...]) -> None:
+    """results.json of an ANI-2x ethanol run: finite numbers, the analysis's sums, and ⟨E_ML⟩ per unit.
+
+    A plumbing run (3 windows × 0.2 ps) is far from converged, so ΔG itself is only required to be a
+    number (the BAR error excepted: it came out NaN in short MM runs here). ⟨E_ML⟩ is
+    physics at any length: the thermal mean of a 9-atom molecule's potential energy at 298 K lies
+    (3N−6)/2·kT ≈ 6.2 kcal/mol above the minimum (harmonic; seen +4.4 to +5.8 in 0.3 ps LAMMPS NVE runs
+    in water; +4.8, +7.0, +4.9 for windows 0, 2 and gas in this test on LAMMPS); allowed: minimum − 1
+    (another conformer) to minimum + 15 (short, hot starts). (The old window, −97400 to −97100, also
+    held ANI-1ccx ethanol, 62 kcal/mol above ANI-2x's.)"""
+    for k in ("dG_TI", "dG_MBAR", "dG_BAR", "dG_reorg_gas", "dG_reorg_windows", "dG_TI_plus_reorg",
+              "dG_MBAR_plus_reorg"):
+        assert math.isfinite(res[k]["value"]), (k, res[k])
+        if k != "dG_BAR":
+            assert math.isfinite(res[k]["error"]) and res[k]["error"] >= 0, (k, res[k])
+    for k in ("TI", "MBAR"):  # ΔG + ΔG_reorg(gas), the same float64 sum as the analysis
+        assert res[f"dG_{k}_plus_reorg"]["value"] == res[f"dG_{k}"]["value"] + res["dG_reorg_gas"]["value"], k
+    for unit in units:
+        e = pd.read_csv(out / unit / "e_ml.csv")["e_ml_kcal_mol"]  # plain numbers, absolute E_ML
+        print(f"{unit}: <E_ML> - minimum = {e.mean() - ANI2X_ETHANOL_MIN_KCAL:.2f} kcal/mol over {len(e)} samples")
+        assert e.dtype == float and ANI2X_ETHANOL_MIN_KCAL - 1 < e.mean() < ANI2X_ETHANOL_MIN_KCAL + 15, unit
+
+
 def test_plan_written_first_and_mismatch_refused(tmp_path):
     kw = dict(model="mm", host="lammps", freesolv_id="mobley_2310185", windows=3, ns_per_window=0.001, dt_fs=1.0,
               temperature=298.15, sample_every=10, gas_ns=0.0, equil_ps=1, window_equil_ps=0.05, workers=1)
@@ -44,15 +73,11 @@ def test_end_to_end_ml_run_lammps(tmp_path):
                        text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "analysis" / "results.json").read_text())
-    for k in ("dG_TI", "dG_MBAR", "dG_BAR", "dG_reorg_gas", "dG_reorg_windows", "dG_MBAR_plus_reorg"):
-        assert k in res and isinstance(res[k]["value"], float), k
+    _check_ml_results(res, out, ("windows/00", "windows/02", "gas"))
     assert res["freesolv"]["experimental"] == -5.0
     assert (out / "analysis" / "report.md").read_text().count("kcal/mol") >= 1
     assert set(res["plots"]) >= {"dhdl.png", "overlap.png", "e_ml.png"}
     assert "ΔG MBAR" in r.stdout and "reorg" in r.stdout
-    # E_ML is absolute (ethanol ~ -97260 kcal/mol with ANI-2x)
-    e = pd.read_csv(out / "gas" / "e_ml.csv")["e_ml_kcal_mol"]
-    assert -97400 < e.mean() < -97100
     # two units at a time shared one model server, which batched their steps
     stats = json.loads((out / "model_server" / "server.log").read_text().strip().splitlines()[-1])
     print("model server:", stats)
@@ -72,10 +97,7 @@ def test_end_to_end_ml_run_gromacs(tmp_path):
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "analysis" / "results.json").read_text())
-    assert isinstance(res["dG_TI"]["value"], float) and isinstance(res["dG_reorg_gas"]["value"], float)
-    for unit in ("windows/00", "windows/02", "gas"):
-        e = pd.read_csv(out / unit / "e_ml.csv")["e_ml_kcal_mol"]   # plain numbers, absolute E_ML
-        assert e.dtype == float and -97400 < e.mean() < -97100, unit
+    _check_ml_results(res, out, ("windows/00", "windows/02", "gas"))
     stats = json.loads((out / "model_server" / "server.log").read_text().strip().splitlines()[-1])
     print("model server:", stats)
     assert stats["clients"] >= 7 and stats["batch_sizes"].get("2", 0) > 0   # eq + prod per window, gas
