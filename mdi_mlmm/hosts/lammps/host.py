@@ -33,13 +33,16 @@ import numpy as np
 
 from ... import units
 from ...errors import HostError, MdiMlmmError, PeerDisconnected, UserInputError
-from ...topology.pbc import make_whole
+from ...topology.pbc import WholeMaker, check_within_half_box
+from ..ewald_exclusions import FarPairCorrection
 
 log = logging.getLogger("mdi_mlmm.lammps")
 
 HA2KCAL = units.factor("energy", "hartree", "kcal/mol")
 ATM_IN_BAR = units.ATM_IN_BAR
 FIX_ID = "mlext"
+EXCL_FIX_ID = "mlexcl"
+QQR2E_REAL = 332.06371  # LAMMPS qqr2e in units real (read from LAMMPS where it can be)
 ENSEMBLES = ("nve", "nvt", "npt")
 
 CSV_COLUMNS = [  # (header, LAMMPS equal-style expression)
@@ -91,10 +94,11 @@ class MLCoupling:
     the run at the end of the step.
     """
 
-    def __init__(self, lmp, conn, ml_indices: Sequence[int], natoms: int):
+    def __init__(self, lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=None):
         self.lmp = lmp
         self.conn = conn
         self.ml_tags = np.asarray(ml_indices, dtype=np.int64) + 1
+        self.wholer = WholeMaker(len(self.ml_tags), bonds)
         self.inv = np.zeros(natoms + 1, dtype=np.int64)
         self.error: Optional[BaseException] = None
         self.ncalls = 0
@@ -110,12 +114,11 @@ class MLCoupling:
             t0 = time.perf_counter()
             self.inv[np.asarray(tag, dtype=np.int64)] = np.arange(nlocal)
             rows = self.inv[self.ml_tags]
-            pos = np.array(x[rows], dtype=np.float64)
             cell = box_matrix(self.lmp)
-            e_ha, f_ha = self.conn.compute(pos, cell)
+            whole = self.wholer.whole(np.array(x[rows], dtype=np.float64), cell)
+            e_ha, f_ha = self.conn.compute(whole, cell)
             f_kcal = np.asarray(f_ha, dtype=np.float64) * HA2KCAL
             f[rows] = f_kcal
-            whole = make_whole(pos, cell)
             w = whole.T @ f_kcal  # W_ab = Σ r_a F_b (kcal/mol)
             self.lmp.fix_external_set_energy_global(FIX_ID, e_ha * HA2KCAL)
             self.last_virial = [w[0, 0], w[1, 1], w[2, 2], 0.5 * (w[0, 1] + w[1, 0]), 0.5 * (w[0, 2] + w[2, 0]),
@@ -133,9 +136,88 @@ class MLCoupling:
                 pass
 
 
-def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int) -> Optional[MLCoupling]:
+class ExclusionCorrection:
+    """``fix external`` callback removing the ML–ML reciprocal-space Coulomb that ``coul/long``
+    leaves in beyond the cutoff (:mod:`~mdi_mlmm.hosts.ewald_exclusions`): energy −scale·L,
+    forces and virial, every step, over the molecule made whole along its bonds. Also refuses
+    (one line, run stopped) a molecule that comes to span half the box.
+
+    charges: (n,) e of the ML atoms at full strength; scale: the factor of q_i q_j in the
+    sampled Hamiltonian (κ² in a λ window whose solute charges are κ q). ``last_leftover``:
+    L (kcal/mol, full charges) at the last call.
+    """
+
+    def __init__(self, lmp, ml_indices: Sequence[int], natoms: int, charges, beta: float, cutoff_A: float,
+                 bonds=None, scale: float = 1.0):
+        self.lmp = lmp
+        self.ml_tags = np.asarray(ml_indices, dtype=np.int64) + 1
+        self.inv = np.zeros(natoms + 1, dtype=np.int64)
+        self.wholer = WholeMaker(len(self.ml_tags), bonds)
+        try:
+            qqr2e = float(lmp.extract_global("qqr2e"))
+        except Exception:  # pragma: no cover
+            qqr2e = QQR2E_REAL
+        self.corr = FarPairCorrection(charges, beta, cutoff_A, qqr2e)
+        self.scale = float(scale)
+        self.error: Optional[BaseException] = None
+        self.last_leftover = 0.0
+        self.max_far_pairs = 0
+
+    def leftover_at(self, positions: np.ndarray, cell) -> float:
+        """L (kcal/mol) of the ML atoms at ``positions`` (n, 3) Å (any images)."""
+        whole = self.wholer.whole(positions, cell)
+        check_within_half_box(whole, cell)
+        return self.corr.leftover(whole)[0]
+
+    def __call__(self, caller, ntimestep, nlocal, tag, x, f):
+        f[:] = 0.0
+        if self.error is not None:
+            return
+        try:
+            self.inv[np.asarray(tag, dtype=np.int64)] = np.arange(nlocal)
+            rows = self.inv[self.ml_tags]
+            cell = box_matrix(self.lmp)
+            whole = self.wholer.whole(np.array(x[rows], dtype=np.float64), cell)
+            check_within_half_box(whole, cell)
+            e, fl, w = self.corr.leftover(whole)
+            self.max_far_pairs = max(self.max_far_pairs, self.corr.n_far)
+            self.last_leftover = e
+            f[rows] = -self.scale * fl
+            self.lmp.fix_external_set_energy_global(EXCL_FIX_ID, -self.scale * e)
+            self.lmp.fix_external_set_virial_global(EXCL_FIX_ID, FarPairCorrection.virial6(-self.scale * w))
+        except BaseException as exc:  # noqa: BLE001 - as MLCoupling: stop LAMMPS, re-raise after the run
+            self.error = exc
+            f[:] = 0.0
+            try:
+                self.lmp.set_internal_variable("mlstop", 1.0)
+            except Exception:  # pragma: no cover
+                pass
+
+
+def install_exclusion_correction(lmp, system, ml_indices: Sequence[int], charges, bonds=None,
+                                 scale: float = 1.0) -> Optional[ExclusionCorrection]:
+    """Add ``fix external`` :data:`EXCL_FIX_ID` (energy and virial tallied, so ``pe`` and the
+    pressure include it) with an :class:`ExclusionCorrection`; after :func:`install_coupling`
+    (which defines ``mlstop``). ``system``: the converted :class:`~.convert.LammpsSystem` (its
+    β and cutoff). None when there is no ML region."""
+    if not len(ml_indices):
+        return None
+    if not system.g_ewald:
+        raise HostError("an ML region needs a fixed Ewald β (convert with ewald_rtol) for its exclusion correction")
+    corr = ExclusionCorrection(lmp, ml_indices, system.natoms, charges, system.g_ewald, system.cutoff_A,
+                               bonds=bonds, scale=scale)
+    lmp.command(f"fix {EXCL_FIX_ID} all external pf/callback 1 1")
+    lmp.command(f"fix_modify {EXCL_FIX_ID} energy yes virial yes")
+    lmp.set_fix_external_callback(EXCL_FIX_ID, corr)
+    lmp.fix_external_set_energy_global(EXCL_FIX_ID, 0.0)
+    lmp.fix_external_set_virial_global(EXCL_FIX_ID, [0.0] * 6)
+    return corr
+
+
+def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=None) -> Optional[MLCoupling]:
     """Add ``fix external`` (id :data:`FIX_ID`, energy and virial tallied) driven by ``conn``, and
-    ``fix halt`` on the internal variable ``mlstop``. conn None: a zero-force fix (plain MM)."""
+    ``fix halt`` on the internal variable ``mlstop``. conn None: a zero-force fix (plain MM).
+    bonds: the ML molecule's bonds (positions in ``ml_indices``) for whole-making."""
     lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
     lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
     lmp.command("variable mlstop internal 0")
@@ -145,7 +227,7 @@ def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int) -> Optio
         lmp.fix_external_set_energy_global(FIX_ID, 0.0)
         lmp.fix_external_set_virial_global(FIX_ID, [0.0] * 6)
         return None
-    coupling = MLCoupling(lmp, conn, ml_indices, natoms)
+    coupling = MLCoupling(lmp, conn, ml_indices, natoms, bonds)
     lmp.set_fix_external_callback(FIX_ID, coupling)
     return coupling
 
@@ -236,6 +318,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     structure = load_gromacs(top, gro)
     ml_idx: list[int] = []
     z: list[int] = []
+    region = None
     if not pure_mm:
         from ...topology.mlregion import ml_region
 
@@ -286,7 +369,10 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
             em_record = minimize_mm(lmp, ml_idx, constraints)
         # fix external always exists (zero energy for plain MM) so the CSV has the same columns; it comes
         # before the constraint fix, so SHAKE/RATTLE see every force
-        coupling = install_coupling(lmp, None if pure_mm else conn, ml_idx, system.natoms)
+        coupling = install_coupling(lmp, None if pure_mm else conn, ml_idx, system.natoms,
+                                    bonds=region.bonds if region is not None else None)
+        excl = install_exclusion_correction(lmp, system, ml_idx, region.charges, region.bonds) \
+            if region is not None else None
         if ensemble == "npt":
             # LAMMPS wants SHAKE before a box-changing fix (RATTLE's velocity step would come after it)
             if constraints:
@@ -327,8 +413,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
             chunk = min(report_every, steps - done) if steps > 0 else 0
             lmp.command(f"run {chunk} pre {'yes' if first else 'no'} post no")
             first = False
-            if coupling is not None and coupling.error is not None:
-                exc = coupling.error
+            failed = next((c for c in (coupling, excl) if c is not None and c.error is not None), None)
+            if failed is not None:
+                exc = failed.error
                 if isinstance(exc, MdiMlmmError):
                     raise exc
                 if isinstance(exc, KeyboardInterrupt):
@@ -343,6 +430,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         lmp.command(f"write_data {out / 'final.data'} nocoeff")
         summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
                              temperature, pressure_bar)
+        if excl is not None:
+            summary["ml_ml_far_pairs_max"] = excl.max_far_pairs
+            summary["ml_ml_far_coulomb_removed_kcal_mol"] = -excl.last_leftover
         summary["minimization"] = em_record
         summary["engine"] = ("none (plain MM)" if pure_mm else
                              f"user-started, accepted on port {engine_port}" if engine_port else
