@@ -1,14 +1,14 @@
 """Child processes that do not outlive us: the one helper to start, wait for and stop them.
 
-Every child is started in its own session (process group) and registered here, so a
-terminal's Ctrl-C or a batch scheduler's ``kill -TERM`` reaches only our process. With
+Every child is registered here. Children stay in our process group unless asked otherwise
+(``start_new_session=True``), so ``kill -KILL -PGID`` still reaches all of them. With
 :func:`stop_on_signals` active, SIGTERM/SIGINT become :class:`~mdi_mlmm.errors.Interrupted`
 in the main thread; on the way out every registered child still running is stopped:
 
-1. SIGTERM to the child's process group: ``gmx mdrun`` writes a checkpoint and exits,
-   our own Python children (window tasks, engines, the model server) run their cleanup,
-   which stops *their* children the same way;
-2. after ``grace`` seconds, SIGKILL to the child's group and to every process that was
+1. SIGTERM to the child (to its process group if it leads one): ``gmx mdrun`` writes a
+   checkpoint and exits, our own Python children (window tasks, engines, the model server)
+   run their cleanup, which stops *their* children the same way;
+2. after ``grace`` seconds, SIGKILL to the child (its group) and to every process that was
    below it (collected from ``/proc`` before the first signal, so grandchildren in
    sessions of their own are not orphaned either).
 
@@ -42,7 +42,7 @@ _deferred: list = []            # ... to here, and raised once the child is regi
 
 
 def start(cmd: Sequence, *, grace: Optional[float] = None, stop_order: int = 0, **popen_kw) -> subprocess.Popen:
-    """``subprocess.Popen(cmd, **popen_kw)`` in a session of its own, registered for :func:`stop_all`.
+    """``subprocess.Popen(cmd, **popen_kw)``, registered for :func:`stop_all`.
 
     grace: what :func:`stop` gives this child between SIGTERM and SIGKILL unless told otherwise
     (a child that stops children of its own needs more than they do); stop_order: :func:`stop_all`
@@ -51,7 +51,6 @@ def start(cmd: Sequence, *, grace: Optional[float] = None, stop_order: int = 0, 
 
     Raises :class:`Interrupted` instead of starting anything once a stop signal has arrived.
     """
-    popen_kw.setdefault("start_new_session", True)
     # a signal arriving between the fork and the registration must not lose the child: the
     # handler defers to the end of this block (blocking the signals instead would be inherited)
     main = threading.current_thread() is threading.main_thread()
@@ -76,8 +75,8 @@ def start(cmd: Sequence, *, grace: Optional[float] = None, stop_order: int = 0, 
 def run(cmd: Sequence, *, input=None, capture_output: bool = False, timeout: Optional[float] = None,
         grace: Optional[float] = None, **popen_kw) -> subprocess.CompletedProcess:
     """Like ``subprocess.run`` (``input``, ``capture_output``, ``text``, ``cwd``, ``env``, ``timeout``...),
-    but the child has its own session and, if the wait is cut short (timeout, :class:`Interrupted`,
-    any exception), it is stopped with :func:`stop` (SIGTERM first) before the exception goes on."""
+    but the child is registered and, if the wait is cut short (timeout, :class:`Interrupted`, any
+    exception), it is stopped with :func:`stop` (SIGTERM first) before the exception goes on."""
     if input is not None:
         popen_kw["stdin"] = subprocess.PIPE
     if capture_output:

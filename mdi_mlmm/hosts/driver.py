@@ -288,6 +288,11 @@ class EngineConnection:
             raise exc
         if self._watch.fired is not None:
             self.closed = True
+            if self.engine_proc is not None:   # being killed by the watch thread: gone when we report it
+                try:
+                    self.engine_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
             raise EngineTimeout(self._timeout_message(self._watch.fired)) from exc
         code = self.engine_proc.poll() if self.engine_proc is not None else None
         if self.engine_proc is not None and code is None:

@@ -162,7 +162,9 @@ def engine_process(model: str, port: int, log_path: Path, extra: Sequence[str] =
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     with open(log_path, "w") as lf:
-        proc = processes.start(engine_command(model, port, extra), stdout=lf, stderr=subprocess.STDOUT, env=env)
+        # a session of its own: a Ctrl-C reaches mdrun, which stops (with a checkpoint) while the engine serves it
+        proc = processes.start(engine_command(model, port, extra), stdout=lf, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
         try:
             yield proc
         finally:
