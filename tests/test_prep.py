@@ -233,7 +233,7 @@ def test_energy_matches_freesolv(systems, mol, tmp_path):
     assert dq < 0.004
     # ... which moves the Coulomb energy by ≤ 0.75 kJ/mol (seen 0.73, −0.02, 0.21)
     assert abs(ours["coulomb"] - ref["coulomb"]) < 1.0
-    assert abs(ours["total"] - ref["total"]) < 3.0
+    assert abs(ours["total"] - ref["total"]) < 2.0  # seen 1.20, 0.43, 0.51 (3.0 was the sum of the bounds above)
 
 
 @pytest.mark.parametrize("mol", ["ethanol", "chlorobenzene"])
