@@ -9,6 +9,8 @@
 
 #include "mdiforceprovider.h"
 
+#include "mdimodule.h"
+
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,12 +26,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 #include <set>
 #include <thread>
 
+#include "gromacs/ewald/ewald_utils.h"
+#include "gromacs/math/invertmatrix.h"
+#include "gromacs/math/units.h"
 #include "gromacs/math/vec.h"
 #include "gromacs/mdtypes/enerdata.h"
+#include "gromacs/mdtypes/md_enums.h"
+#include "gromacs/utility/basedefinitions.h"
 #include "gromacs/mdtypes/forceoutput.h"
 #include "gromacs/pbcutil/pbc.h"
 #include "gromacs/topology/ifunc.h"
@@ -132,6 +140,19 @@ MdiForceProvider::MdiForceProvider(const MdiParameters& parameters,
     fAu_.resize(3 * n);
     cellBohr_.resize(9);
     xWhole_.resize(n);
+    if (parameters_.ewaldCoulomb_ && parameters_.rCoulomb_ > 0)
+    {
+        ewaldBeta_ = calc_ewaldcoeff_q(parameters_.rCoulomb_, parameters_.ewaldRtol_);
+        mdiSetFepExclusionsWithinCutoff(parameters_.freeEnergy_);
+        GMX_LOG(logger_.info)
+                .asParagraph()
+                .appendTextFormatted(
+                        "MDI ML/MM: the module removes the reciprocal-space Coulomb of ML-ML pairs "
+                        "beyond rcoulomb = %g nm (Ewald beta %.6f /nm); the nonbonded kernels "
+                        "correct those inside it",
+                        parameters_.rCoulomb_,
+                        ewaldBeta_);
+    }
     connect();
 }
 
@@ -157,6 +178,16 @@ MdiForceProvider::~MdiForceProvider()
                         long(numEvaluations_),
                         secondsInEngine_,
                         numEvaluations_ > 0 ? 1000 * secondsInEngine_ / numEvaluations_ : 0.0);
+        if (ewaldBeta_ > 0)
+        {
+            GMX_LOG(logger_.info)
+                    .asParagraph()
+                    .appendTextFormatted(
+                            "MDI ML/MM: up to %d ML-ML pairs beyond rcoulomb; their reciprocal-space "
+                            "Coulomb removed by the module (%.4f kJ/mol at the last step)",
+                            maxFarPairs_,
+                            farEnergy_);
+        }
     }
 }
 
@@ -431,6 +462,7 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
         pbc_dx_aiuc(&pbc, x[localOf[i]], x[localOf[p]], dx);
         rvec_add(xWhole_[p], dx, xWhole_[i]);
     }
+    checkWithinHalfBox(input.box_);
     for (int i = 0; i < n; i++)
     {
         for (int d = 0; d < DIM; d++)
@@ -514,6 +546,150 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
     }
     forceWithVirial.addVirialContribution(virial);
     output->enerd_.term[F_EQM] += static_cast<real>(energy[0] * c_hartreeInKJPerMol);
+    if (ewaldBeta_ > 0)
+    {
+        removeFarExclusions(input.chargeA_, localOf, output);
+    }
+}
+
+void MdiForceProvider::checkWithinHalfBox(const matrix box) const
+{
+    if (pbcType_ == PbcType::No)
+    {
+        return;
+    }
+    matrix inv;
+    invertBoxMatrix(box, inv);
+    const int n = static_cast<int>(xWhole_.size());
+    for (int d = 0; d < DIM; d++)
+    {
+        double lo = 1e30, hi = -1e30;
+        for (int i = 0; i < n; i++)
+        {
+            double f = 0;
+            for (int k = 0; k < DIM; k++)
+            {
+                f += xWhole_[i][k] * inv[k][d];
+            }
+            lo = std::min(lo, f);
+            hi = std::max(hi, f);
+        }
+        if (hi - lo >= 0.5)
+        {
+            gmx_fatal(FARGS,
+                      "The ML molecule now spans %.2f of the box along box vector %c, half the box "
+                      "or more: its ML-ML exclusions would reach periodic images. Use a larger box.",
+                      hi - lo,
+                      "abc"[d]);
+        }
+    }
+}
+
+void MdiForceProvider::removeFarExclusions(ArrayRef<const real> /*chargeA*/,
+                                           const std::vector<int>& localOf,
+                                           ForceProviderOutput*    output)
+{
+    // Charges of the tpr (states A and B); in a free-energy run the reciprocal-space energy,
+    // like the kernels' exclusion corrections, is (1 - lambda) E_A + lambda E_B.
+    const int    n       = static_cast<int>(xWhole_.size());
+    const double rc2     = parameters_.rCoulomb_ * parameters_.rCoulomb_;
+    const double epsfac  = c_one4PiEps0 / parameters_.epsilonR_;
+    const double beta    = ewaldBeta_;
+    const double twoBeta = 2.0 * beta / std::sqrt(M_PI);
+    const bool   fep     = parameters_.freeEnergy_;
+    const double lam     = fep ? parameters_.coulombLambda_ : 0.0;
+    const auto&  qA      = parameters_.chargeA_;
+    const auto&  qB      = parameters_.chargeB_;
+    std::vector<double> f(3 * n, 0.0);
+    double              energy = 0, energyA = 0, energyB = 0;
+    int                 nFar   = 0;
+    for (int i = 0; i < n; i++)
+    {
+        for (int j = i + 1; j < n; j++)
+        {
+            double dx[DIM];
+            double r2 = 0;
+            for (int d = 0; d < DIM; d++)
+            {
+                dx[d] = static_cast<double>(xWhole_[j][d]) - static_cast<double>(xWhole_[i][d]);
+                r2 += dx[d] * dx[d];
+            }
+            if (r2 < rc2)
+            {
+                continue; // corrected by the nonbonded kernels
+            }
+            nFar++;
+            const double r    = std::sqrt(r2);
+            const double qqA  = epsfac * qA[i] * qA[j];
+            const double qqB  = epsfac * qB[i] * qB[j];
+            const double qq   = (1 - lam) * qqA + lam * qqB;
+            const double erfr = std::erf(beta * r) / r;
+            const double dEdr = qq * (twoBeta * std::exp(-beta * beta * r2) / r - erfr / r);
+            energy += qq * erfr;
+            energyA += qqA * erfr;
+            energyB += qqB * erfr;
+            for (int d = 0; d < DIM; d++)
+            {
+                const double fj = -dEdr * dx[d] / r; // force of +E on j
+                f[3 * j + d] += fj;
+                f[3 * i + d] -= fj;
+            }
+        }
+    }
+    GMX_UNUSED_VALUE(localOf);
+    maxFarPairs_ = std::max(maxFarPairs_, nFar);
+    farEnergy_   = -energy;
+    if (nFar == 0)
+    {
+        return;
+    }
+    // remove: energy -E, forces -F, virial -0.5 sum x (x) (-F), dH/dlambda_coul -(E_B - E_A)
+    auto&  forceWithVirial = output->forceWithVirial_;
+    double vir[DIM][DIM]   = { { 0 } };
+    for (int i = 0; i < n; i++)
+    {
+        for (int d = 0; d < DIM; d++)
+        {
+            forceWithVirial.force_[localOf[i]][d] -= static_cast<real>(f[3 * i + d]);
+        }
+        for (int a = 0; a < DIM; a++)
+        {
+            for (int b = 0; b < DIM; b++)
+            {
+                vir[a][b] += 0.5 * xWhole_[i][a] * f[3 * i + b];
+            }
+        }
+    }
+    matrix virial;
+    for (int a = 0; a < DIM; a++)
+    {
+        for (int b = 0; b < DIM; b++)
+        {
+            virial[a][b] = static_cast<real>(vir[a][b]);
+        }
+    }
+    forceWithVirial.addVirialContribution(virial);
+    output->enerd_.term[F_COUL_RECIP] -= static_cast<real>(energy);
+    if (fep)
+    {
+        // linear in lambda: GROMACS derives the foreign-lambda energies from dvdl_lin
+        output->enerd_.dvdl_lin[FreeEnergyPerturbationCouplingType::Coul] -= (energyB - energyA);
+    }
+}
+
+namespace
+{
+bool s_fepExclusionsWithinCutoff = false;
+} // namespace
+
+void mdiSetFepExclusionsWithinCutoff(bool on)
+{
+    s_fepExclusionsWithinCutoff = on;
+}
+
+real mdiFepExcludedPairCutoffSquared(real maxAllowedCutoffSquared, real rCoulomb)
+{
+    return s_fepExclusionsWithinCutoff ? rCoulomb * rCoulomb : maxAllowedCutoffSquared;
 }
 
 } // namespace gmx

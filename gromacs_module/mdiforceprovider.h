@@ -49,6 +49,14 @@ private:
     void checkEngine(const char* command, bool wait);
     [[noreturn]] void engineGone(const char* command, const char* why);
     void buildWholeMoleculeTree(ArrayRef<const RVec> x, const matrix box);
+    //! Fatal error when the whole ML molecule spans half the box or more along a box vector.
+    void checkWithinHalfBox(const matrix box) const;
+    /*! \brief Remove the reciprocal-space Coulomb of the ML-ML pairs at r >= rcoulomb, which the
+     * nonbonded kernels leave in (they correct excluded pairs inside the cut-off only):
+     * E -= sum q_i q_j erf(beta r)/r (4 pi eps0 eps_r)^-1, with forces and virial. */
+    void removeFarExclusions(ArrayRef<const real> chargeA,
+                             const std::vector<int>& localOf,
+                             ForceProviderOutput*    output);
 
     MdiParameters       parameters_;
     const LocalAtomSet& mlAtoms_;
@@ -65,6 +73,9 @@ private:
     std::vector<int> order_, parent_;
     std::vector<double> xBohr_, fAu_, cellBohr_;
     std::vector<RVec>   xWhole_;
+    double              ewaldBeta_ = 0;        //!< 1/nm; 0: no far-exclusion correction
+    double              farEnergy_ = 0;        //!< kJ/mol removed at the last step
+    int                 maxFarPairs_ = 0;
     std::int64_t        numEvaluations_ = 0;
     double              secondsInEngine_ = 0;
 };

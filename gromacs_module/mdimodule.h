@@ -11,8 +11,18 @@
 #ifndef MDI_MLMM_GMX_MDIMODULE_H
 #define MDI_MLMM_GMX_MDIMODULE_H
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "gromacs/math/vectypes.h"
+#include "gromacs/utility/arrayref.h"
+#include "gromacs/utility/real.h"
+
+struct gmx_mtop_t;
+struct t_inputrec;
+struct warninp;
 
 namespace gmx
 {
@@ -40,6 +50,49 @@ bool mdiCommandLineGiven();
 
 //! The string given to mdrun -mdi (empty when not given).
 const std::string& mdiCommandLineOptions();
+
+/* grompp-time hooks, called from grompp.cpp (anchored edits of mdi_mlmm/hosts/gromacs/inject.py).
+ * They act only when this grompp run has mdi-active = yes. */
+
+//! grompp: the ML group (global indices) of this run, recorded by the module's topology step.
+void mdiSetGromppMlGroup(int numAtoms, const std::vector<std::int64_t>& mlIndices);
+
+/*! \brief grompp: whether global atoms a and b are both ML atoms. Their exclusion is exempt
+ * from grompp's "excluded atoms beyond the cut-off" check: the module removes the ML-ML
+ * reciprocal-space Coulomb beyond the cut-off itself. */
+bool mdiIsMlPair(int a, int b);
+
+/*! \brief grompp: take the electrostatics settings for the tpr, and check the ML region
+ * (whole molecule spanning less than half the box; no LJ-PME; free-energy runs only for
+ * ML molecules narrower than rcoulomb). Errors go to \p wi. */
+void mdiSetGromppElectrostatics(const gmx_mtop_t&   mtop,
+                                const t_inputrec&   ir,
+                                ArrayRef<const RVec> x,
+                                const matrix        box,
+                                warninp*            wi);
+
+//! Electrostatics settings recorded by mdiSetGromppElectrostatics().
+struct MdiGromppElectrostatics
+{
+    bool   ewald     = false; //!< module corrects far ML-ML exclusions (PME/Ewald Coulomb)
+    double rCoulomb  = 0;     //!< nm
+    double ewaldRtol = 0;
+    double epsilonR  = 1;
+    bool   freeEnergy     = false; //!< free-energy run (ML charges may differ in states A and B)
+    double coulombLambda  = 0;     //!< the run's (constant) Coulomb lambda
+    std::vector<double> chargeA, chargeB; //!< ML atoms' charges in states A and B (e)
+};
+const MdiGromppElectrostatics& mdiGromppElectrostatics();
+
+/*! \brief mdrun: the distance (squared, nm^2) up to which the free-energy kernel corrects the
+ * reciprocal-space part of excluded perturbed pairs. GROMACS: any distance in its pair list
+ * (\p maxAllowedCutoffSquared; it stops on such pairs beyond rlist). When the MDI module
+ * corrects the ML-ML exclusions beyond the cut-off itself (only ML atoms are perturbed in
+ * such runs, grompp checks), the kernel stops at \p rCoulomb, as the nbnxm kernels do. */
+real mdiFepExcludedPairCutoffSquared(real maxAllowedCutoffSquared, real rCoulomb);
+
+//! mdrun: set by the MDI force provider when it corrects the far ML-ML exclusions of a free-energy run.
+void mdiSetFepExclusionsWithinCutoff(bool on);
 
 } // namespace gmx
 

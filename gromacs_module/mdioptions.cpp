@@ -11,6 +11,7 @@
 #include "gromacs/options/basicoptions.h"
 #include "gromacs/options/optionsection.h"
 #include "gromacs/selection/indexutil.h"
+#include "gromacs/topology/topology.h"
 #include "gromacs/utility/exceptions.h"
 #include "gromacs/utility/keyvaluetree.h"
 #include "gromacs/utility/keyvaluetreebuilder.h"
@@ -18,6 +19,7 @@
 #include "gromacs/utility/stringutil.h"
 #include "gromacs/utility/strconvert.h"
 
+#include "mdimodule.h"
 #include "mditopology.h"
 
 namespace gmx
@@ -35,6 +37,14 @@ const std::string c_replyTimeoutTag  = "reply-timeout";
 // internal (tpr only)
 const std::string c_mlIndicesTag     = "ml-indices";
 const std::string c_atomicNumbersTag = "ml-atomic-numbers";
+const std::string c_ewaldCoulombTag  = "internal-ewald-coulomb";
+const std::string c_rCoulombTag      = "internal-rcoulomb";
+const std::string c_ewaldRtolTag     = "internal-ewald-rtol";
+const std::string c_epsilonRTag      = "internal-epsilon-r";
+const std::string c_freeEnergyTag    = "internal-free-energy";
+const std::string c_coulLambdaTag    = "internal-coulomb-lambda";
+const std::string c_chargeATag       = "internal-ml-charge-a";
+const std::string c_chargeBTag       = "internal-ml-charge-b";
 
 std::string mdpKey(const std::string& tag)
 {
@@ -146,6 +156,7 @@ void MdiOptions::modifyTopology(gmx_mtop_t* mtop)
         return;
     }
     parameters_.atomicNumbers_ = mdiPreprocessTopology(mtop, parameters_.mlIndices_, logger_, wi_);
+    mdiSetGromppMlGroup(mtop->natoms, parameters_.mlIndices_);
 }
 
 void MdiOptions::writeInternalParametersToKvt(KeyValueTreeObjectBuilder treeBuilder) const
@@ -153,6 +164,23 @@ void MdiOptions::writeInternalParametersToKvt(KeyValueTreeObjectBuilder treeBuil
     if (!parameters_.active_)
     {
         return;
+    }
+    const MdiGromppElectrostatics& elec = mdiGromppElectrostatics();
+    treeBuilder.addValue<bool>(mdpKey(c_ewaldCoulombTag), elec.ewald);
+    treeBuilder.addValue<double>(mdpKey(c_rCoulombTag), elec.rCoulomb);
+    treeBuilder.addValue<double>(mdpKey(c_ewaldRtolTag), elec.ewaldRtol);
+    treeBuilder.addValue<double>(mdpKey(c_epsilonRTag), elec.epsilonR);
+    treeBuilder.addValue<bool>(mdpKey(c_freeEnergyTag), elec.freeEnergy);
+    treeBuilder.addValue<double>(mdpKey(c_coulLambdaTag), elec.coulombLambda);
+    auto qa = treeBuilder.addUniformArray<double>(mdpKey(c_chargeATag));
+    for (double q : elec.chargeA)
+    {
+        qa.addValue(q);
+    }
+    auto qb = treeBuilder.addUniformArray<double>(mdpKey(c_chargeBTag));
+    for (double q : elec.chargeB)
+    {
+        qb.addValue(q);
     }
     auto indices = treeBuilder.addUniformArray<std::int64_t>(mdpKey(c_mlIndicesTag));
     for (auto i : parameters_.mlIndices_)
@@ -174,6 +202,28 @@ void MdiOptions::readInternalParametersFromKvt(const KeyValueTreeObject& tree)
     }
     parameters_.mlIndices_     = readInt64Array(tree, mdpKey(c_mlIndicesTag));
     parameters_.atomicNumbers_ = readInt64Array(tree, mdpKey(c_atomicNumbersTag));
+    if (tree.keyExists(mdpKey(c_ewaldCoulombTag)))
+    {
+        parameters_.ewaldCoulomb_ = tree[mdpKey(c_ewaldCoulombTag)].cast<bool>();
+        parameters_.rCoulomb_     = tree[mdpKey(c_rCoulombTag)].cast<double>();
+        parameters_.ewaldRtol_    = tree[mdpKey(c_ewaldRtolTag)].cast<double>();
+        parameters_.epsilonR_     = tree[mdpKey(c_epsilonRTag)].cast<double>();
+        parameters_.freeEnergy_    = tree[mdpKey(c_freeEnergyTag)].cast<bool>();
+        parameters_.coulombLambda_ = tree[mdpKey(c_coulLambdaTag)].cast<double>();
+        for (const auto& v : tree[mdpKey(c_chargeATag)].asArray().values())
+        {
+            parameters_.chargeA_.push_back(v.cast<double>());
+        }
+        for (const auto& v : tree[mdpKey(c_chargeBTag)].asArray().values())
+        {
+            parameters_.chargeB_.push_back(v.cast<double>());
+        }
+        if (parameters_.chargeA_.size() != parameters_.mlIndices_.size()
+            || parameters_.chargeB_.size() != parameters_.mlIndices_.size())
+        {
+            GMX_THROW(InconsistentInputError("Corrupt MDI (ML/MM) charge data in the tpr file"));
+        }
+    }
     if (parameters_.mlIndices_.size() != parameters_.atomicNumbers_.size()
         || parameters_.mlIndices_.empty())
     {

@@ -41,6 +41,18 @@ struct MdiParameters
     std::vector<std::int64_t> mlIndices_;
     //! atomic numbers of the ML atoms, same order -- internal, written to the tpr
     std::vector<std::int64_t> atomicNumbers_;
+    /*! \brief Electrostatics of the run, copied from the inputrec by grompp -- internal.
+     *
+     * With Ewald-type Coulomb (PME) the module itself removes the reciprocal-space part of
+     * every excluded ML-ML pair at r >= rcoulomb, which the nonbonded kernels leave in
+     * (they correct excluded pairs inside the cut-off only). */
+    bool   ewaldCoulomb_ = false;
+    double rCoulomb_     = 0;  //!< nm
+    double ewaldRtol_    = 0;
+    double epsilonR_     = 1;
+    bool   freeEnergy_    = false; //!< free-energy run
+    double coulombLambda_ = 0;     //!< its constant Coulomb lambda
+    std::vector<double> chargeA_, chargeB_; //!< ML charges, states A and B (e)
 };
 
 /*! \brief The mdp options of the MDI module and what grompp does with them. */

@@ -6,6 +6,8 @@
 
 #include "mditopology.h"
 
+#include "mdimodule.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +17,11 @@
 #include <string>
 
 #include "gromacs/fileio/warninp.h"
+#include "gromacs/math/invertmatrix.h"
+#include "gromacs/math/vec.h"
+#include "gromacs/mdtypes/inputrec.h"
+#include "gromacs/mdtypes/md_enums.h"
+#include "gromacs/pbcutil/pbc.h"
 #include "gromacs/topology/ifunc.h"
 #include "gromacs/topology/mtop_lookup.h"
 #include "gromacs/topology/mtop_util.h"
@@ -385,6 +392,203 @@ std::vector<std::int64_t> mdiPreprocessTopology(gmx_mtop_t*                     
         warning_note(wi, "MDI ML/MM: some ML atoms have no atomic number; elements were guessed from masses");
     }
     return atomicNumbers;
+}
+
+namespace
+{
+
+std::vector<char>       s_gromppMlMask;     // global atom -> ML atom (this grompp run)
+std::vector<int>        s_gromppMlIndices;  // sorted global indices
+MdiGromppElectrostatics s_gromppElectrostatics;
+
+} // namespace
+
+void mdiSetGromppMlGroup(int numAtoms, const std::vector<std::int64_t>& mlIndices)
+{
+    s_gromppMlMask.assign(numAtoms, 0);
+    s_gromppMlIndices.clear();
+    for (auto i : mlIndices)
+    {
+        if (i >= 0 && i < numAtoms)
+        {
+            s_gromppMlMask[i] = 1;
+            s_gromppMlIndices.push_back(static_cast<int>(i));
+        }
+    }
+}
+
+bool mdiIsMlPair(int a, int b)
+{
+    const int n = static_cast<int>(s_gromppMlMask.size());
+    return a >= 0 && b >= 0 && a < n && b < n && s_gromppMlMask[a] && s_gromppMlMask[b];
+}
+
+const MdiGromppElectrostatics& mdiGromppElectrostatics()
+{
+    return s_gromppElectrostatics;
+}
+
+void mdiSetGromppElectrostatics(const gmx_mtop_t&    mtop,
+                                const t_inputrec&    ir,
+                                ArrayRef<const RVec> x,
+                                const matrix         box,
+                                warninp*             wi)
+{
+    if (s_gromppMlIndices.empty())
+    {
+        return; // mdi-active = no
+    }
+    const bool freeEnergy = ir.efep != FreeEnergyPerturbationType::No;
+    s_gromppElectrostatics.ewald      = EEL_PME_EWALD(ir.coulombtype);
+    s_gromppElectrostatics.rCoulomb   = ir.rcoulomb;
+    s_gromppElectrostatics.ewaldRtol  = ir.ewald_rtol;
+    s_gromppElectrostatics.epsilonR   = ir.epsilon_r;
+    s_gromppElectrostatics.freeEnergy = freeEnergy;
+    s_gromppElectrostatics.chargeA.clear();
+    s_gromppElectrostatics.chargeB.clear();
+    int molb = 0;
+    for (int i : s_gromppMlIndices)
+    {
+        const t_atom& atom = mtopGetAtomParameters(mtop, i, &molb);
+        s_gromppElectrostatics.chargeA.push_back(atom.q);
+        s_gromppElectrostatics.chargeB.push_back(atom.qB);
+    }
+    if (freeEnergy)
+    {
+        const t_lambda& fep = *ir.fepvals;
+        s_gromppElectrostatics.coulombLambda =
+                fep.init_lambda >= 0
+                        ? fep.init_lambda
+                        : fep.all_lambda[FreeEnergyPerturbationCouplingType::Coul][fep.init_fep_state];
+        if (fep.delta_lambda != 0)
+        {
+            warning_error(wi,
+                          "mdi-active: free-energy runs with a changing lambda (delta-lambda != 0) "
+                          "are not supported with an ML region");
+        }
+        // The module's correction of the ML-ML exclusions beyond the cut-off makes the
+        // free-energy kernel correct excluded perturbed pairs inside the cut-off only; that is
+        // right for ML-ML pairs only, so no other atom may be perturbed.
+        int numOther = 0, first = -1;
+        for (const AtomProxy atomP : AtomRange(mtop))
+        {
+            const int i = atomP.globalAtomNumber();
+            if (PERTURBED(atomP.atom()) && !(i < static_cast<int>(s_gromppMlMask.size()) && s_gromppMlMask[i]))
+            {
+                numOther++;
+                first = first < 0 ? i : first;
+            }
+        }
+        if (numOther > 0)
+        {
+            warning_error(wi,
+                          formatString("mdi-active with free-energy: %d perturbed atoms are not in the "
+                                       "ML group (first: atom %d); only ML atoms may be perturbed",
+                                       numOther,
+                                       first + 1));
+        }
+    }
+    if (EVDW_PME(ir.vdwtype))
+    {
+        warning_error(wi,
+                      "mdi-active: LJ-PME (vdwtype = PME) is not supported with an ML region (the "
+                      "ML-ML LJ reciprocal-space part would stay in); use vdwtype = cut-off");
+    }
+    if (EEL_PME_EWALD(ir.coulombtype) && ir.epsilon_r == 0)
+    {
+        warning_error(wi, "mdi-active: epsilon-r = 0 is not supported with an ML region");
+    }
+
+    // The ML molecule made whole along a minimum spanning tree of minimum-image distances
+    // (as mdrun's module does), then its extent along each box vector.
+    t_pbc pbc;
+    set_pbc(&pbc, ir.pbcType, box);
+    const int         n = static_cast<int>(s_gromppMlIndices.size());
+    std::vector<RVec> w(n);
+    std::vector<char> placed(n, 0);
+    std::vector<real> best(n, 1e30);
+    std::vector<int>  parent(n, -1);
+    w[0]      = x[s_gromppMlIndices[0]];
+    placed[0] = 1;
+    int current = 0;
+    for (int step = 1; step < n; step++)
+    {
+        int  next = -1;
+        real nd   = 1e30;
+        for (int j = 0; j < n; j++)
+        {
+            if (placed[j])
+            {
+                continue;
+            }
+            rvec dx;
+            pbc_dx_aiuc(&pbc, x[s_gromppMlIndices[j]], x[s_gromppMlIndices[current]], dx);
+            if (norm2(dx) < best[j])
+            {
+                best[j]   = norm2(dx);
+                parent[j] = current;
+            }
+            if (best[j] < nd)
+            {
+                nd   = best[j];
+                next = j;
+            }
+        }
+        rvec dx;
+        pbc_dx_aiuc(&pbc, x[s_gromppMlIndices[next]], x[s_gromppMlIndices[parent[next]]], dx);
+        rvec_add(w[parent[next]], dx, w[next]);
+        placed[next] = 1;
+        current      = next;
+    }
+    double dmax = 0;
+    for (int i = 0; i < n; i++)
+    {
+        for (int j = i + 1; j < n; j++)
+        {
+            rvec d;
+            rvec_sub(w[j], w[i], d);
+            dmax = std::max(dmax, std::sqrt(static_cast<double>(norm2(d))));
+        }
+    }
+    if (ir.pbcType != PbcType::No)
+    {
+        // fractional coordinates (box rows a, b, c; GROMACS boxes are lower triangular)
+        matrix inv;
+        gmx::invertBoxMatrix(box, inv);
+        for (int d = 0; d < DIM; d++)
+        {
+            double lo = 1e30, hi = -1e30;
+            for (int i = 0; i < n; i++)
+            {
+                double f = 0;
+                for (int k = 0; k < DIM; k++)
+                {
+                    f += w[i][k] * inv[k][d];
+                }
+                lo = std::min(lo, f);
+                hi = std::max(hi, f);
+            }
+            if (hi - lo >= 0.5)
+            {
+                warning_error(wi,
+                              formatString("mdi-ml-group: the ML molecule spans %.2f of the box "
+                                           "along box vector %c, half the box or more: its ML-ML "
+                                           "exclusions would reach periodic images; use a larger box",
+                                           hi - lo,
+                                           "abc"[d]));
+            }
+        }
+    }
+    fprintf(stderr,
+            "MDI ML/MM: ML molecule of %d atoms, largest intramolecular distance %.3f nm; %s\n",
+            n,
+            dmax,
+            s_gromppElectrostatics.ewald
+                    ? formatString("mdrun removes the ML-ML reciprocal-space Coulomb of pairs beyond "
+                                   "rcoulomb = %g nm in the MDI module",
+                                   ir.rcoulomb)
+                              .c_str()
+                    : "no ML-ML Ewald correction by the module (no PME)");
 }
 
 } // namespace gmx

@@ -36,6 +36,14 @@ BAR_TO_ATM = 1.0 / ATM_IN_BAR
 BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
 BOLTZMANN_KCAL_PER_MOL_K = BOLTZMANN_KJ_PER_MOL_K / KCAL_IN_KJ
 
+# Coulomb constant 1/(4π ε0) for charges in e: kJ mol⁻¹ nm e⁻² from CODATA 2018 (as GROMACS's
+# c_one4PiEps0); LAMMPS ``units real`` uses its own rounded qqr2e = 332.06371 kcal mol⁻¹ Å e⁻².
+_EPS0_SI = 8.8541878128e-12        # F/m, CODATA 2018
+_E_CHARGE = 1.602176634e-19        # C, exact
+_AVOGADRO = 6.02214076e23          # 1/mol, exact
+COULOMB_KJ_MOL_NM = _E_CHARGE ** 2 * _AVOGADRO / (4 * 3.141592653589793 * _EPS0_SI) / 1e3 * 1e9
+LAMMPS_QQR2E_REAL = 332.06371
+
 
 def kT_kcal(temperature_K: float) -> float:
     """kT in kcal/mol at ``temperature_K``."""

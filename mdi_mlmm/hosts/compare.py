@@ -197,11 +197,13 @@ class Comparison:
                     if self.e_ml_gromacs_edr_kj is not None else ""))
         L.append("GROMACS: Coulomb = Coulomb (SR) + Coul. recip. (+ Coulomb-14); LAMMPS: ecoul + elong; "
                  "engines split real/reciprocal differently, so only sums are compared")
-        if "lammps" in self.results:
-            far = self.results["lammps"].raw.get("ml_far_exclusions", 0.0)
-            L.append(f"ML-ML pairs: largest distance {self.ml_max_distance_nm:.3f} nm (cut-off {self.settings.cutoff_nm:g} nm); "
-                     f"reciprocal-space Coulomb of the ML-ML pairs beyond the cut-off, removed by our hosts "
-                     f"(LAMMPS value): {far:.4f} kJ/mol; OpenMM removes every ML-ML pair through its exceptions")
+        far = {LABELS[e]: self.results[e].raw["ml_far_exclusions"] for e in ("gromacs", "lammps")
+               if e in self.results and "ml_far_exclusions" in self.results[e].raw}
+        L.append(f"ML-ML pairs: largest distance {self.ml_max_distance_nm:.3f} nm (cut-off {self.settings.cutoff_nm:g} nm); "
+                 "reciprocal-space Coulomb of the ML-ML pairs beyond the cut-off (the engines' exclusions stop at "
+                 "the cut-off), removed by our hosts: "
+                 + (", ".join(f"{k} {v:.4f} kJ/mol" for k, v in far.items()) or "-")
+                 + "; OpenMM's exceptions remove every ML-ML pair at any distance")
         fd = self.force_diffs()
         if fd:
             L.append("")
@@ -284,8 +286,19 @@ def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settin
     terms = {"bonded": bonded, "LJ": lj, "Coulomb": coul, "E_MM": raw["Potential"] - e_ml, "E_ML": e_ml,
              "E_total": raw["Potential"]}
     x, f, box = _read_trr_frame(res.out_dir / "compare.trr")
+    raw["ml_far_exclusions"] = gromacs_far_exclusion_energy(res.out_dir / "compare.log")
     notes = [f"E_MM − (bonded + LJ + Coulomb) = {terms['E_MM'] - bonded - lj - coul:.3g} kJ/mol (float rounding)"]
     return EngineResult("gromacs", terms, raw, f, time.monotonic() - t0, notes), x, box
+
+
+def gromacs_far_exclusion_energy(md_log: Path) -> float:
+    """kJ/mol the MDI module removed at the last step for ML–ML pairs beyond rcoulomb (its md.log
+    line; double precision, printed to 4 decimals); 0.0 when it reports none."""
+    import re
+
+    text = Path(md_log).read_text(errors="replace") if Path(md_log).is_file() else ""
+    m = re.findall(r"removed by the module \(([-+0-9.eE]+) kJ/mol at the last step\)", text)
+    return float(m[-1]) if m else 0.0
 
 
 def run_lammps(structure, top, gro, ml: Sequence[int], positions_nm: np.ndarray, box_nm: np.ndarray,

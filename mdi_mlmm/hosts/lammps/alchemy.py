@@ -91,7 +91,7 @@ LANGEVIN_DAMP_FS = 1000.0
 COUL_TABLE = 0          # pair_modify table: 0 = analytic erfc (the evaluator uses the same)
 CHECKPOINT = "checkpoint.npz"
 DONE = "done.json"
-QQR2E_REAL = 332.06371  # LAMMPS real units (fallback if extract_global lacks it)
+QQR2E_REAL = units.LAMMPS_QQR2E_REAL  # LAMMPS real units (fallback if extract_global lacks it)
 
 
 # =============================================================================== system

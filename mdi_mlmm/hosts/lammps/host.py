@@ -42,7 +42,7 @@ HA2KCAL = units.factor("energy", "hartree", "kcal/mol")
 ATM_IN_BAR = units.ATM_IN_BAR
 FIX_ID = "mlext"
 EXCL_FIX_ID = "mlexcl"
-QQR2E_REAL = 332.06371  # LAMMPS qqr2e in units real (read from LAMMPS where it can be)
+QQR2E_REAL = units.LAMMPS_QQR2E_REAL  # LAMMPS qqr2e in units real (read from LAMMPS where it can be)
 ENSEMBLES = ("nve", "nvt", "npt")
 
 CSV_COLUMNS = [  # (header, LAMMPS equal-style expression)
