@@ -218,8 +218,9 @@ void MdiOptions::readInternalParametersFromKvt(const KeyValueTreeObject& tree)
         {
             parameters_.chargeB_.push_back(v.cast<double>());
         }
-        if (parameters_.chargeA_.size() != parameters_.mlIndices_.size()
-            || parameters_.chargeB_.size() != parameters_.mlIndices_.size())
+        if (parameters_.ewaldCoulomb_
+            && (parameters_.chargeA_.size() != parameters_.mlIndices_.size()
+                || parameters_.chargeB_.size() != parameters_.mlIndices_.size()))
         {
             GMX_THROW(InconsistentInputError("Corrupt MDI (ML/MM) charge data in the tpr file"));
         }

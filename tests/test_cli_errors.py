@@ -258,3 +258,38 @@ def test_engine_mdi_port_out_of_range(bad):
     r = run_cli("engine", "--model", "zero", "-mdi", f"-role ENGINE -name ML -method TCP -port {bad} -hostname localhost",
                 timeout=60)
     assert_one_error(r, f"-port must be a TCP port in 1..65535, got '{bad}'", code=2)
+
+
+# ---------------------------------------------------------------- external tools: time limit, no orphans
+def _pids(name: str) -> set[int]:
+    """Live (not zombie) processes called ``name``."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            comm, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2]
+            if comm == name and state != "Z":
+                out.add(int(d.name))
+    return out
+
+
+def test_prepare_tool_timeout_is_one_line_and_leaves_no_sqm(tmp_path):
+    """antechamber runs sqm as its child: a time-out must stop both (an orphaned sqm ran on in a deleted
+    folder before), and the message names the option that raises the limit."""
+    before = _pids("sqm")
+    r = run_cli("prepare", "--smiles", "CCCCCCCCCCCCCCCCO", "--out", tmp_path / "p", "--tool-timeout", "1")
+    assert_one_error(r, "antechamber timed out after 1 s", "--tool-timeout")
+    import time
+
+    deadline = time.monotonic() + 10
+    while _pids("sqm") - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (_pids("sqm") - before), "sqm outlived its time-out"
+
+
+def test_prepare_tool_timeout_env_is_checked(tmp_path):
+    r = run_cli("prepare", "--smiles", "CCO", "--out", tmp_path / "p", env={"MDI_MLMM_TOOL_TIMEOUT": "soon"})
+    assert_one_error(r, "MDI_MLMM_TOOL_TIMEOUT", "positive number")

@@ -303,7 +303,10 @@ def test_forces_and_virial_match_direct_call(gmx, system, ani, tmp_path, broken)
           f"{e['Potential'][0] - e['E_ML'][0] - ref_e['Potential'][0]:.4f}")
     assert np.abs(df[9:]).max() < 0.05, "ML coupling changed forces on MM atoms"
     assert err_f < 1e-4 * max(1.0, np.abs(f_ml).max()) + 0.02
-    assert err_v < 0.05
+    # each .edr virial is a float32 sum over the whole box (|Vir| ~ 7e3 kJ/mol): their difference carries
+    # ~1e-5 |Vir| of rounding (seen 0.0005-0.054); a missing or wrong ML virial is off by ~|Vir_ML|
+    vir_scale = max(abs(e[f"Vir-{a}{a}"][0]) for a in "XYZ")
+    assert err_v < 0.05 + 1e-5 * vir_scale, (err_v, vir_ml)
     e_ml_kj = float(res.energy) * KJ_PER_HARTREE  # float32 .edr value: within one float32 spacing (see above)
     assert abs(e_ml_kj - e["E_ML"][0]) <= _f32_spacing(e_ml_kj)
 

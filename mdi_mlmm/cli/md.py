@@ -50,7 +50,7 @@ def register(subparsers) -> None:
                         "ML region itself is not relaxed (`mdi-mlmm prepare` writes it minimized with the force "
                         "field). Velocities in --gro are then not used (new ones are drawn at --temperature). "
                         "See docs/lammps.md, docs/gromacs.md")
-    p.add_argument("--maxwarn", type=int, default=0, metavar="N",
+    p.add_argument("--maxwarn", type=nonneg_int, default=0, metavar="N",
                    help="--host gromacs: gmx grompp warnings to accept (default 0); a rejection shows GROMACS's "
                         "own warning text")
     p.set_defaults(func=handler)
@@ -86,8 +86,6 @@ def handler(args: argparse.Namespace) -> int:
                   engine_port=args.engine_port, seed=args.seed, report_every=args.report_every,
                   energy_every=args.energy_every, traj_every=args.traj_every, progress=not args.quiet,
                   engine_options=_engine_options(args), minimize=args.minimize)
-    if args.maxwarn < 0:
-        raise UserInputError(f"--maxwarn must be >= 0, got {args.maxwarn}")
     selection = args.ml
     if args.host == "lammps":
         from ..hosts.lammps.host import format_summary, run_md

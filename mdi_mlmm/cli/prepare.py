@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._types import positive_float
+from ._types import nonneg_int, positive_float
 
 
 def register(subparsers) -> None:
@@ -37,15 +37,24 @@ def register(subparsers) -> None:
     p.add_argument("--no-minimize", dest="minimize", action="store_false",
                    help="write the coordinates as built (no steepest-descent minimization of the solvated and "
                         "gas systems; freshly solvated boxes then have clashes worth thousands of kJ/mol)")
-    p.add_argument("--maxwarn", type=int, default=0, metavar="N",
+    p.add_argument("--tool-timeout", type=positive_float, default=None, metavar="S",
+                   help="time limit for each external tool run (antechamber/sqm, tleap, gmx), seconds "
+                        "(default 3600; AM1-BCC of a 70-atom drug takes ~20 min on 2 busy cores); also "
+                        "$MDI_MLMM_TOOL_TIMEOUT")
+    p.add_argument("--maxwarn", type=nonneg_int, default=0, metavar="N",
                    help="gmx grompp warnings to accept (default 0; one more is always accepted for a charged "
                         "solute with PME)")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
-    from ..prep.system import prepare_system
+    import os
 
+    from ..prep.system import prepare_system
+    from ..prep.tools import TIMEOUT_ENV
+
+    if args.tool_timeout is not None:
+        os.environ[TIMEOUT_ENV] = repr(float(args.tool_timeout))
     info = prepare_system(
         args.out, smiles=args.smiles, freesolv_id=args.freesolv, name=args.name, forcefield=args.forcefield,
         source=args.source, charges=args.charges, box_padding_nm=args.box_padding,

@@ -12,10 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from .. import processes
 from ..errors import ExternalToolError, MdiMlmmError
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_WORDS = re.compile(r"(error|fatal|cannot|can not|failed|not found|unknown|invalid)", re.I)
 
 
+def _search_path() -> str:
+    """PATH, then the folder of this Python's scripts (the project venv's ``bin``): AmberTools installed
+    into the venv is found, and finds its own helpers (sqm), when the venv is not activated."""
+    here = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(parts + ([here] if here not in parts else []))
+
+
 def which(program: str, hint: str = "") -> str:
     """Absolute path of ``program`` or :class:`ExternalToolError` (with an install ``hint``)."""
-    path = shutil.which(program)
+    path = shutil.which(program, path=_search_path())
     if path is None:
         raise ExternalToolError(f"{program} not found on PATH" + (f"; {hint}" if hint else ""))
     return path
@@ -63,18 +73,41 @@ def _execute(args: Sequence[str], cwd: Path, stdin: str | None, timeout: float,
     prog = Path(str(args[0])).name
     exe = which(str(args[0]), GMX_HINT if prog.startswith("gmx") else AMBER_HINT)
     env = dict(os.environ)
+    env["PATH"] = _search_path()
     env.setdefault("GMX_MAXBACKUP", "-1")  # never leave #file.1# backups behind
     log.debug("running %s in %s", " ".join(map(str, args)), cwd)
+    timeout = tool_timeout(timeout)
     try:
-        proc = subprocess.run([exe, *map(str, args[1:])], cwd=cwd, input=stdin, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, env=env)
+        # processes.run: on a timeout (or a stop signal) the tool AND its children stop — antechamber's
+        # sqm must not run on, orphaned, in a deleted working directory
+        proc = processes.run([exe, *map(str, args[1:])], cwd=cwd, input=stdin, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, env=env, grace=5.0)
     except subprocess.TimeoutExpired as exc:
-        raise error(f"{prog} timed out after {timeout:.0f} s") from exc
+        raise error(f"{prog} timed out after {timeout:g} s (set a longer limit with prepare --tool-timeout "
+                    f"or {TIMEOUT_ENV})") from exc
     return proc.returncode, proc.stdout or ""
 
 
+#: environment variable overriding every external tool's time limit (s)
+TIMEOUT_ENV = "MDI_MLMM_TOOL_TIMEOUT"
+
+
+def tool_timeout(default: float) -> float:
+    """The time limit (s) for one external tool run: ``$MDI_MLMM_TOOL_TIMEOUT`` when set, else ``default``."""
+    v = os.environ.get(TIMEOUT_ENV)
+    if not v:
+        return default
+    try:
+        t = float(v)
+    except ValueError:
+        t = float("nan")
+    if not t > 0 or t == float("inf"):
+        raise ExternalToolError(f"{TIMEOUT_ENV}={v!r}: must be a positive number of seconds")
+    return t
+
+
 def run(args: Sequence[str], cwd: Path, stdin: str | None = None, log_name: str | None = None,
-        timeout: float = 600.0) -> str:
+        timeout: float = 3600.0) -> str:
     """Run ``args`` in ``cwd``; return stdout+stderr. Output is also kept in ``cwd/<log_name>``.
 
     Raises :class:`ExternalToolError` with a one-line summary on a non-zero exit.
