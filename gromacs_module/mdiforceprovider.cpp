@@ -558,28 +558,15 @@ void MdiForceProvider::checkWithinHalfBox(const matrix box) const
     {
         return;
     }
-    matrix inv;
-    invertBoxMatrix(box, inv);
-    const int n = static_cast<int>(xWhole_.size());
+    const RVec span = mdiFractionalExtent(xWhole_, box);
     for (int d = 0; d < DIM; d++)
     {
-        double lo = 1e30, hi = -1e30;
-        for (int i = 0; i < n; i++)
-        {
-            double f = 0;
-            for (int k = 0; k < DIM; k++)
-            {
-                f += xWhole_[i][k] * inv[k][d];
-            }
-            lo = std::min(lo, f);
-            hi = std::max(hi, f);
-        }
-        if (hi - lo >= 0.5)
+        if (span[d] >= 0.5)
         {
             gmx_fatal(FARGS,
                       "The ML molecule now spans %.2f of the box along box vector %c, half the box "
                       "or more: its ML-ML exclusions would reach periodic images. Use a larger box.",
-                      hi - lo,
+                      span[d],
                       "abc"[d]);
         }
     }

@@ -71,6 +71,11 @@ void mdiSetGromppElectrostatics(const gmx_mtop_t&   mtop,
                                 const matrix        box,
                                 warninp*            wi);
 
+/*! \brief Extent (in box units, along each box vector) of the whole molecule \p x: an ML molecule
+ * must span less than 0.5 along every box vector, or its ML-ML exclusions would reach periodic
+ * images (the kernels correct an excluded pair through its minimum image). */
+RVec mdiFractionalExtent(ArrayRef<const RVec> x, const matrix box);
+
 //! Electrostatics settings recorded by mdiSetGromppElectrostatics().
 struct MdiGromppElectrostatics
 {

@@ -403,6 +403,30 @@ MdiGromppElectrostatics s_gromppElectrostatics;
 
 } // namespace
 
+RVec mdiFractionalExtent(ArrayRef<const RVec> x, const matrix box)
+{
+    // fractional coordinates (box rows a, b, c; GROMACS boxes are lower triangular)
+    matrix inv;
+    gmx::invertBoxMatrix(box, inv);
+    RVec span(0, 0, 0);
+    for (int d = 0; d < DIM; d++)
+    {
+        double lo = 1e30, hi = -1e30;
+        for (const RVec& xi : x)
+        {
+            double f = 0;
+            for (int k = 0; k < DIM; k++)
+            {
+                f += xi[k] * inv[k][d];
+            }
+            lo = std::min(lo, f);
+            hi = std::max(hi, f);
+        }
+        span[d] = x.empty() ? 0 : static_cast<real>(hi - lo);
+    }
+    return span;
+}
+
 void mdiSetGromppMlGroup(int numAtoms, const std::vector<std::int64_t>& mlIndices)
 {
     s_gromppMlMask.assign(numAtoms, 0);
@@ -552,29 +576,16 @@ void mdiSetGromppElectrostatics(const gmx_mtop_t&    mtop,
     }
     if (ir.pbcType != PbcType::No)
     {
-        // fractional coordinates (box rows a, b, c; GROMACS boxes are lower triangular)
-        matrix inv;
-        gmx::invertBoxMatrix(box, inv);
+        const RVec span = mdiFractionalExtent(w, box);
         for (int d = 0; d < DIM; d++)
         {
-            double lo = 1e30, hi = -1e30;
-            for (int i = 0; i < n; i++)
-            {
-                double f = 0;
-                for (int k = 0; k < DIM; k++)
-                {
-                    f += w[i][k] * inv[k][d];
-                }
-                lo = std::min(lo, f);
-                hi = std::max(hi, f);
-            }
-            if (hi - lo >= 0.5)
+            if (span[d] >= 0.5)
             {
                 warning_error(wi,
                               formatString("mdi-ml-group: the ML molecule spans %.2f of the box "
                                            "along box vector %c, half the box or more: its ML-ML "
                                            "exclusions would reach periodic images; use a larger box",
-                                           hi - lo,
+                                           span[d],
                                            "abc"[d]));
             }
         }

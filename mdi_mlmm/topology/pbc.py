@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UserInputError
+from .graph import components
 
 
 def minimum_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -56,26 +57,10 @@ def spanning_tree(n: int, bonds: Sequence[tuple[int, int]]) -> np.ndarray:
                 parent[b] = a
                 queue.append(b)
     if np.any(parent == -2):
-        n_comp = _count_components(n, bonds)
+        n_comp = len(set(components(n, bonds)))
         raise UserInputError(f"the ML region holds {n_comp} molecules (its bonds do not connect its {n} atoms); "
                              "one molecule is supported: select a single molecule as the ML region")
     return parent
-
-
-def _count_components(n: int, bonds) -> int:
-    lab = list(range(n))
-
-    def find(i):
-        while lab[i] != i:
-            lab[i] = lab[lab[i]]
-            i = lab[i]
-        return i
-
-    for i, j in bonds:
-        a, b = find(int(i)), find(int(j))
-        if a != b:
-            lab[a] = b
-    return len({find(i) for i in range(n)})
 
 
 def _mst_parent(pos: np.ndarray, cell: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ...errors import UserInputError
+from ...topology.graph import components
 from ... import units
 
 log = logging.getLogger("mdi_mlmm.lammps.convert")
@@ -117,24 +118,6 @@ def box_to_lammps(box_vectors_A: np.ndarray):
         raise UserInputError("box vectors must be lower triangular (a along x, b in the xy plane), "
                              "as GROMACS writes them")
     return a[0], b[1], c[2], b[0], c[0], c[1]
-
-
-def _components(n: int, bonds: Sequence[tuple[int, int]]) -> list[int]:
-    """Connected-component label of each of ``n`` atoms."""
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in bonds:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[ri] = rj
-    roots = {}
-    return [roots.setdefault(find(i), len(roots)) for i in range(n)]
 
 
 def graph_neighbours(n: int, bonds: Sequence[tuple[int, int]], maxdist: int = 3) -> dict[int, set]:
@@ -262,7 +245,7 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     fudge_lj, fudge_qq = float(dfl.fudgeLJ), float(dfl.fudgeQQ)
 
     bonds_idx = [(b.atom1.idx, b.atom2.idx) for b in s.bonds]
-    comp = _components(n, bonds_idx)
+    comp = components(n, bonds_idx)
     comp_atoms = defaultdict(list)
     for i, c in enumerate(comp):
         comp_atoms[c].append(i)

@@ -84,6 +84,17 @@ def box_matrix(lmp) -> np.ndarray:
     return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
 
 
+def _stop_lammps(callback, exc: BaseException, f) -> None:
+    """A ``fix external`` callback failed: keep the error (re-raised after the run), zero its forces,
+    and set ``mlstop`` so that ``fix halt`` ends the run at the end of the step."""
+    callback.error = exc
+    f[:] = 0.0
+    try:
+        callback.lmp.set_internal_variable("mlstop", 1.0)
+    except Exception:  # pragma: no cover
+        pass
+
+
 class MLCoupling:
     """The ``fix external`` callback: ML energy/forces/virial from an MDI engine.
 
@@ -128,12 +139,7 @@ class MLCoupling:
             self.ncalls += 1
             self.seconds += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 - ctypes would swallow it; stop LAMMPS instead
-            self.error = exc
-            f[:] = 0.0
-            try:
-                self.lmp.set_internal_variable("mlstop", 1.0)
-            except Exception:  # pragma: no cover
-                pass
+            _stop_lammps(self, exc, f)
 
 
 class ExclusionCorrection:
@@ -186,12 +192,7 @@ class ExclusionCorrection:
             self.lmp.fix_external_set_energy_global(EXCL_FIX_ID, -self.scale * e)
             self.lmp.fix_external_set_virial_global(EXCL_FIX_ID, FarPairCorrection.virial6(-self.scale * w))
         except BaseException as exc:  # noqa: BLE001 - as MLCoupling: stop LAMMPS, re-raise after the run
-            self.error = exc
-            f[:] = 0.0
-            try:
-                self.lmp.set_internal_variable("mlstop", 1.0)
-            except Exception:  # pragma: no cover
-                pass
+            _stop_lammps(self, exc, f)
 
 
 def install_exclusion_correction(lmp, system, ml_indices: Sequence[int], charges, bonds=None,
