@@ -552,9 +552,13 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
     }
 }
 
-void MdiForceProvider::checkWithinHalfBox(const matrix box) const
+void MdiForceProvider::checkWithinHalfBox(const matrix box)
 {
     if (pbcType_ == PbcType::No)
+    {
+        return;
+    }
+    if (warnedHalfBox_)
     {
         return;
     }
@@ -563,11 +567,18 @@ void MdiForceProvider::checkWithinHalfBox(const matrix box) const
     {
         if (span[d] >= 0.5)
         {
-            gmx_fatal(FARGS,
-                      "The ML molecule now spans %.2f of the box along box vector %c, half the box "
-                      "or more: its ML-ML exclusions would reach periodic images. Use a larger box.",
-                      span[d],
-                      "abc"[d]);
+            // grompp refused such a start; a molecule that gets there during the run is not held
+            // together (a test model such as "zero") or the box shrank: say so once, loudly
+            const std::string text = formatString(
+                    "WARNING: the ML molecule now spans %.2f of the box along box vector %c, half "
+                    "the box or more: its ML-ML exclusion corrections are no longer exact (does the "
+                    "ML model hold the molecule together? is the box large enough?)",
+                    span[d],
+                    "abc"[d]);
+            fprintf(stderr, "\nMDI ML/MM: %s\n", text.c_str());
+            GMX_LOG(logger_.warning).asParagraph().appendText("MDI ML/MM: " + text);
+            warnedHalfBox_ = true;
+            return;
         }
     }
 }

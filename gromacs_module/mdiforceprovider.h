@@ -49,8 +49,8 @@ private:
     void checkEngine(const char* command, bool wait);
     [[noreturn]] void engineGone(const char* command, const char* why);
     void buildWholeMoleculeTree(ArrayRef<const RVec> x, const matrix box);
-    //! Fatal error when the whole ML molecule spans half the box or more along a box vector.
-    void checkWithinHalfBox(const matrix box) const;
+    //! Warn (once) when the whole ML molecule spans half the box or more along a box vector.
+    void checkWithinHalfBox(const matrix box);
     /*! \brief Remove the reciprocal-space Coulomb of the ML-ML pairs at r >= rcoulomb, which the
      * nonbonded kernels leave in (they correct excluded pairs inside the cut-off only):
      * E -= sum q_i q_j erf(beta r)/r (4 pi eps0 eps_r)^-1, with forces and virial. */
@@ -76,6 +76,7 @@ private:
     double              ewaldBeta_ = 0;        //!< 1/nm; 0: no far-exclusion correction
     double              farEnergy_ = 0;        //!< kJ/mol removed at the last step
     int                 maxFarPairs_ = 0;
+    bool                warnedHalfBox_ = false;
     std::int64_t        numEvaluations_ = 0;
     double              secondsInEngine_ = 0;
 };

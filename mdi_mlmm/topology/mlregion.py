@@ -101,3 +101,23 @@ def ml_region(top, gro, selection: Optional[str] = None, ndx=None, group: Option
         except UserInputError as exc:
             raise UserInputError(f"{exc} (selection {desc!r})") from None
     return MLRegion(indices=idx, atomic_numbers=z, charges=q, description=desc, bonds=bonds)
+
+
+def check_region_geometry(indices, bonds, structure) -> float:
+    """Refuse (one line) an ML molecule that spans half the box or more in ``structure`` (ParmEd, with
+    coordinates and box); returns its largest intramolecular distance, Å. indices: 0-based atoms;
+    bonds: pairs of positions in ``indices``."""
+    from .pbc import WholeMaker, check_within_half_box
+
+    idx = np.asarray(indices, dtype=int)
+    pos = np.asarray(structure.coordinates, dtype=np.float64)[idx]
+    cell = None
+    if structure.box is not None:
+        from parmed import unit as u
+
+        cell = np.asarray(structure.box_vectors.value_in_unit(u.angstrom), dtype=np.float64)
+    whole = WholeMaker(len(idx), bonds).whole(pos, cell)
+    check_within_half_box(whole, cell)
+    d = whole[:, None, :] - whole[None, :, :]
+    return float(np.sqrt(np.einsum("ijk,ijk->ij", d, d).max())) if len(idx) > 1 else 0.0
+

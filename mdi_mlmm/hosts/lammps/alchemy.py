@@ -79,7 +79,7 @@ import numpy as np
 from ... import units
 from ...analysis.reorg import write_e_ml
 from ...errors import HostError, MdiMlmmError, UserInputError
-from ...topology.mlregion import region_bonds
+from ...topology.mlregion import check_region_geometry, region_bonds
 from .host import close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
@@ -698,6 +698,8 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
     from .convert import load_gromacs, new_lammps
 
     structure = load_gromacs(top, gro)
+    if ml:
+        check_region_geometry(solute, region_bonds(structure, solute), structure)
     asys = AlchemicalSystem.build(top, gro, out / "lammps", solute, ml=ml, structure=structure)
     meta = {"kind": "window", "state": state, "schedule": [list(s) for s in sched], "model": str(model),
             "steps": steps, "dt_fs": float(dt_fs), "sample_every": sample_every, "temperature": float(temperature),

@@ -168,12 +168,25 @@ class ExclusionCorrection:
         self.error: Optional[BaseException] = None
         self.last_leftover = 0.0
         self.max_far_pairs = 0
+        self.half_box_warning: Optional[str] = None
 
     def leftover_at(self, positions: np.ndarray, cell) -> float:
         """L (kcal/mol) of the ML atoms at ``positions`` (n, 3) Å (any images)."""
         whole = self.wholer.whole(positions, cell)
-        check_within_half_box(whole, cell)
+        self._check_span(whole, cell)
         return self.corr.leftover(whole)[0]
+
+    def _check_span(self, whole, cell):
+        """The start was checked (one-line error); a molecule that comes to span half the box during
+        the run (a test model like ``zero`` does not hold it together) gets one loud warning."""
+        if self.half_box_warning is not None:
+            return
+        try:
+            check_within_half_box(whole, cell)
+        except UserInputError as exc:
+            step = int(self.lmp.get_thermo("step")) if hasattr(self.lmp, "get_thermo") else -1
+            self.half_box_warning = f"step {step}: {exc}; ML-ML exclusion corrections are no longer exact"
+            log.warning("%s", self.half_box_warning)
 
     def __call__(self, caller, ntimestep, nlocal, tag, x, f):
         f[:] = 0.0
@@ -184,7 +197,7 @@ class ExclusionCorrection:
             rows = self.inv[self.ml_tags]
             cell = box_matrix(self.lmp)
             whole = self.wholer.whole(np.array(x[rows], dtype=np.float64), cell)
-            check_within_half_box(whole, cell)
+            self._check_span(whole, cell)
             e, fl, w = self.corr.leftover(whole)
             self.max_far_pairs = max(self.max_far_pairs, self.corr.n_far)
             self.last_leftover = e
@@ -321,9 +334,10 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     z: list[int] = []
     region = None
     if not pure_mm:
-        from ...topology.mlregion import ml_region
+        from ...topology.mlregion import check_region_geometry, ml_region
 
         region = ml_region(top, gro, ml_selection, ndx=ndx, group=ml_group, structure=structure)
+        check_region_geometry(region.indices, region.bonds, structure)
         ml_idx = [int(i) for i in region.indices]
         z = [int(v) for v in region.atomic_numbers]
     system = convert(top, gro, out / "lammps", ml_indices=ml_idx, cutoff_A=cutoff_A, lj_shift=lj_shift,
@@ -431,6 +445,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         lmp.command(f"write_data {out / 'final.data'} nocoeff")
         summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
                              temperature, pressure_bar)
+        if excl is not None and excl.half_box_warning:
+            summary["warnings"] = [excl.half_box_warning]
         if excl is not None:
             summary["ml_ml_far_pairs_max"] = excl.max_far_pairs
             summary["ml_ml_far_coulomb_removed_kcal_mol"] = -excl.last_leftover
