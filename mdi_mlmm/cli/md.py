@@ -104,8 +104,12 @@ def handler(args: argparse.Namespace) -> int:
             raise UserInputError("--cutoff applies to --host lammps only")
         kwargs["maxwarn"] = args.maxwarn
         kwargs, selection = _adapt_kwargs(run_md, kwargs, args)
-    summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble, args.out,
-                     **kwargs)
+    from .. import processes
+
+    # SIGTERM/SIGINT (a batch scheduler, Ctrl-C): one error line, the engine and mdrun stopped
+    with processes.stop_on_signals():
+        summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble, args.out,
+                         **kwargs)
     print(format_summary(summary) if format_summary is not None else summary)
     return 0
 
