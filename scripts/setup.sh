@@ -21,10 +21,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
+# this machine's pip config names local index folders that may not exist: drop pip's warning about each
+pip_q() { "$PY" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
-  "$PY" -m pip install -q torch==2.13.0
+  pip_q torch==2.13.0
 fi
-"$PY" -m pip install -q -e ".[all]"
+pip_q -e ".[all]"
 
 echo "== [2/4] Debian packages (gromacs, build tools)"
 need=""
