@@ -12,8 +12,9 @@ Tolerances (kJ/mol, kJ/mol/nm) and why; "seen" = this system on the development 
 * Coulomb, LAMMPS vs OpenMM: 5e-6 relative — LAMMPS's coul/long evaluates erfc with the
   Abramowitz–Stegun polynomial (|error| ≤ 1.5e-7), i.e. ~2e-7 of the real-space sum (+1.7e5), which is
   ~1e-6 of the Coulomb total (seen 1.1e-6: 0.033 kJ/mol of −30539); reciprocal sums agree to 1e-8.
-* LJ and Coulomb, GROMACS vs the double-precision engines: 1e-5 relative — mixed precision (float
-  pair kernels and PME; ~1e5 pair terms of up to 1e4 kJ/mol in an unrelaxed box; seen ≤ 3.7e-6).
+* LJ, GROMACS vs the double-precision engines: 1e-5 relative; Coulomb 5e-5 relative — mixed
+  precision (float pair kernels, PME and energy accumulation; seen ≤ 3.7e-6 on the unminimized box,
+  1.5e-5 on the minimized one `prepare` writes now, 2–4e-5 on 10⁴-atom boxes whatever the ML region).
 * E_MM: 1e-4 relative (seen ≤ 2e-5; E_MM = LJ + Coulomb is a cancellation of ±3e4).
 * E_total: the E_MM tolerance + the E_ML one (seen 2e-7 relative).
 * bonded, ML = ethanol: 1e-6 kJ/mol absolute: every bonded term left is zero (ML–ML bonded terms removed,
@@ -55,7 +56,7 @@ TOL_REL = {  # (pair kind, term) -> relative tolerance
     ("double", "bonded"): 1e-8,
     ("single", "bonded"): 1e-5,
     ("single", "LJ"): 1e-5,
-    ("single", "Coulomb"): 1e-5,
+    ("single", "Coulomb"): 5e-5,  # float sums: seen 1.5e-5 on the minimized ethanol box, 2-4e-5 on 1e4-atom boxes
 }
 TOL_E_MM_REL = 1e-4
 TOL_BONDED_ABS = 1e-6
