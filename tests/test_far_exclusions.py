@@ -157,8 +157,8 @@ def test_window_delta_u_matches_openmm_beyond_the_cutoff(tmp_path):
     assert np.abs(ours - ref).max() < TOL_E_MM_KCAL, (ours, ref)
 
 
-def test_lammps_md_refuses_an_ml_molecule_spanning_half_the_box(tmp_path):
-    """One line before anything runs: the rod (2.09 nm) in a box shrunk to 4.0 nm."""
+def _md_on_shrunk_rod_box(host: str, tmp_path):
+    """``mdi-mlmm md`` on the rod (2.09 nm) with its box shrunk to 4.0 nm: (returncode, stderr)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -168,33 +168,29 @@ def test_lammps_md_refuses_an_ml_molecule_spanning_half_the_box(tmp_path):
     lines[-1] = "   4.00000   4.00000   4.00000"
     small = tmp_path / "small.gro"
     small.write_text("\n".join(lines) + "\n")
-    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", "lammps", "--top", str(d / "topol.top"),
+    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", host, "--top", str(d / "topol.top"),
                         "--gro", str(small), "--ml", "resname MOL", "--model", "zero", "--steps", "1",
                         "--no-minimize", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0
-    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and "half the box" in err[0], r.stderr[-2000:]
+    return r.returncode, r.stderr
+
+
+def _assert_one_half_box_error(rc, stderr):
+    assert rc != 0
+    err = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "half the box" in err[0] and "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_lammps_md_refuses_an_ml_molecule_spanning_half_the_box(tmp_path):
+    """One line before anything runs."""
+    _assert_one_half_box_error(*_md_on_shrunk_rod_box("lammps", tmp_path))
 
 
 def test_gromacs_md_refuses_an_ml_molecule_spanning_half_the_box(tmp_path):
     """grompp (our build) refuses it with GROMACS's own error text, as one line."""
     import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from mdi_mlmm.hosts.gromacs import build as gbuild
 
     if gbuild.gmx_path() is None and not os.environ.get("CI"):
         pytest.skip("no MDI-enabled GROMACS build")
-    d = Path(__file__).parent / "data" / "wide_rod" / "solvated"
-    lines = (d / "conf.gro").read_text().splitlines()
-    lines[-1] = "   4.00000   4.00000   4.00000"
-    small = tmp_path / "small.gro"
-    small.write_text("\n".join(lines) + "\n")
-    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", "gromacs", "--top", str(d / "topol.top"),
-                        "--gro", str(small), "--ml", "resname MOL", "--model", "zero", "--steps", "1",
-                        "--no-minimize", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0
-    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and "half the box" in err[0] and "Traceback" not in r.stderr, r.stderr[-2000:]
+    _assert_one_half_box_error(*_md_on_shrunk_rod_box("gromacs", tmp_path))
