@@ -356,11 +356,20 @@ def test_dead_engine_stops_the_run_quickly(tmp_path):
 # --------------------------------------------------------------------------- (d)
 def _nve_ani2x(out: Path, steps: int, *, energy_every: int, traj_every: int, progress: bool):
     """NVE at 0.5 fs of ANI-2x (8 members, float64) ethanol in 676 TIP3P (tests/data/lammps_ethanol),
-    velocities at 298.15 K from run_md's default seed 2024; returns (summary, energies)."""
-    from mdi_mlmm.hosts.lammps.host import read_energies, run_md
+    velocities at 298.15 K from the default seed 2024, through the real CLI (``mdi-mlmm md``, no
+    minimization: the same start as before) in its own process — MDI can be initialised once per
+    process, and other tests of this module drive an engine in-process; returns (summary, energies)."""
+    from mdi_mlmm.hosts.lammps.host import read_energies
 
-    s = run_md(ETH / "topol.top", ETH / "conf.gro", "resname MOL", "ani2x", steps, 0.5, "nve", out,
-               report_every=200, energy_every=energy_every, traj_every=traj_every, progress=progress)
+    cmd = [sys.executable, "-m", "mdi_mlmm", "md", "--host", "lammps", "--top", str(ETH / "topol.top"),
+           "--gro", str(ETH / "conf.gro"), "--ml", "resname MOL", "--model", "ani2x", "--steps", str(steps),
+           "--dt", "0.5", "--ensemble", "nve", "--out", str(out), "--report-every", "200",
+           "--energy-every", str(energy_every), "--traj-every", str(traj_every), "--no-minimize"]
+    if not progress:
+        cmd.append("--quiet")
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    s = json.loads((out / "summary.json").read_text())
     print(json.dumps(s, indent=1))
     return s, read_energies(out / "energies.csv")
 
