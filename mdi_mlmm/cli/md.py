@@ -107,9 +107,17 @@ def handler(args: argparse.Namespace) -> int:
     from .. import processes
 
     # SIGTERM/SIGINT (a batch scheduler, Ctrl-C): one error line, the engine and mdrun stopped
-    with processes.stop_on_signals():
-        summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble, args.out,
-                         **kwargs)
+    from ..errors import Interrupted
+
+    try:
+        with processes.stop_on_signals():
+            summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble,
+                             args.out, **kwargs)
+    except Interrupted as exc:  # md does not resume (hydration does): say what is left instead
+        import signal
+
+        raise Interrupted(exc.signum, f"stopped by {signal.Signals(exc.signum).name}; md does not resume — "
+                                      f"the output so far is in {args.out}") from None
     print(format_summary(summary) if format_summary is not None else summary)
     return 0
 
