@@ -313,7 +313,7 @@ def test_gromacs_module_reply_timeout_default_and_stopped_engine(tmp_path, share
     SIGSTOPped engine ends with a fatal error within the (short) limit; nothing is left running."""
     from mdi_mlmm.errors import HostError
     from mdi_mlmm.hosts.gromacs import host
-    from mdi_mlmm.workflow.gromacs_window import log_step
+    from mdi_mlmm.hosts.gromacs.alchemy import log_step
     from tests.test_gromacs_host import FAST, build_system
 
     gmx = gbuild.gmx_path()

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import processes
-from ..errors import WorkflowError
+from ..errors import UserInputError, WorkflowError
 from .plan import Plan, load_or_create
 from .task import run_in_subprocess
 
@@ -188,7 +188,7 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) ->
 
 
 def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
-    from .gromacs_window import check_model, equilibrate
+    from .equilibrate import equilibrate
 
     check_model(plan.model)
     plan, resumed = load_or_create(plan)
@@ -214,3 +214,8 @@ def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
     from ..analysis.report import analyze as do_analyze
 
     return do_analyze(plan.out)
+
+
+def check_model(model: str):
+    if model.lower() != "mm" and model.lower().startswith("mace:") and not Path(model[5:]).is_file():
+        raise UserInputError(f"MACE model file {model[5:]} not found")

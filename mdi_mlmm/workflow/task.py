@@ -52,7 +52,7 @@ def execute(spec: dict) -> dict:
     prog = _progress_writer(out)
     host, kind = spec["host"], spec["kind"]
     if host == "gromacs":
-        from . import gromacs_window as gw
+        from ..hosts.gromacs import alchemy as gw
 
         return gw.run_window(spec, prog) if kind == "window" else gw.run_gas(spec, prog)
     if host == "lammps":

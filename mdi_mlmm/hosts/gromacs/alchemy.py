@@ -1,4 +1,4 @@
-"""λ windows, equilibration and the gas-phase run with GROMACS.
+"""λ windows and the gas-phase run on the GROMACS host.
 
 * Plain MM (``model = mm``): Debian's stock ``gmx`` (FreeSolv's protocol).
 * ML/MM: the MDI-enabled ``gmx`` (``mdi-mlmm gromacs build``) with ``mdi-active = yes``;
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import processes, units
-from ..errors import HostError, UserInputError
+from ... import processes, units
+from ...errors import HostError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def stock_gmx() -> str:
 def _run(cmd, cwd, what, stdin=None):
     r = processes.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True)
     if r.returncode != 0:
-        from ..hosts.gromacs.host import gromacs_error
+        from .host import gromacs_error
 
         raise HostError(f"{what} failed (exit {r.returncode}) in {cwd}:\n{gromacs_error(r.stderr + r.stdout)}")
     return r
@@ -51,7 +51,7 @@ def _run(cmd, cwd, what, stdin=None):
 def _grompp(gmx, mdp, gro, top, tpr, ndx, out, maxwarn: int, what: str, ref=None) -> str:
     """gmx grompp in ``out`` through the package's one grompp helper (GROMACS's own reason in the
     error, full output in ``TPR-NAME.grompp.out``)."""
-    from ..prep import tools
+    from ...prep import tools
 
     return tools.grompp(gmx, mdp, gro, top, tpr, ndx=ndx, ref=ref, maxwarn=maxwarn, cwd=out, what=what,
                         maxwarn_option=None, error=HostError)
@@ -107,40 +107,9 @@ def _ntomp() -> int:
     return max(1, int(os.environ.get("MDI_MLMM_THREADS_PER_WINDOW", "1")))
 
 
-def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, temperature: float,
-                seed: int) -> Path:
-    """EM → NVT → NPT with the plain MM topology (stock gmx); returns the equilibrated .gro.
-
-    The solute is equilibrated classically (standard practice before switching on the ML
-    description); each λ window equilibrates further at its own state.
-    """
-    from ..prep import mdp
-
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / "npt.gro"
-    if (out / "done.json").exists() and final.exists():
-        return final
-    gmx = stock_gmx()
-    nsteps = max(500, int(round(equil_ps / 0.002 / 2)))
-    stages = [("em", {}, gro), ("nvt", {"nsteps": nsteps, "gen-seed": seed, "ref-t": temperature,
-                                        "gen-temp": temperature}, out / "em.gro"),
-              ("npt", {"nsteps": nsteps, "ref-t": temperature}, out / "nvt.gro")]
-    for name, ov, start in stages:
-        if (out / f"{name}.gro").exists():
-            continue
-        text = mdp.render(name, ov)
-        (out / f"{name}.mdp").write_text(text)
-        _grompp(gmx, f"{name}.mdp", start, top, f"{name}.tpr", ndx, out, 1, f"gmx grompp ({name})", ref=start)
-        log.info("equilibration: %s", name)
-        _run([gmx, "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(max(1, os.cpu_count() or 1)), "-nb", "cpu"],
-             out, f"gmx mdrun ({name})")
-    (out / "done.json").write_text(json.dumps({"equil_ps": equil_ps, "gro": str(final)}))
-    return final
-
-
 def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: int, temperature: float, seed: int,
                 ml: bool, equil: bool) -> str:
-    from ..prep import mdp
+    from ...prep import mdp
 
     ov = mdp.fep_overrides(0)
     ov.update({"init-lambda-state": state,
@@ -150,7 +119,7 @@ def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: in
                "nstcalcenergy": sample_every, "nstenergy": sample_every, "ref-t": temperature, "ld-seed": seed,
                "gen-vel": "no", "continuation": "no" if equil else "yes", "nstlog": _nstlog(steps, sample_every)})
     if ml:
-        from ..hosts.driver import reply_timeout
+        from ..driver import reply_timeout
 
         # the ML solute has no classical bonds left: no constraints on it (water keeps SETTLE);
         # 1 fs resolves its C-H/O-H vibrations. A hung engine ends the run after the reply limit.
@@ -170,7 +139,7 @@ def run_window(spec: dict, progress=None) -> dict:
         return json.loads(done.read_text())
     ml = spec["model"].lower() != "mm"
     if ml:
-        from ..hosts.gromacs.build import require_gmx
+        from .build import require_gmx
 
         gmx = str(require_gmx())
     else:
@@ -200,7 +169,7 @@ def run_window(spec: dict, progress=None) -> dict:
             args += ["-cpi", f"{stage}.cpt", "-append"]
         with follow_log(out / f"{stage}.log", progress, offset, total):
             if ml:
-                from ..hosts.gromacs.host import mdrun_mdi
+                from .host import mdrun_mdi
 
                 mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
                           mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
@@ -218,12 +187,12 @@ def run_window(spec: dict, progress=None) -> dict:
 
 
 def _write_e_ml(edr: Path, csv: Path) -> Path:
-    from ..hosts.gromacs.host import E_ML_TERM, read_energies
+    from .host import E_ML_TERM, read_energies
 
     e = read_energies(edr)
     if E_ML_TERM not in e:
         raise HostError(f"{edr} has no {E_ML_TERM} term: was mdi-active on?")
-    from ..analysis.reorg import write_e_ml
+    from ...analysis.reorg import write_e_ml
 
     return write_e_ml(csv, e["Time"], np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL)
 
@@ -235,10 +204,10 @@ def run_gas(spec: dict, progress=None) -> dict:
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
-    from ..hosts.driver import reply_timeout
-    from ..hosts.gromacs.build import require_gmx
-    from ..hosts.gromacs.host import mdrun_mdi
-    from ..prep import mdp
+    from ..driver import reply_timeout
+    from .build import require_gmx
+    from .host import mdrun_mdi
+    from ...prep import mdp
 
     gmx = require_gmx()
     ov = {"nsteps": spec["steps"], "dt": spec["dt_fs"] / 1000.0, "nstenergy": spec["sample_every"],
@@ -264,8 +233,3 @@ def run_gas(spec: dict, progress=None) -> dict:
 def _engine_model(spec: dict) -> str:
     """What the engine loads: the shared model server when the workflow started one."""
     return spec.get("engine_model") or spec["model"]
-
-
-def check_model(model: str):
-    if model.lower() != "mm" and model.lower().startswith("mace:") and not Path(model[5:]).is_file():
-        raise UserInputError(f"MACE model file {model[5:]} not found")
