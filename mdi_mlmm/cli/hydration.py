@@ -62,7 +62,7 @@ def run(args) -> int:
 
     from ..analysis.report import summary_lines
     from ..workflow.hydration import run_hydration
-    from ..workflow.plan import make_plan
+    from ..protocol.plan import make_plan
     plan = make_plan(args.out, model=args.model, host=args.host, smiles=args.smiles, freesolv_id=args.freesolv,
                      name=args.name, windows=args.windows, ns_per_window=args.ns_per_window, dt_fs=dt,
                      temperature=args.temperature, sample_every=args.sample_every,

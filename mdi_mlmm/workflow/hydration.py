@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .. import processes
 from ..errors import UserInputError, WorkflowError
-from .plan import Plan, load_or_create
+from ..protocol.plan import Plan, load_or_create
 from .task import run_in_subprocess
 
 log = logging.getLogger(__name__)
