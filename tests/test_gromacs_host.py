@@ -317,6 +317,7 @@ def test_forces_and_virial_match_direct_call(gmx, system, ani, tmp_path, broken)
 def test_lambda_window_dhdl_parses_with_alchemlyb(system, tmp_path, ani):
     alchemlyb_gmx = pytest.importorskip("alchemlyb.parsing.gmx")
     from mdi_mlmm.prep import mdp as mdp_templates
+    from mdi_mlmm.protocol.schedule import FREESOLV
 
     fep = mdp_templates.fep_overrides(5, moltype="MOL")
     fep.update({"nstdhdl": 5, "nstcalcenergy": 5, "nstenergy": 5})
@@ -330,7 +331,7 @@ def test_lambda_window_dhdl_parses_with_alchemlyb(system, tmp_path, ani):
     assert dhdl.is_file(), sorted(p.name for p in res.out_dir.iterdir())
     u_nk = alchemlyb_gmx.extract_u_nk(str(dhdl), T=298.15)
     dhdl_df = alchemlyb_gmx.extract_dHdl(str(dhdl), T=298.15)
-    assert u_nk.shape[0] == 5 and u_nk.shape[1] == len(mdp_templates.lambda_schedule())
+    assert u_nk.shape[0] == 5 and u_nk.shape[1] == len(FREESOLV)
     assert np.all(np.isfinite(u_nk.to_numpy())) and np.all(np.isfinite(dhdl_df.to_numpy()))
     assert np.all(res.e_ml < 0)
 

@@ -33,7 +33,6 @@ FLOORS = {
 
 #: upward imports still to remove (module, imported module); must shrink to nothing
 KNOWN: set[tuple[str, str]] = {
-    ("mdi_mlmm.protocol.plan", "mdi_mlmm.prep.mdp"),
     ("mdi_mlmm.hosts.gromacs.alchemy", "mdi_mlmm.analysis.reorg"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.free_energy"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.reorg"),

@@ -272,12 +272,13 @@ def test_gromacs_topology_matches_amber(systems, mol):
 # --- mdp templates ---------------------------------------------------------------------------------
 def test_lambda_schedule_is_freesolvs(shared_dir):
     from mdi_mlmm.prep import mdp
+    from mdi_mlmm.protocol.schedule import FREESOLV
 
     fs = mdp.parse((shared_dir / "freesolv/gromacs_mdpfiles/DG_mdp/prod.X.mdp").read_text())
     coul = [float(x) for x in fs["fep-lambdas"].split()]
     vdw = [float(x) for x in fs["vdw-lambdas"].split()]
-    assert mdp.lambda_schedule() == list(zip(coul, vdw))
-    assert len(mdp.lambda_schedule()) == 20
+    assert list(FREESOLV) == list(zip(coul, vdw))
+    assert len(FREESOLV) == 20
     ours = mdp.parse(mdp.render("lambda", init_lambda_state=0))
     for key in ("couple-lambda0", "couple-lambda1", "couple-intramol", "sc-alpha", "sc-power", "sc-sigma"):
         a, b = ours[key], fs[key]

@@ -1,12 +1,15 @@
 """GROMACS mdp templates (``mdi_mlmm/data/gromacs_inputs``) and a tiny renderer.
 
 Templates: ``em``, ``nvt``, ``npt``, ``nve``, ``lambda`` (one window of the
-decoupling leg, FreeSolv's 20-state schedule), ``gas`` and ``gas_em`` (solute
-alone in a large box). Times are ps, lengths nm, temperatures K, pressures bar
-(GROMACS units).
+decoupling leg), ``gas`` and ``gas_em`` (solute alone in a large box). Times are ps,
+lengths nm, temperatures K, pressures bar (GROMACS units).
 
->>> text = render("lambda", init_lambda_state=3, nsteps=5000)
->>> states = lambda_schedule()          # [(coul, vdw), ...] for states 0..19
+The λ schedule is not in the templates: it is defined in :mod:`mdi_mlmm.protocol.schedule`
+and rendered into ``coul-lambdas``/``vdw-lambdas`` (FreeSolv's 20 states unless a schedule
+is given).
+
+>>> text = render("lambda", init_lambda_state=3, nsteps=5000)           # FreeSolv's 20 states
+>>> text = render("lambda", lambda_values([(0, 0), (1, 0), (1, 1)]), init_lambda_state=1)
 >>> nvt_at_3 = render("nvt", fep_overrides(3))
 """
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import UserInputError
+from ..protocol.schedule import FREESOLV
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 #: keys of the lambda template that make up the free-energy block
@@ -25,6 +29,16 @@ _FEP_KEYS = (
     "couple-lambda1", "couple-intramol", "sc-alpha", "sc-power", "sc-sigma", "sc-coul", "nstdhdl",
     "calc-lambda-neighbors", "dhdl-derivatives", "separate-dhdl-file",
 )
+
+
+#: keys the schedule is rendered into
+_LAMBDA_KEYS = ("coul-lambdas", "vdw-lambdas")
+
+
+def lambda_values(schedule: Sequence[Sequence[float]]) -> dict[str, str]:
+    """``coul-lambdas`` and ``vdw-lambdas`` of ``schedule`` [(coul λ, vdw λ)], as mdp overrides."""
+    return {"coul-lambdas": " ".join(f"{float(c):g}" for c, _ in schedule),
+            "vdw-lambdas": " ".join(f"{float(v):g}" for _, v in schedule)}
 
 
 def template_dir() -> Path:
@@ -73,16 +87,20 @@ def parse(text: str) -> dict[str, str]:
 def render(name: str, overrides: Mapping[str, Any] | None = None, **kw: Any) -> str:
     """Template ``name`` with values replaced by ``overrides``/``kw`` (``init_lambda_state=3`` and
     ``{"init-lambda-state": 3}`` are the same). Keys not in the template are appended.
-    Python values: bool → yes/no, sequences → space separated. Raises :class:`UserInputError`
-    if a ``@PLACEHOLDER@`` is left unset.
+    Python values: bool → yes/no, sequences → space separated. A template's λ schedule
+    (``coul-lambdas``, ``vdw-lambdas``) is FreeSolv's unless given (:func:`lambda_values`).
+    Raises :class:`UserInputError` if a ``@PLACEHOLDER@`` is left unset.
     """
     todo = {_key(k): _fmt(v) for k, v in {**(overrides or {}), **kw}.items()}
+    defaults = lambda_values(FREESOLV)
     lines = []
     for line in template_text(name).splitlines():
         body, sep, comment = line.partition(";")
         if "=" in body:
             k, _ = body.split("=", 1)
             kk = _key(k)
+            if kk not in todo and kk in defaults and _PLACEHOLDER.search(body):
+                todo[kk] = defaults[kk]
             if kk in todo:
                 line = f"{k.rstrip():<24} = {todo.pop(kk)}" + (f"   ;{comment}" if sep else "")
         lines.append(line)
@@ -105,24 +123,17 @@ def write(name: str, path: Path, overrides: Mapping[str, Any] | None = None, **k
     return path
 
 
-def lambda_schedule(name: str = "lambda") -> list[tuple[float, float]]:
-    """The (coulomb λ, vdW λ) pairs of the decoupling schedule, state 0 (coupled) first."""
-    p = parse(template_text(name))
-    coul = [float(x) for x in p["coul-lambdas"].split()]
-    vdw = [float(x) for x in p["vdw-lambdas"].split()]
-    if len(coul) != len(vdw):
-        raise UserInputError(f"template {name}: coul-lambdas and vdw-lambdas differ in length")
-    return list(zip(coul, vdw))
-
-
-def fep_overrides(state: int, moltype: str = "MOL", name: str = "lambda") -> dict[str, str]:
-    """The free-energy block of template ``name`` at λ state ``state``, as overrides for any template
-    (e.g. ``render("nvt", fep_overrides(4))`` equilibrates window 4)."""
-    n = len(lambda_schedule(name))
+def fep_overrides(state: int, moltype: str = "MOL", name: str = "lambda",
+                  schedule: Sequence[Sequence[float]] = FREESOLV) -> dict[str, str]:
+    """The free-energy block of template ``name`` at λ state ``state`` of ``schedule`` (default
+    FreeSolv's), as overrides for any template (e.g. ``render("nvt", fep_overrides(4))``
+    equilibrates window 4)."""
+    n = len(schedule)
     if not 0 <= int(state) < n:
         raise UserInputError(f"lambda state {state} out of range 0..{n - 1}")
     p = parse(template_text(name))
-    block = {k: p[k] for k in _FEP_KEYS if k in p}
+    block = {k: p[k] for k in _FEP_KEYS if k in p and k not in _LAMBDA_KEYS}
+    block.update(lambda_values(schedule))
     block["init-lambda-state"] = str(int(state))
     block["couple-moltype"] = moltype
     return block

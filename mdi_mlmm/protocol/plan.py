@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from .. import __version__
 from ..errors import UserInputError
+from .schedule import decoupling_schedule
 
 PLAN_NAME = "plan.json"
 #: settings that define the physics; a resume must match them exactly
@@ -98,19 +97,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               shared_model: bool = True, device: str = "cpu") -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states."""
-    from ..prep.mdp import lambda_schedule
-
-    full = lambda_schedule()
-    if windows is None or windows == len(full):
-        sched = full
-    else:
-        # N windows: about a quarter switch the charges off (linear), the rest the soft-core LJ
-        if windows < 3:
-            raise UserInputError("--windows must be at least 3 (coupled, charges off, decoupled)")
-        n_c = max(2, round(0.25 * windows))
-        n_v = windows - n_c
-        sched = [(float(c), 0.0) for c in np.linspace(0.0, 1.0, n_c)]
-        sched += [(1.0, float(v)) for v in np.linspace(0.0, 1.0, n_v + 1)[1:]]
+    sched = decoupling_schedule(windows)
     steps = int(round(ns_per_window * 1e6 / dt_fs))
     if steps < 10 * sample_every:
         raise UserInputError(f"{ns_per_window} ns per window at {dt_fs} fs is {steps} steps: fewer than 10 samples "

@@ -111,11 +111,8 @@ def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: in
                 ml: bool, equil: bool) -> str:
     from ...prep import mdp
 
-    ov = mdp.fep_overrides(0)
-    ov.update({"init-lambda-state": state,
-               "coul-lambdas": " ".join(f"{c:g}" for c, _ in schedule),
-               "vdw-lambdas": " ".join(f"{v:g}" for _, v in schedule),
-               "nsteps": steps, "dt": dt_fs / 1000.0, "nstdhdl": sample_every,
+    ov = mdp.fep_overrides(state, schedule=schedule)
+    ov.update({"nsteps": steps, "dt": dt_fs / 1000.0, "nstdhdl": sample_every,
                "nstcalcenergy": sample_every, "nstenergy": sample_every, "ref-t": temperature, "ld-seed": seed,
                "gen-vel": "no", "continuation": "no" if equil else "yes", "nstlog": _nstlog(steps, sample_every)})
     if ml:
