@@ -115,7 +115,7 @@ def window_delta_u_vs_openmm(top, gro, selection, cutoff_A, tmp):
     solute charges scaled by κ (ML–ML exceptions zeroed): (ours, reference) in kcal/mol."""
     from mdi_mlmm import units
     from mdi_mlmm.hosts.lammps import alchemy as al
-    from mdi_mlmm.hosts.lammps.convert import load_gromacs
+    from mdi_mlmm.topology.gromacs import load_gromacs
     from mdi_mlmm.hosts.lammps.host import ExclusionCorrection, box_matrix
     from mdi_mlmm.topology.mlregion import ml_region
 

@@ -348,7 +348,7 @@ def test_gas_leg_ani2x(ethanol, tmp_path):
     # E_ML is ANI-2x (8 members, float64) at the coordinates LAMMPS held: the first sample at the gas
     # conf.gro geometry, the last at the positions in the final checkpoint. A direct call of the same
     # model agrees to float64 round-off (Å→Bohr→Å, summation order): 1e-9 Ha ≈ 6e-7 kcal/mol.
-    from mdi_mlmm.hosts.lammps.convert import load_gromacs
+    from mdi_mlmm.topology.gromacs import load_gromacs
     from mdi_mlmm.potentials import load_potential
 
     st = load_gromacs(top, gro)

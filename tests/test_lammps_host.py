@@ -34,6 +34,7 @@ from mdi_mlmm import units
 from mdi_mlmm.errors import UserInputError
 from mdi_mlmm.hosts.lammps import convert as cv
 from mdi_mlmm.hosts.lammps import validate as va
+from mdi_mlmm.topology.gromacs import load_gromacs
 
 DATA = Path(__file__).parent / "data"
 ETH = DATA / "lammps_ethanol"
@@ -51,7 +52,7 @@ def _close(a, b, rel, abs_=1e-9):
 
 @pytest.fixture(scope="module")
 def eth_structure():
-    return cv.load_gromacs(ETH / "topol.top", ETH / "conf.gro")
+    return load_gromacs(ETH / "topol.top", ETH / "conf.gro")
 
 
 def _compare_with_gromacs(top, gro, tmp, structure=None):

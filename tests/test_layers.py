@@ -36,7 +36,6 @@ KNOWN: set[tuple[str, str]] = {
     ("mdi_mlmm.hosts.gromacs.alchemy", "mdi_mlmm.analysis.reorg"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.free_energy"),
     ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.reorg"),
-    ("mdi_mlmm.topology.mlregion", "mdi_mlmm.hosts.lammps.convert"),
 }
 
 

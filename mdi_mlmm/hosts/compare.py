@@ -545,7 +545,7 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     loaded potential for ``model`` (saves loading it again).
     """
     from ..topology.mlregion import ml_region
-    from .lammps.convert import load_gromacs
+    from ..topology.gromacs import load_gromacs
 
     settings = settings or Settings()
     top, gro = Path(top).resolve(), Path(gro).resolve()

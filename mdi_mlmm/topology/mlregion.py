@@ -77,7 +77,8 @@ def ml_region(top, gro, selection: Optional[str] = None, ndx=None, group: Option
     """
     idx = select_indices(gro, selection, ndx, group)
     if structure is None:
-        from ..hosts.lammps.convert import load_gromacs
+        from .gromacs import load_gromacs
+
         structure = load_gromacs(top, gro)
     n = len(structure.atoms)
     if idx[-1] >= n:

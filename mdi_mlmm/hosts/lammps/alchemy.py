@@ -163,7 +163,8 @@ class AlchemicalSystem:
     @classmethod
     def build(cls, top, gro, out_dir, solute, *, ml: bool, structure=None, cutoff_A: float = 10.0,
               kspace_accuracy: float = 1e-6) -> "AlchemicalSystem":
-        from .convert import convert, load_gromacs
+        from ...topology.gromacs import load_gromacs
+        from .convert import convert
 
         structure = structure if structure is not None else load_gromacs(top, gro)
         system = convert(top, gro, out_dir, ml_indices=list(solute) if ml else None, cutoff_A=cutoff_A,
@@ -695,7 +696,8 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
         raise UserInputError("no solute atoms (ml_indices is empty)")
     t_start = time.perf_counter()
 
-    from .convert import load_gromacs, new_lammps
+    from ...topology.gromacs import load_gromacs
+    from .convert import new_lammps
 
     structure = load_gromacs(top, gro)
     if ml:
@@ -848,7 +850,8 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
     equil_steps = max(0, int(equil_steps))
     solute = sorted(int(i) for i in ml_indices)
     t_start = time.perf_counter()
-    from .convert import load_gromacs, new_lammps
+    from ...topology.gromacs import load_gromacs
+    from .convert import new_lammps
 
     structure = load_gromacs(top, gro)
     if len(structure.atoms) != len(solute):

@@ -315,7 +315,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     minimize: :func:`minimize_mm` first (the ML atoms held fixed); ``mdi-mlmm md`` does this unless
     ``--no-minimize``, the default here is off so that a given configuration is run as it is.
     """
-    from .convert import convert, lammps_error, load_gromacs, new_lammps, setup_commands
+    from ...topology.gromacs import load_gromacs
+    from .convert import convert, lammps_error, new_lammps, setup_commands
 
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
