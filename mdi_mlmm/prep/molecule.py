@@ -1,4 +1,6 @@
-"""The solute: RDKit molecule from SMILES or FreeSolv SDF, and model capability checks.
+"""The solute: RDKit molecule from SMILES or FreeSolv SDF.
+
+Which models can describe it is the model registry's business (:mod:`mdi_mlmm.potentials.registry`).
 
 Coordinates are Å. Hydrogens are always explicit; atom order is the order of
 the RDKit molecule (for FreeSolv ids: FreeSolv's own order, so that our
@@ -10,56 +12,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ChargedSystemError, UnsupportedElementError, UserInputError
+from ..errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 #: Fixed seed for the RDKit ETKDG conformer: the same SMILES always gives the same input geometry.
 CONFORMER_SEED = 20240611
-
-#: Elements each ML model can describe (None: any) and whether it accepts a net charge.
-#: Kept here (and not imported from mdi_mlmm.potentials) so that preparation never imports torch.
-MODEL_CAPABILITIES: dict[str, tuple[frozenset[str] | None, bool]] = {
-    "ani2x": (frozenset("H C N O F S Cl".split()), False),
-    "ani1x": (frozenset("H C N O".split()), False),
-    "ani1ccx": (frozenset("H C N O".split()), False),
-    "mm": (None, True),     # no ML region physics: plain GAFF everywhere
-    "mace": (None, True),   # mace:PATH; the element set is only known once the model is loaded
-}
-
-
-def model_capabilities(model: str) -> tuple[str, frozenset[str] | None, bool]:
-    """(canonical name, element set or None, accepts charge) for ``model`` (``ani2x``, ``mm``, ``mace:PATH``...)."""
-    key = model.strip().lower()
-    base = key.split(":", 1)[0]
-    if base == "mace":
-        if ":" not in key or not model.split(":", 1)[1]:
-            raise UserInputError("model mace needs a path: --model mace:PATH")
-        path = model.split(":", 1)[1]
-        return f"mace:{path}", *MODEL_CAPABILITIES["mace"]
-    if base not in MODEL_CAPABILITIES:
-        raise UserInputError(f"unknown model {model!r}; choose one of ani2x, ani1x, ani1ccx, mm, mace:PATH")
-    return base, *MODEL_CAPABILITIES[base]
-
-
-def check_model(model: str, elements: list[str], net_charge: int) -> str:
-    """Raise if ``model`` cannot describe this solute; return the canonical model name.
-
-    :class:`UnsupportedElementError` for elements outside the model's set,
-    :class:`ChargedSystemError` for a non-zero net charge (e) with a model that cannot take one.
-    """
-    name, allowed, charged_ok = model_capabilities(model)
-    if allowed is not None:
-        bad = sorted({e for e in elements if e not in allowed})
-        if bad:
-            raise UnsupportedElementError(
-                f"model {name} cannot describe element(s) {' '.join(bad)}; it supports only "
-                f"{' '.join(sorted(allowed))} (use --model mm or mace:PATH)")
-    if net_charge != 0 and not charged_ok:
-        raise ChargedSystemError(
-            f"net charge {net_charge:+d} e but model {name} cannot take a charged ML region "
-            f"(use --model mm or mace:PATH, or a neutral form of the molecule)")
-    return name
 
 
 @dataclass

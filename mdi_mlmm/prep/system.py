@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import MdiMlmmError, PrepError, UserInputError
+from ..potentials import registry
 from ..topology.index import ML_GROUP
 from . import freesolv, molecule, parametrize, solvate, tools
 
@@ -91,7 +92,7 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
         raise UserInputError("box paddings must be positive (nm)")
     if int(maxwarn) < 0:
         raise UserInputError(f"--maxwarn must be >= 0, got {maxwarn}")
-    model_name = molecule.model_capabilities(model)[0]
+    model_name = registry.resolve(model).name
 
     out = Path(out).expanduser().absolute()
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
@@ -99,7 +100,7 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
     entry = freesolv.lookup(freesolv_id) if freesolv_id else None   # fail fast on an unknown id
     if smiles is not None:
         solute = molecule.from_smiles(smiles)                        # fail fast on a bad SMILES
-        molecule.check_model(model_name, solute.elements, solute.net_charge)
+        registry.check_model(model_name, solute.elements, solute.net_charge)
         parametrize.check_elements(solute.elements, forcefield)
     if source == "amber":
         tools.which("antechamber", tools.AMBER_HINT)
@@ -200,7 +201,7 @@ def _build(tmp: Path, out: Path, *, smiles, entry, name, forcefield, source, cha
     if smiles is not None:
         inputs["smiles"] = tools.sha256_text(smiles)
     net_charge = solute.net_charge
-    molecule.check_model(model, solute.elements, net_charge)
+    registry.check_model(model, solute.elements, net_charge)
     if source == "amber":
         parametrize.check_elements(solute.elements, forcefield)
     name = name or (entry.id if entry else solute.smiles)
