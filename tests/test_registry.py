@@ -138,6 +138,9 @@ def test_register_model(custom_file):
             registry.check_model("springy", ["O", "C"], 0)
         with pytest.raises(ChargedSystemError):
             registry.check_model("springy", ["O", "H"], 1)
+        with pytest.raises(UserInputError, match="registered in this process only.*python:FILE.py:FACTORY"):
+            registry.resolve("springy").check_other_process()
+        registry.resolve("ani2x").check_other_process()
         with pytest.raises(UserInputError, match="already registered"):
             register_model("springy", factory, elements=None)
     finally:

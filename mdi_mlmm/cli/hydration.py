@@ -51,7 +51,9 @@ def register(sub):
 def run(args) -> int:
     import os
 
-    ml = args.model.lower() != "mm"
+    from ..potentials.registry import is_ml
+
+    ml = is_ml(args.model)
     constrained = not ml and args.host == "gromacs"  # GROMACS MM windows constrain h-bonds; nothing else does
     dt = args.dt or (2.0 if constrained else 1.0)
     check_timestep(dt, constrained_xh=constrained, allow_large=args.allow_large_dt)

@@ -67,13 +67,15 @@ def _engine_options(args) -> list[str]:
 
 
 def handler(args: argparse.Namespace) -> int:
-    if (args.ml is None) == (args.ml_group is None) and args.model.lower() != "mm":
+    from ..potentials.registry import is_ml
+
+    if (args.ml is None) == (args.ml_group is None) and is_ml(args.model):
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
     # the ML region is never constrained, and neither host constrains the solute's X-H bonds in `md`
     check_timestep(args.dt, constrained_xh=False, allow_large=args.allow_large_dt)
-    if args.model.lower() != "mm":
+    if is_ml(args.model):
         from ..potentials import check_model_spec
 
         # before any conversion work: a bad spec or missing ANI files fail here, not in the engine's log

@@ -56,6 +56,7 @@ import numpy as np
 
 from .. import units
 from ..errors import HostError, UserInputError
+from ..potentials.registry import is_ml
 
 log = logging.getLogger("mdi_mlmm.compare")
 
@@ -552,7 +553,7 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     for p in (top, gro):
         if not p.is_file():
             raise UserInputError(f"no such file: {p}")
-    if str(model).lower() == "mm":
+    if not is_ml(str(model)):
         raise UserInputError("compare needs an ML model (ani2x, mace:PATH, zero, ...), not 'mm'")
     structure = load_gromacs(top, gro)
     try:

@@ -65,6 +65,8 @@ class Model:
     parse: Optional[Callable] = field(default=None, repr=False)
     #: ``check_files(spec, argument, model_dir)``: cheap checks that the model's files exist
     check_files: Optional[Callable] = field(default=None, repr=False)
+    #: added with :func:`register_model`: known in this process only
+    local: bool = False
 
     @property
     def usage(self) -> str:
@@ -104,6 +106,15 @@ class ModelSpec:
         """Cheap checks that the model's files exist (ANI zoo, MACE file...); returns self."""
         if self.model.check_files is not None:
             self.model.check_files(self.spec, self.argument, model_dir)
+        return self
+
+    def check_other_process(self) -> "ModelSpec":
+        """Raise unless an engine in a process of its own can load this model (not one added with
+        :func:`register_model`, which only this process knows); returns self."""
+        if self.model.local:
+            raise UserInputError(f"model {self.name!r} was registered in this process only, but engines run in "
+                                 f"processes of their own: give it as python:FILE.py:FACTORY or "
+                                 f"python:MODULE:FACTORY")
         return self
 
     def check_solute(self, elements: Iterable[str], net_charge: int) -> str:
@@ -235,7 +246,8 @@ def register_model(name: str, factory: Callable, *, elements: Optional[Iterable[
 
         elems = frozenset(to_symbols(list(elements)))
     return _add(Model(name=str(name).strip().lower(), elements=elems, accepts_charge=bool(accepts_charge), ml=True,
-                      description=description, loader=lambda _arg, **opts: _call_factory(factory, name, opts)),
+                      description=description, loader=lambda _arg, **opts: _call_factory(factory, name, opts),
+                      local=True),
                 replace=replace)
 
 

@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import processes
-from ..errors import UserInputError, WorkflowError
+from ..errors import WorkflowError
+from ..potentials import registry
 from ..protocol.plan import Plan, load_or_create
 from .task import run_in_subprocess
 
@@ -190,7 +191,7 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) ->
 def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
     from .equilibrate import equilibrate
 
-    check_model(plan.model)
+    registry.resolve(plan.model).check_files().check_other_process()   # fail now, not in a window
     plan, resumed = load_or_create(plan)
     log.info("%s hydration run in %s (%d windows, model %s, host %s)", "resuming" if resumed else "starting",
              plan.out, len(plan.windows), plan.model, plan.host)
@@ -214,8 +215,3 @@ def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
     from ..analysis.report import analyze as do_analyze
 
     return do_analyze(plan.out)
-
-
-def check_model(model: str):
-    if model.lower() != "mm" and model.lower().startswith("mace:") and not Path(model[5:]).is_file():
-        raise UserInputError(f"MACE model file {model[5:]} not found")

@@ -34,6 +34,7 @@ import numpy as np
 from ... import processes
 from ...errors import HostError, UserInputError
 from ...engine.transport import free_port  # noqa: F401  (re-exported for callers)
+from ...potentials.registry import is_ml
 from .build import require_gmx
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
             shutil.copy2(itp, out / itp.name)
     shutil.copy2(top, out / "topol.top")
     shutil.copy2(gro, out / "conf.gro")
-    mm_only = model is None or str(model).lower() == "mm"
+    mm_only = not is_ml(model)
     atoms = select_ml_atoms(out / "conf.gro", ml_selection, ndx, ml_group) if (ml_selection or ml_group) else []
     if not atoms and not mm_only:
         raise UserInputError("give the ML atoms: ml_selection, or ndx + ml_group")

@@ -33,6 +33,7 @@ import numpy as np
 
 from ... import units
 from ...errors import HostError, MdiMlmmError, PeerDisconnected, UserInputError
+from ...potentials.registry import is_ml
 from ...topology.pbc import WholeMaker, check_within_half_box
 from ..ewald_exclusions import FarPairCorrection
 
@@ -327,7 +328,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     energy_every = max(1, int(energy_every))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pure_mm = (model or "").lower() == "mm"
+    pure_mm = not is_ml(model or "")
     t_start = time.perf_counter()
 
     structure = load_gromacs(top, gro)
