@@ -14,6 +14,7 @@ from typing import Optional
 
 from .. import __version__
 from ..errors import UserInputError
+from ..potentials.registry import is_ml
 from .schedule import decoupling_schedule
 
 PLAN_NAME = "plan.json"
@@ -62,7 +63,7 @@ class Plan:
 
     @property
     def ml(self) -> bool:
-        return self.model.lower() != "mm"
+        return is_ml(self.model)
 
     @property
     def root(self) -> Path:
@@ -107,7 +108,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
                 temperature=temperature, sample_every=sample_every,
-                gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if model.lower() != "mm" else 0, equil_ps=equil_ps,
+                gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) else 0, equil_ps=equil_ps,
                 workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device)
 
