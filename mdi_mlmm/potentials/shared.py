@@ -35,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import files
 from ..errors import MdiMlmmError, ModelError, PeerDisconnected, UserInputError
 from .base import Potential, Result
 
@@ -68,15 +69,8 @@ class ModelServer:
     # ------------------------------------------------------------------ setup
     def write_info(self, path) -> Path:
         """Write the address and key clients need (JSON, mode 0600, atomic); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"address": list(self.address), "authkey": self._key.hex(), "pid": os.getpid(),
-                       "model": self.potential.describe()}, fh)
-        os.replace(tmp, path)
-        return path
+        return files.write_json(path, {"address": list(self.address), "authkey": self._key.hex(), "pid": os.getpid(),
+                                       "model": self.potential.describe()}, perms=0o600)
 
     def _accept_loop(self):
         while not self._stop.is_set():

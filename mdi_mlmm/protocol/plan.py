@@ -7,12 +7,11 @@ two protocols in one directory.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .. import __version__
+from .. import __version__, files
 from ..errors import UserInputError
 from ..potentials.registry import is_ml
 from .schedule import decoupling_schedule
@@ -86,9 +85,7 @@ class Plan:
 
     def write(self):
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.path(PLAN_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(tmp, self.path(PLAN_NAME))
+        files.write_json(self.path(PLAN_NAME), self.to_json(), indent=1)
 
 
 def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name=None, windows: Optional[int] = None,

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import processes
+from .. import files, processes
 from ..errors import MdiMlmmError, WorkflowError
 
 #: between SIGTERM and SIGKILL of a unit process (s): it stops mdrun and then its engine first
@@ -38,9 +38,7 @@ def _progress_writer(out_dir: Path):
             if now - last[0] < 1.0 and done < total:
                 return
             last[0] = now
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"done": int(done), "total": int(total), "time": now}))
-            os.replace(tmp, path)
+            files.write_json(path, {"done": int(done), "total": int(total), "time": now})
 
     return progress
 

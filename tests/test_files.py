@@ -1,0 +1,44 @@
+"""mdi_mlmm.files: whole files or nothing."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from mdi_mlmm import files
+
+
+def test_writes_replace_whole_files(tmp_path):
+    p = tmp_path / "sub" / "a.json"
+    files.write_json(p, {"x": 1}, indent=1)
+    assert json.loads(p.read_text()) == {"x": 1}
+    files.write_text(p, "new")
+    assert p.read_text() == "new"
+    files.write_with(tmp_path / "a.npy", lambda fh: np.save(fh, np.arange(3)))
+    assert np.load(tmp_path / "a.npy").tolist() == [0, 1, 2]
+    assert sorted(x.name for x in tmp_path.rglob("*") if x.is_file()) == ["a.json", "a.npy"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    p = tmp_path / "state.txt"
+    files.write_text(p, "old")
+    with pytest.raises(RuntimeError):
+        with files.atomic_open(p) as fh:
+            fh.write("half")
+            raise RuntimeError("crash")
+    assert p.read_text() == "old" and os.listdir(tmp_path) == ["state.txt"]
+
+
+def test_permissions_and_write_if_changed(tmp_path):
+    p = tmp_path / "secret.json"
+    files.write_json(p, {"key": "k"}, perms=0o600)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    q = tmp_path / "src.cpp"
+    assert files.write_if_changed(q, b"int x;") and not files.write_if_changed(q, "int x;")
+    assert files.write_if_changed(q, "int y;") and q.read_text() == "int y;"
+    with pytest.raises(ValueError):
+        with files.atomic_open(q, "a"):
+            pass
