@@ -11,6 +11,7 @@ import pytest
 from mdi_mlmm import units
 from mdi_mlmm.analysis import free_energy as fe
 from mdi_mlmm.analysis.reorg import mean_with_error, reorganization
+from mdi_mlmm.protocol.outputs import write_window_frames
 
 T = 298.15
 
@@ -46,9 +47,9 @@ def test_mbar_bar_ti_recover_exact_free_energy():
     est = fe.estimate(u, d, T)
     exact = 0.5 * np.log(ks[-1] / ks[0]) * units.kT_kcal(T)
     for k in ("MBAR", "BAR", "TI"):
-        v, e = est[k]
+        v, e = getattr(est, k).value, getattr(est, k).error
         assert abs(v - exact) < max(4 * e, 0.01), (k, v, e, exact)
-    assert np.asarray(est["overlap"]).shape == (11, 11)
+    assert np.asarray(est.overlap).shape == (11, 11)
 
 
 def test_decorrelation_reduces_samples_and_keeps_answer():
@@ -58,7 +59,7 @@ def test_decorrelation_reduces_samples_and_keeps_answer():
     assert all(p[2]["uncorrelated_u_nk"] < 0.5 * p[2]["after_trim"] for p in pre)
     est = fe.estimate([p[0] for p in pre], [p[1] for p in pre], T)
     exact = 0.5 * np.log(2.0) * units.kT_kcal(T)
-    assert abs(est["MBAR"][0] - exact) < max(4 * est["MBAR"][1], 0.02)
+    assert abs(est.MBAR.value - exact) < max(4 * est.MBAR.error, 0.02)
 
 
 def test_window_csv_roundtrip_is_alchemlyb_shaped(tmp_path):
@@ -70,7 +71,7 @@ def test_window_csv_roundtrip_is_alchemlyb_shaped(tmp_path):
                                     names=["time", "coul-lambda", "vdw-lambda"])
     u = pd.DataFrame({s: rng.normal(size=n) for s in sched}, index=idx)
     d = pd.DataFrame({"coul": rng.normal(size=n), "vdw": rng.normal(size=n)}, index=idx)
-    fe.write_window_frames(u, d, tmp_path / "u.csv", tmp_path / "d.csv")
+    write_window_frames(u, d, tmp_path / "u.csv", tmp_path / "d.csv")
     u2, d2 = fe.read_window_frames(tmp_path / "u.csv", tmp_path / "d.csv", T)
     assert list(u2.columns) == sched and u2.index.names == ["time", "coul-lambda", "vdw-lambda"]
     np.testing.assert_allclose(u2.to_numpy(), u.to_numpy(), rtol=1e-12)
@@ -97,7 +98,7 @@ def test_reorganization_difference_of_means():
     water = -97000.0 + 2.0 + rng.normal(scale=1.5, size=4000)
     gas = -97000.0 + rng.normal(scale=1.4, size=4000)
     r = reorganization(water, gas)
-    assert abs(r["value"] - 2.0) < 4 * r["error"] and 0.01 < r["error"] < 0.2
+    assert abs(r.value - 2.0) < 4 * r.error and 0.01 < r.error < 0.2
 
 
 def test_window_csv_states_with_long_decimals_stay_matched(tmp_path):
@@ -114,9 +115,9 @@ def test_window_csv_states_with_long_decimals_stay_matched(tmp_path):
         d = pd.DataFrame({"coul": rng.normal(size=n), "vdw": rng.normal(size=n)}, index=idx)
         p = tmp_path / f"{len(us)}"
         p.mkdir()
-        fe.write_window_frames(u, d, p / "u.csv", p / "d.csv")
+        write_window_frames(u, d, p / "u.csv", p / "d.csv")
         u2, d2 = fe.read_window_frames(p / "u.csv", p / "d.csv", T)
         us.append(u2)
         ds.append(d2)
     est = fe.estimate(us, ds, T)
-    assert np.isfinite(est["MBAR"][0]) and np.isfinite(est["BAR"][0])
+    assert np.isfinite(est.MBAR.value) and np.isfinite(est.BAR.value)

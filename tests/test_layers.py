@@ -31,13 +31,6 @@ FLOORS = {
     "cli": 8, "__main__": 9,
 }
 
-#: upward imports still to remove (module, imported module); must shrink to nothing
-KNOWN: set[tuple[str, str]] = {
-    ("mdi_mlmm.hosts.gromacs.alchemy", "mdi_mlmm.analysis.reorg"),
-    ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.free_energy"),
-    ("mdi_mlmm.hosts.lammps.alchemy", "mdi_mlmm.analysis.reorg"),
-}
-
 
 def _module(path: Path) -> str:
     rel = path.relative_to(PKG.parent).with_suffix("")
@@ -90,7 +83,4 @@ def test_no_import_runs_up_the_floors():
                 continue
             if b > a:
                 up.add((mod, target))
-    new = sorted(up - KNOWN)
-    assert not new, "imports that run up the floors:\n" + "\n".join(f"  {m} -> {t}" for m, t in new)
-    gone = sorted(KNOWN - up)
-    assert not gone, f"remove from KNOWN (fixed): {gone}"
+    assert not up, "imports that run up the floors:\n" + "\n".join(f"  {m} -> {t}" for m, t in sorted(up))

@@ -3,8 +3,8 @@
 Inputs are alchemlyb DataFrames: ``u_nk`` (reduced potentials of every sample at every
 λ state, in kT) and ``dHdl`` (dU/dλ per λ component, in kT), with the ``temperature`` and
 ``energy_unit`` attrs alchemlyb sets. GROMACS ``dhdl.xvg`` files are read by alchemlyb
-as they are; the LAMMPS host writes the same DataFrames itself (see
-:func:`read_window_frames`).
+as they are; the LAMMPS host writes the same DataFrames itself
+(:func:`mdi_mlmm.protocol.outputs.write_window_frames`; read back with :func:`read_window_frames`).
 
 Sign convention: the windows run from state 0 (solute fully coupled to water) to the
 last state (decoupled), so the estimators give ΔG_decouple = G_last − G_0 and the
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import units
+from ..protocol.outputs import DHDL_COLUMNS, WINDOW_INDEX, parse_state_label
 from . import validate
 
 log = logging.getLogger(__name__)
@@ -87,18 +88,15 @@ def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float, state
     increasing times, the same samples in both files, one λ state per window. state: the plan's
     (coul, vdw) of this window; schedule: the plan's [(coul, vdw)] of all states (the u_nk columns
     must be these); samples: the number of samples of the finished window, when known. Raises :class:`~mdi_mlmm.errors.AnalysisError` naming the file and line of any damage."""
-    idx = ["time", "coul-lambda", "vdw-lambda"]
+    idx = list(WINDOW_INDEX)
     u = validate.read_csv(u_nk_csv, "u_nk of a LAMMPS λ window", required=idx)
-    d = validate.read_csv(dhdl_csv, "dH/dλ of a LAMMPS λ window", required=idx + ["coul", "vdw"], exact=True)
+    d = validate.read_csv(dhdl_csv, "dH/dλ of a LAMMPS λ window", required=idx + list(DHDL_COLUMNS), exact=True)
     states = []
     for c in u.columns:
         if c in idx:
             continue
-        try:
-            st = tuple(float(x) for x in c.strip("()").split(","))
-        except ValueError:
-            st = ()
-        if len(st) != 2:
+        st = parse_state_label(c)
+        if st is None or len(st) != 2:
             raise validate.damaged(u_nk_csv, f"column {c!r} is not a λ state '(coul,vdw)'", 1)
         states.append(st)
     if not states:
@@ -117,32 +115,14 @@ def read_window_frames(u_nk_csv: Path, dhdl_csv: Path, temperature: float, state
     own = u[idx[1:]].to_numpy()
     validate.check_lambdas(u_nk_csv, own, lines, own[0] if state is None else state, states, schedule, 1)
     validate.check_lambdas(dhdl_csv, d[idx[1:]].to_numpy(), lines, own[0] if state is None else state)
-    # λ values in the index are written at full precision; column labels may be shorter: snap
-    # each index value to the state value it stands for, so that estimators find their own state
-    for j, level in enumerate(("coul-lambda", "vdw-lambda")):
-        known = np.array(sorted({st[j] for st in states}))
-        for df in (u, d):
-            vals = df[level].to_numpy(dtype=float)
-            k = np.abs(vals[:, None] - known[None, :]).argmin(axis=1)
-            if len(known) and np.max(np.abs(known[k] - vals)) < 1e-5:
-                df[level] = known[k]
+    # the λ values of the index and of the labels are the floats the window wrote (exact decimals,
+    # :mod:`mdi_mlmm.protocol.outputs`), so that estimators find each window's own state by value
     u = u.set_index(idx)
     u.columns = states
-    d = d.set_index(idx)[["coul", "vdw"]]
+    d = d.set_index(idx)[list(DHDL_COLUMNS)]
     for df in (u, d):
         df.attrs = {"temperature": float(temperature), "energy_unit": "kT"}
     return u, d
-
-
-def write_window_frames(u_nk: pd.DataFrame, dhdl: pd.DataFrame, u_nk_csv: Path, dhdl_csv: Path):
-    """Inverse of :func:`read_window_frames` (atomic writes)."""
-    u = u_nk.copy()
-    u.columns = ["(" + ",".join(repr(float(x)) for x in c) + ")" for c in u.columns]
-    d = dhdl.copy()
-    for df, path in ((u, Path(u_nk_csv)), (d, Path(dhdl_csv))):
-        tmp = path.with_suffix(".tmp")
-        df.reset_index().to_csv(tmp, index=False)
-        tmp.replace(path)
 
 
 def preprocess(u_nk: pd.DataFrame, dhdl: pd.DataFrame, equil_fraction: float = 0.1):

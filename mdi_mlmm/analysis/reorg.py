@@ -7,34 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import AnalysisError
+from ..protocol.outputs import E_ML_HEADER
 from . import validate
 
 
-E_ML_HEADER = "time_ps,e_ml_kcal_mol"
-
-
-def write_e_ml(path, time_ps, e_kcal) -> Path:
-    """Write an E_ML series (time in ps, absolute E_ML in kcal/mol; two (n,) arrays) as CSV, atomically."""
-    path = Path(path)
-    t = np.asarray(time_ps, dtype=float).ravel()
-    e = np.asarray(e_kcal, dtype=float).ravel()
-    rows = "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(t, e))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(E_ML_HEADER + "\n" + rows)
-    os.replace(tmp, path)
-    return path
-
-
 def read_e_ml(path) -> np.ndarray:
-    """The E_ML column (kcal/mol, (n,)) of a file written by :func:`write_e_ml`.
+    """The E_ML column (kcal/mol, (n,)) of a file written by :func:`~mdi_mlmm.protocol.outputs.write_e_ml`.
 
     Raises :class:`AnalysisError` naming the file (and line) if it is missing, empty, cut short, has
     other columns than ``time_ps,e_ml_kcal_mol``, or holds a non-numeric, NaN or inf value or a time

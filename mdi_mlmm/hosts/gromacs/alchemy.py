@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import processes, units
+from ... import files, units
 from ...errors import HostError
+from ...potentials.registry import is_ml
+from ...protocol.outputs import write_e_ml
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,6 @@ def stock_gmx() -> str:
     if not gmx:
         raise HostError("GROMACS (gmx) not found: apt-get install gromacs")
     return gmx
-
-
-def _run(cmd, cwd, what, stdin=None):
-    r = processes.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True)
-    if r.returncode != 0:
-        from .host import gromacs_error
-
-        raise HostError(f"{what} failed (exit {r.returncode}) in {cwd}:\n{gromacs_error(r.stderr + r.stdout)}")
-    return r
 
 
 def _grompp(gmx, mdp, gro, top, tpr, ndx, out, maxwarn: int, what: str, ref=None) -> str:
@@ -134,7 +127,7 @@ def run_window(spec: dict, progress=None) -> dict:
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
-    ml = spec["model"].lower() != "mm"
+    ml = is_ml(spec["model"])
     if ml:
         from .build import require_gmx
 
@@ -171,15 +164,17 @@ def run_window(spec: dict, progress=None) -> dict:
                 mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
                           mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
             else:
-                _run([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu",
-                      "-pin", "off", *args], out, f"gmx mdrun (window {spec['state']} {stage})")
+                from .host import run_gmx
+
+                run_gmx([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu",
+                         "-pin", "off", *args], out, f"gmx mdrun (window {spec['state']} {stage})", show_cwd=True)
         if progress:
             progress(offset + nsteps, total)
     shutil.copy2(out / "prod.dhdl.xvg", out / "dhdl.xvg")
     res = {"state": spec["state"], "steps": spec["steps"], "wall_s": time.time() - t0, "dhdl": str(out / "dhdl.xvg")}
     if ml:
         res["e_ml"] = str(_write_e_ml(out / "prod.edr", out / "e_ml.csv"))
-    done.write_text(json.dumps(res, indent=1))
+    files.write_text(done, json.dumps(res, indent=1))   # whole or absent: a resume trusts it
     return res
 
 
@@ -189,8 +184,6 @@ def _write_e_ml(edr: Path, csv: Path) -> Path:
     e = read_energies(edr)
     if E_ML_TERM not in e:
         raise HostError(f"{edr} has no {E_ML_TERM} term: was mdi-active on?")
-    from ...analysis.reorg import write_e_ml
-
     return write_e_ml(csv, e["Time"], np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL)
 
 
@@ -221,7 +214,7 @@ def run_gas(spec: dict, progress=None) -> dict:
         mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
                   engine_args=spec.get("engine_args", ["--threads", "1"]))
     res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
-    done.write_text(json.dumps(res, indent=1))
+    files.write_text(done, json.dumps(res, indent=1))   # whole or absent: a resume trusts it
     if progress:
         progress(spec["steps"], spec["steps"])
     return res

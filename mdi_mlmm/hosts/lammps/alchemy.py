@@ -42,7 +42,7 @@ Hamiltonian of state (c, v) (λ = 0 coupled, 1 decoupled; κ_c = 1 − c, κ_v =
   D = α(1 − κ)² + (r/σ)⁶, minimum image — numpy, the exact LAMMPS lj/cut/soft form.
 
 Per sample (every ``sample_every`` steps) the window records E_ML, C, E_ss, E_intra,coul and
-S(κ_v,k) for every state k, and writes (with :func:`~mdi_mlmm.analysis.free_energy.write_window_frames`)
+S(κ_v,k) for every state k, and writes (with :func:`~mdi_mlmm.protocol.outputs.write_window_frames`)
 
 * ``u_nk.csv``: u_k(x) − u_current(x) = [ΔU_k]/kT for every state (E_ML and the λ-independent
   terms cancel),
@@ -54,7 +54,7 @@ S(κ_v,k) for every state k, and writes (with :func:`~mdi_mlmm.analysis.free_ene
 Time 0 is the first sampled step (after ``equil_steps``); samples at 0, sample_every, ...
 
 Resumability: ``checkpoint.npz`` (positions, velocities, image flags, step, all samples,
-settings) is written atomically (temporary file + ``os.replace``) every
+settings) is written atomically (:mod:`mdi_mlmm.files`) every
 ``checkpoint_every`` steps; the CSVs are regenerated from it each time, after it. A rerun
 in the same ``out_dir`` continues from the checkpoint (samples recorded after it, which
 were never saved, are redone; nothing saved is lost, CSV rows beyond the checkpoint are
@@ -68,7 +68,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -76,9 +75,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ... import units
-from ...analysis.reorg import write_e_ml
+from ... import files, units
 from ...errors import HostError, MdiMlmmError, UserInputError
+from ...potentials.registry import is_ml
+from ...protocol.outputs import write_e_ml, write_window_frames
 from ...topology.mlregion import check_region_geometry, region_bonds
 from .host import close_quietly
 
@@ -430,19 +430,6 @@ class IntraCoulomb:
 
 
 # =============================================================================== checkpoints
-def _atomic_write_bytes(path: Path, writer: Callable):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        writer(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str):
-    _atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
-
-
 def _gather(lmp, natoms: int):
     """x (wrapped), v, image (raw) ordered by atom id."""
     nlocal = lmp.extract_global("nlocal")
@@ -508,8 +495,8 @@ class _Store:
     def save(self, step: int, lmp, natoms: int):
         x, v, img = _gather(lmp, natoms)
         arrays = {c: np.asarray(self.data[c], dtype=np.float64) for c in self.columns}
-        _atomic_write_bytes(self.path, lambda fh: np.savez(fh, meta=json.dumps(self.meta), step=step, x=x, v=v,
-                                                          image=img, **arrays))
+        files.write_with(self.path, lambda fh: np.savez(fh, meta=json.dumps(self.meta), step=step, x=x, v=v,
+                                                        image=img, **arrays), fsync=True)
 
 
 # =============================================================================== frames
@@ -690,7 +677,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             raise UserInputError(f"λ values must lie in [0, 1]: {(c, v)}")
     c_lam, v_lam = sched[state]
     kc, kv = 1.0 - c_lam, 1.0 - v_lam
-    ml = (model or "").lower() != "mm"
+    ml = is_ml(model or "")
     solute = sorted(int(i) for i in ml_indices)
     if not solute:
         raise UserInputError("no solute atoms (ml_indices is empty)")
@@ -771,8 +758,6 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             t_eval[0] += time.perf_counter() - t1
 
         def flush():
-            from ...analysis.free_energy import write_window_frames
-
             samples = {c: store.data[c] for c in store.columns}
             u, d = window_frames(samples, sched, state, temperature)
             write_window_frames(u, d, out / "u_nk.csv", out / "dhdl.csv")
@@ -807,7 +792,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             res["E_ML_mean_kcal_mol"] = float(np.mean(store.data["E_ML"])) if n else None
     finally:
         close_quietly(lmp, ev, conn)
-    _atomic_write_text(done, json.dumps(res, indent=1))
+    files.write_text(done, json.dumps(res, indent=1), fsync=True)
     return res
 
 
@@ -844,7 +829,7 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
     done = out / DONE
     if done.exists():
         return json.loads(done.read_text())
-    if (model or "").lower() == "mm":
+    if not is_ml(model or ""):
         raise UserInputError("the MM baseline has no gas leg (intramolecular terms stay on at every λ)")
     steps, sample_every, checkpoint_every = _check_common(steps, dt_fs, sample_every, checkpoint_every, temperature)
     equil_steps = max(0, int(equil_steps))
@@ -896,5 +881,5 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
                "E_ML_mean_kcal_mol": float(e.mean()) if len(e) else None, "e_ml": str(out / "e_ml.csv")}
     finally:
         close_quietly(lmp, conn)
-    _atomic_write_text(done, json.dumps(res, indent=1))
+    files.write_text(done, json.dumps(res, indent=1), fsync=True)
     return res
