@@ -40,14 +40,39 @@ def register(sub):
                    help="give up if no driver accepts the connection within this many seconds (default 120)")
     p.add_argument("--no-tcp-nodelay", action="store_true",
                    help="leave Nagle's algorithm on (only to measure what the latency fix saves)")
+    add_mix_options(p)
     p.set_defaults(func=run)
+
+
+def add_mix_options(p):
+    """The λ-mixed solute of the endpoint route: E = λ·E_ML + (1 − λ)·E_MM,intra (potentials/mixed.py)."""
+    g = p.add_argument_group("λ-mixed solute (endpoint route)")
+    g.add_argument("--mix-lambda", type=float, default=None, metavar="L",
+                   help="serve L*E_ML + (1-L)*E_MM,intra of the solute (0: force field, 1: ML); needs --mm-intra-top")
+    g.add_argument("--mm-intra-top", metavar="TOP",
+                   help="GROMACS topology giving the solute's force field (a gas-phase topol.top, or with "
+                        "--mm-intra-molecule a solvated one); its molecule must be the ML region, in order")
+    g.add_argument("--mm-intra-molecule", metavar="NAME", default=None,
+                   help="the solute's [ moleculetype ] in --mm-intra-top (default: the topology's only molecule)")
 
 
 def load_from_args(args):
     from ..potentials import load_potential
 
-    return load_potential(args.model, model_dir=args.model_dir, member=args.member, dtype=args.dtype,
-                          threads=args.threads, device=args.device)
+    lam, top = getattr(args, "mix_lambda", None), getattr(args, "mm_intra_top", None)
+    if (lam is None) != (top is None):
+        raise UserInputError("--mix-lambda and --mm-intra-top go together")
+    if lam is not None:
+        from ..potentials.mixed import check_lambda
+
+        check_lambda(lam)  # before a model is loaded
+    potential = load_potential(args.model, model_dir=args.model_dir, member=args.member, dtype=args.dtype,
+                               threads=args.threads, device=args.device)
+    if lam is None:
+        return potential
+    from ..potentials.mixed import mixed_potential
+
+    return mixed_potential(potential, lam, top, moleculetype=args.mm_intra_molecule)
 
 
 def run(args) -> int:
