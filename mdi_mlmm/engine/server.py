@@ -136,6 +136,11 @@ class MLEngine:
             self.state.charges = np.asarray(charges, dtype=float)
         self.mdi = None
         self.comm = None
+        #: evaluate as soon as >COORDS arrives: a driver that sends the coordinates early (the GROMACS
+        #: host, at the start of its step) has the model run while it computes the MM forces. Turned
+        #: off for the session if a driver sends >CELL after >COORDS (it would cost two evaluations).
+        self.eager = True
+        self._eager_unclaimed = False
 
     # ------------------------------------------------------------------ wire
     def _recv(self, count: int, dtype, what: str):
@@ -201,6 +206,7 @@ class MLEngine:
         st = self.state
         n = self._need_natoms("an energy/force request")
         if st.result is not None:
+            self._eager_unclaimed = False
             return st.result
         if st.coords_A is None and "coords" not in st.errors:
             self._set_error("coords", "energy/forces requested before any >COORDS")
@@ -352,6 +358,9 @@ def _set_coords(e: MLEngine):
     e._clear_error("coords")
     e._clear_error("compute")
     e.state.coords_A = units.coords_from_mdi(flat)
+    if e.eager and e.state.elements is not None and not e.state.errors:
+        e._evaluate()
+        e._eager_unclaimed = e.state.result is not None
 
 
 @command("<COORDS")
@@ -364,6 +373,9 @@ def _get_coords(e: MLEngine):
 @command(">CELL")
 def _set_cell(e: MLEngine):
     flat = e._recv(9, _mdi(e).MDI_DOUBLE, ">CELL")
+    if e._eager_unclaimed:   # >CELL after >COORDS: this driver's order makes eager evaluation wasteful
+        e.eager = e._eager_unclaimed = False
+        log.info("driver sends >CELL after >COORDS: evaluating on request from now on")
     e.state.result = None
     if not np.all(np.isfinite(flat)):
         e._set_error("cell", ">CELL contains NaN/inf")
