@@ -1,4 +1,7 @@
-"""PNG plots of a hydration run: dH/dλ, MBAR overlap, convergence, E_ML distributions."""
+"""PNG plots of a hydration run: dH/dλ per λ component against λ with error bars (alchemlyb's TI means;
+its ``plot_ti_dhdl`` has no error bars), and with alchemlyb's ``visualisation``: the MBAR overlap matrix
+(``plot_mbar_overlap_matrix``) and forward/backward convergence (``plot_convergence``); the E_ML
+distributions in water and gas (histograms)."""
 from __future__ import annotations
 
 import logging
@@ -19,22 +22,50 @@ def _plt():
     return plt
 
 
-def dhdl_plot(path: Path, d_list, plan):
-    """⟨dH/dλ⟩ per window for the coulomb and vdW components (kcal/mol), against window index."""
+def _per_component(frame):
+    """[(component, λ values, column)] of an alchemlyb TI frame (``ti.dhdl`` or the per-state standard errors): for each
+    λ component the states over which it changes, as alchemlyb's ``TI.separate_dhdl`` selects them."""
+    names = list(frame.index.names)
+    if len(names) == 1:
+        return [(str(frame.columns[0]), frame.index.to_numpy(dtype=float), frame.iloc[:, 0].to_numpy())]
+    lam = frame.reset_index()[names].to_numpy(dtype=float)
+    changed = np.diff(lam, axis=0) != 0
+    mask = np.zeros_like(lam, dtype=bool)
+    mask[:-1] |= changed
+    mask[1:] |= changed
+    return [(str(frame.columns[i]), lam[mask[:, i], i], frame.iloc[mask[:, i], i].to_numpy())
+            for i in range(len(names)) if mask[:, i].any()]
+
+
+def dhdl_plot(path: Path, ti, d_list, temperature: float):
+    """⟨dH/dλ⟩ (kcal/mol) of each λ component against that component's λ, one panel per component, with
+    the standard error of each mean (of the decorrelated samples) as error bars; the shaded area is the
+    trapezoid integral, the component's share of ΔG_decouple (TI), given in the panel's title.
+
+    The means are alchemlyb's (``TI.dhdl``, split per component as ``TI.separate_dhdl`` does); alchemlyb's
+    own ``plot_ti_dhdl`` draws no error bars, hence this plot."""
+    import pandas as pd
+
     from .. import units
 
     plt = _plt()
-    kT = units.kT_kcal(plan.temperature)
-    means = np.array([d.mean().to_numpy() for d in d_list]) * kT
-    errs = np.array([d.std().to_numpy() / np.sqrt(max(len(d), 1)) for d in d_list]) * kT
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    x = np.arange(len(d_list))
-    for j, name in enumerate(d_list[0].columns):
-        ax.errorbar(x, means[:, j], yerr=errs[:, j], marker="o", capsize=3, label=str(name))
-    ax.set_xlabel("λ window (0 = coupled)")
-    ax.set_ylabel("⟨dH/dλ⟩ (kcal/mol)")
-    ax.set_title("dH/dλ per window")
-    ax.legend()
+    kT = units.kT_kcal(temperature)
+    d_all = pd.concat(list(d_list))
+    sem = d_all.groupby(level=d_all.index.names[1:]).sem()  # as alchemlyb's TI computes its variances
+    errs = {c: e * kT for c, _, e in _per_component(sem)}
+    comps = _per_component(ti.dhdl)
+    names = {"coul": "Coulomb (charges off)", "vdw": "Lennard-Jones (soft-core)"}
+    fig, axes = plt.subplots(1, len(comps), figsize=(4.2 * len(comps), 4), squeeze=False, sharey=True)
+    for ax, (c, x, y) in zip(axes[0], comps):
+        y = y * kT
+        ax.fill_between(x, 0, y, alpha=0.2)
+        ax.errorbar(x, y, yerr=errs[c], marker="o", ms=4, capsize=3, lw=1.2)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_xlabel(f"λ ({c})")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_title(f"{names.get(c, c)}: ∫ = {float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2):.2f} kcal/mol", fontsize=10)
+    axes[0][0].set_ylabel("⟨dH/dλ⟩ (kcal/mol), mean ± s.e.")
+    fig.suptitle("dH/dλ per λ component (λ = 0 coupled, 1 decoupled)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -80,19 +111,21 @@ def e_ml_plot(path: Path, series: dict):
     plt.close(fig)
 
 
-def make_all(out: Path, est: dict, u_list, plan, res: dict, d_list=None) -> dict:
-    """Every plot that the data allows; returns {file name: description}. Failures are logged, not fatal."""
+def make_all(out: Path, est, u_list, d_list, plan, *, e_ml: dict | None = None) -> dict:
+    """Every plot that the data allows; returns {file name: description}. Failures are logged, not fatal.
+
+    est: the :class:`~.results.FreeEnergyEstimates` of the run; u_list, d_list: the decorrelated
+    per-window frames; e_ml: the E_ML series (water, decoupled, gas) of an ML run."""
     made = {}
-    jobs = [("dhdl.png", "dH/dλ per window", lambda p: dhdl_plot(p, d_list, plan)),
-            ("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est["_mbar"]) if "_mbar" in est else None),
-            ]
-    if (res.get("min_neighbour_overlap") or 0) >= 0.01:  # meaningless (and slow) without overlap
+    jobs = [("dhdl.png", "dH/dλ per λ component (TI)", lambda p: dhdl_plot(p, est.ti, d_list, plan.temperature))]
+    if est.mbar is not None:
+        jobs.append(("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est.mbar)))
+    if (est.min_neighbour_overlap or 0) >= 0.01:  # meaningless (and slow) without overlap
         jobs.append(("convergence.png", "forward/backward convergence", lambda p: convergence_plot(p, u_list, plan)))
     else:
         log.warning("no convergence plot: neighbouring windows barely overlap (add windows or sample longer)")
-    series = res.get("_series")
-    if series and any(v is not None for v in series.values()):
-        jobs.append(("e_ml.png", "E_ML distributions water vs gas", lambda p: e_ml_plot(p, series)))
+    if e_ml and any(v is not None for v in e_ml.values()):
+        jobs.append(("e_ml.png", "E_ML distributions water vs gas", lambda p: e_ml_plot(p, e_ml)))
     for name, desc, fn in jobs:
         try:
             fn(out / name)

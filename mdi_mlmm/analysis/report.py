@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import AnalysisError
 from . import free_energy as fe
 from . import validate
-from .reorg import mean_with_error, read_e_ml, reorganization
+from .reorg import read_e_ml, reorganization
+from .results import COMBINED, Estimate, HydrationResult, combine
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,9 @@ def load_windows(plan, run_dir: Path):
     return u_list, d_list
 
 
-def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
-    """Analyse a finished (or partly finished, for inspection) hydration run; returns the results dict."""
+def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> HydrationResult:
+    """Analyse a finished (or partly finished, for inspection) hydration run: writes
+    ``analysis/results.json``, ``report.md`` and (with ``plots``) the PNG plots; returns the result."""
     run_dir = Path(run_dir).resolve()
     plan = _load_plan(run_dir)
     u_raw, d_raw = load_windows(plan, run_dir)
@@ -110,57 +112,50 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> dict:
         d_list.append(dd)
         info.append(inf)
     est = fe.estimate(u_list, d_list, plan.temperature)
-    res: dict = {"run_dir": str(run_dir), "model": plan.model, "host": plan.host, "temperature_K": plan.temperature,
-                 "units": "kcal/mol", "windows": len(plan.windows), "ns_per_window": plan.steps_per_window * plan.dt_fs * 1e-6,
-                 "samples": info, "sign": "dG_hyd = -(G_decoupled - G_coupled)"}
-    for k in ("TI", "MBAR", "BAR"):
-        v, e = est[k]
-        res[f"dG_{k}"] = {"value": -v, "error": e}
-    res["overlap_matrix"] = est["overlap"]
-    if est["overlap"] is not None:
-        ov = np.asarray(est["overlap"])
-        res["min_neighbour_overlap"] = float(min(ov[i, i + 1] for i in range(len(ov) - 1)))
+    # the windows run coupled → decoupled: ΔG_hyd = −ΔG_decouple
+    res = HydrationResult(run_dir=str(run_dir), model=plan.model, host=plan.host, temperature_K=plan.temperature,
+                          windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,
+                          samples=info, dG={k: Estimate(-e.value, e.error) for k, e in est.by_name().items()},
+                          overlap_matrix=est.overlap, min_neighbour_overlap=est.min_neighbour_overlap)
 
     # reorganization energy (ML runs)
     if e_ml is not None:
         water, decoupled, gas = e_ml["water"], e_ml["decoupled"], e_ml["gas"]
-        res["dG_reorg_windows"] = reorganization(water, decoupled, equil_fraction)
+        res.reorg_windows = reorganization(water, decoupled, equil_fraction)
         if gas is not None:
-            res["dG_reorg_gas"] = reorganization(water, gas, equil_fraction)
-        reorg = res.get("dG_reorg_gas") or res.get("dG_reorg_windows")
-        if reorg:
-            for k in ("TI", "MBAR"):
-                a = res[f"dG_{k}"]
-                res[f"dG_{k}_plus_reorg"] = {"value": a["value"] + reorg["value"],
-                                             "error": math.hypot(a["error"], reorg["error"]),
-                                             "reorg_from": "gas run" if "dG_reorg_gas" in res else "λ windows"}
-        res["_series"] = {"water": water, "decoupled": decoupled, "gas": gas}
+            res.reorg_gas = reorganization(water, gas, equil_fraction)
+        source = "gas run" if res.reorg_gas is not None else "λ windows"
+        res.combined = {k: combine(res.dG[k], res.reorg, source) for k in COMBINED}
+        res.e_ml = e_ml
 
-    server = _model_server_stats(run_dir / "model_server" / "server.log")
-    if server:
-        res["model_server"] = server
+    res.model_server = _model_server_stats(run_dir / "model_server" / "server.log")
 
     if system is not None:
         s = system
         fs = s.get("freesolv") or {}
-        res["freesolv"] = {"id": fs.get("id"), "iupac": fs.get("iupac"),
-                           "experimental": fs.get("expt_dG_kcal_per_mol"),
-                           "experimental_uncertainty": fs.get("expt_uncertainty_kcal_per_mol"),
-                           "calculated": fs.get("calc_dG_kcal_per_mol"),
-                           "calculated_uncertainty": fs.get("calc_uncertainty_kcal_per_mol")}
-        res["molecule"] = {"smiles": s.get("smiles"), "name": s.get("name")}
+        res.freesolv = {"id": fs.get("id"), "iupac": fs.get("iupac"),
+                        "experimental": fs.get("expt_dG_kcal_per_mol"),
+                        "experimental_uncertainty": fs.get("expt_uncertainty_kcal_per_mol"),
+                        "calculated": fs.get("calc_dG_kcal_per_mol"),
+                        "calculated_uncertainty": fs.get("calc_uncertainty_kcal_per_mol")}
+        res.molecule = {"smiles": s.get("smiles"), "name": s.get("name")}
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)
     if plots:
         from . import plots as P
 
-        res["plots"] = P.make_all(out, est, u_list, plan, res, d_list)
-    series = res.pop("_series", None)
-    (out / "results.json").write_text(json.dumps(res, indent=1, default=_jsonable))
+        res.plots = P.make_all(out, est, u_list, d_list, plan, e_ml=e_ml)
+    (out / "results.json").write_text(json.dumps(res.to_json(), indent=1, default=_jsonable))
     (out / "report.md").write_text(report_markdown(res))
-    if series is not None:
-        res["_series"] = series
     return res
+
+
+def load_result(run_dir) -> HydrationResult:
+    """The result of an analysed run, read back from ``DIR/analysis/results.json`` (no analysis)."""
+    p = Path(run_dir) / "analysis" / "results.json"
+    if not p.exists():
+        raise AnalysisError(f"{run_dir} has no analysis yet ({p} missing): run `mdi-mlmm analyze {run_dir}`")
+    return HydrationResult.from_json(validate.read_json(p, "results of the analysis"))
 
 
 def _model_server_stats(log_file: Path):
@@ -199,7 +194,9 @@ def _pm(d):
     return f"{d['value']:.2f} ± {d['error']:.2f}" if d else "—"
 
 
-def summary_lines(res: dict) -> list[str]:
+def summary_lines(result: HydrationResult) -> list[str]:
+    """The summary the commands print: ΔG by each estimator, the reorganization energy, FreeSolv's figures."""
+    res = result.to_json()
     lines = [f"Hydration free energy ({res['model']} on {res['host']}, {res['windows']} λ windows, "
              f"{res['ns_per_window']:.3g} ns each; kcal/mol)"]
     lines.append(f"  ΔG TI            {_pm(res['dG_TI'])}")
@@ -224,7 +221,9 @@ def summary_lines(res: dict) -> list[str]:
     return lines
 
 
-def report_markdown(res: dict) -> str:
+def report_markdown(result: HydrationResult) -> str:
+    """``report.md``: the numbers, the plots, the samples per window."""
+    res = result.to_json()
     L = ["# Hydration free energy report", ""]
     mol = res.get("molecule") or {}
     L.append(f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ")

@@ -5,16 +5,17 @@ Each ``type=`` function turns a command-line string into a number or refuses it 
 :class:`~mdi_mlmm.cli.main.Parser` prints that as one ``error:`` line (exit status 2).
 Non-finite floats (``nan``, ``inf``) are refused everywhere.
 
-:func:`check_timestep` holds the one time-step policy of the MD commands (``md``,
+:func:`check_timestep` (from :mod:`mdi_mlmm.protocol.timestep`) is the one time-step policy of the MD commands (``md``,
 ``hydration``); :data:`TIMESTEP_HELP` explains it in their ``--help``.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 
-from ..errors import UserInputError
+# the time-step policy lives in the protocol (the Python API applies it too); re-exported for the commands
+from ..protocol.timestep import DT_LIMITS_CONSTRAINED, DT_LIMITS_FLEXIBLE, check_timestep  # noqa: F401
+
 
 
 def _int(text: str) -> int:
@@ -110,10 +111,6 @@ def port_or_any(text: str) -> int:
 
 
 # ------------------------------------------------------------------ time step
-#: fs; (warn above, refuse above) for flexible and for constrained X–H bonds
-DT_LIMITS_FLEXIBLE = (1.0, 2.0)
-DT_LIMITS_CONSTRAINED = (2.0, 4.0)
-
 TIMESTEP_HELP = (
     "Time-step limits: the fastest motion is the X-H bond stretch (about 3000-3700 1/cm, a period of 9-11 fs), "
     "and velocity Verlet needs about 10 steps per period to conserve energy. The ML region is never "
@@ -127,16 +124,3 @@ def add_timestep_override(p) -> None:
     """Add ``--allow-large-dt`` (see :func:`check_timestep`)."""
     p.add_argument("--allow-large-dt", action="store_true",
                    help="run with a time step above the safe limit (see the time-step limits below)")
-
-
-def check_timestep(dt_fs: float, *, constrained_xh: bool, allow_large: bool, stream=None) -> None:
-    """Refuse (:class:`UserInputError`) or warn (one ``warning:`` line on ``stream``, default stderr)
-    about a time step ``dt_fs`` (fs) that is unsafe for X–H bonds; limits in :data:`TIMESTEP_HELP`."""
-    warn_above, refuse_above = DT_LIMITS_CONSTRAINED if constrained_xh else DT_LIMITS_FLEXIBLE
-    bonds = "constrained X-H bonds" if constrained_xh else "flexible X-H bonds (about 10 fs period)"
-    if dt_fs > refuse_above and not allow_large:
-        raise UserInputError(f"--dt {dt_fs:g} fs is above the {refuse_above:g} fs limit for {bonds}; "
-                             f"use a smaller --dt or pass --allow-large-dt")
-    if dt_fs > warn_above:
-        print(f"warning: --dt {dt_fs:g} fs is above {warn_above:g} fs, large for {bonds}: expect energy drift "
-              f"or instability", file=stream or sys.stderr, flush=True)

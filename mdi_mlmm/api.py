@@ -1,0 +1,177 @@
+"""The public Python API: hydration free energies, their analysis, and ML potentials.
+
+Everything here is re-exported by the package (``from mdi_mlmm import HydrationFreeEnergy``), lazily:
+``import mdi_mlmm`` loads neither torch nor alchemlyb. The command line (``mdi-mlmm hydration``,
+``mdi-mlmm analyze``) is a thin layer over this module and takes its defaults from here.
+
+A hydration free energy::
+
+    from mdi_mlmm import HydrationFreeEnergy
+
+    calc = HydrationFreeEnergy(freesolv_id="mobley_2310185", model="ani2x", host="lammps")
+    calc.run("runs/ethanol")                 # rerun to resume after an interruption
+    r = calc.result
+    print(r.dG["MBAR"].value, r.dG["MBAR"].error, r.reorg.value)
+
+Analysing (again) a run directory, or reading an analysed one back::
+
+    from mdi_mlmm import analyze, load_result
+    r = analyze("runs/ethanol", equil_fraction=0.2)
+    r = load_result("runs/ethanol")          # results.json, no new analysis
+
+See ``docs/api.md``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Optional
+
+from .errors import UserInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis.results import HydrationResult
+    from .potentials.base import Potential
+    from .protocol.plan import Plan
+
+__all__ = ["HydrationFreeEnergy", "analyze", "load_result", "load_potential", "HOSTS", "DEFAULT_EQUIL_FRACTION",
+           "hydration_defaults"]
+
+#: MM hosts a hydration run can use
+HOSTS = ("lammps", "gromacs")
+#: fraction of each window dropped as equilibration before decorrelation (analysis)
+DEFAULT_EQUIL_FRACTION = 0.1
+
+
+@dataclass
+class HydrationFreeEnergy:
+    """A hydration free-energy calculation: the solute's ML–MM (or, with ``model="mm"``, MM solute–water)
+    nonbonded interactions are switched off over λ windows with E_ML on at every λ; the result holds ΔG by
+    TI/MBAR/BAR, the reorganization energy ⟨E_ML⟩_water − ⟨E_ML⟩_gas and their sum (kcal/mol).
+
+    The solute: ``freesolv_id`` (e.g. ``"mobley_2310185"``, ethanol) or ``smiles`` (with an optional
+    ``name``). The defaults are those of ``mdi-mlmm hydration`` (which reads them from here):
+
+    model: ``ani2x`` | ``ani1x`` | ``ani1ccx`` | ``mace:PATH`` | ``python:FILE:FACTORY`` | ``mm`` (plain GAFF)
+    or a name added with :func:`mdi_mlmm.potentials.register_model`; host: ``lammps`` or ``gromacs``;
+    windows: number of λ windows (None: FreeSolv's 20; fewer thins the schedule; at least 3);
+    ns_per_window: production per window (ns); window_equil_ps: equilibration at each λ (ps);
+    equil_ps: NVT and NPT equilibration of the system (ps each); gas_ns: gas-phase ML run (ns; None:
+    ``ns_per_window``); dt_fs: time step (fs; None: 1, or 2 for ``mm`` on GROMACS, which constrains
+    h-bonds; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
+    samples; checkpoint_every: steps between checkpoints of a running window; temperature (K);
+    forcefield: ``gaff`` or ``gaff2``; workers: windows run at once here (None: the number of cores);
+    scheduler: a Dask distributed scheduler address to run the windows on; shared_model: ML windows running
+    at once share one batching model server; device: where the ML model runs (cpu, cuda, cuda:N, auto);
+    seed: random seed.
+
+    :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
+    settings resumes an interrupted run.
+    """
+
+    smiles: Optional[str] = None
+    freesolv_id: Optional[str] = None
+    name: Optional[str] = None
+    model: str = "ani2x"
+    host: str = "lammps"
+    windows: Optional[int] = None
+    ns_per_window: float = 0.2
+    window_equil_ps: float = 10.0
+    equil_ps: float = 20.0
+    gas_ns: Optional[float] = None
+    dt_fs: Optional[float] = None
+    allow_large_dt: bool = False
+    sample_every: int = 100
+    checkpoint_every: int = 1000
+    temperature: float = 298.15
+    forcefield: str = "gaff"
+    workers: Optional[int] = None
+    scheduler: Optional[str] = None
+    shared_model: bool = True
+    device: str = "cpu"
+    seed: int = 2025
+    #: the analysis of the last :meth:`run`
+    result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if (self.smiles is None) == (self.freesolv_id is None):
+            raise UserInputError("give the solute as smiles= or as freesolv_id= (one of them)")
+        if self.host not in HOSTS:
+            raise UserInputError(f"unknown host {self.host!r}; choose {' or '.join(HOSTS)}")
+        if self.windows is not None and self.windows < 3:
+            raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the windows constrain X–H bonds: GROMACS MM windows do (h-bonds), nothing else does."""
+        from .potentials.registry import is_ml
+
+        return not is_ml(self.model) and self.host == "gromacs"
+
+    @property
+    def timestep_fs(self) -> float:
+        """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds)."""
+        return self.dt_fs or (2.0 if self.constrained else 1.0)
+
+    def plan(self, out) -> "Plan":
+        """The plan of the run in directory ``out`` (nothing is written or started). Checks the model
+        (spec and files) and the time step first."""
+        from .potentials.registry import resolve
+        from .protocol.plan import make_plan
+        from .protocol.timestep import check_timestep
+
+        dt = self.timestep_fs
+        check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt)
+        spec = resolve(self.model)
+        if spec.ml:
+            spec.check_files()  # a bad spec or missing model files fail now, not in a window's engine
+        return make_plan(out, model=self.model, host=self.host, smiles=self.smiles, freesolv_id=self.freesolv_id,
+                         name=self.name, windows=self.windows, ns_per_window=self.ns_per_window, dt_fs=dt,
+                         temperature=self.temperature, sample_every=self.sample_every,
+                         gas_ns=self.gas_ns if self.gas_ns is not None else self.ns_per_window,
+                         equil_ps=self.equil_ps, window_equil_ps=self.window_equil_ps,
+                         workers=self.workers or (os.cpu_count() or 1), scheduler=self.scheduler,
+                         forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
+                         shared_model=self.shared_model, device=self.device)
+
+    def run(self, out, *, progress: bool = True) -> "HydrationResult":
+        """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,
+        analysis (``out/analysis``: results.json, report.md, plots) — and return :attr:`result`.
+
+        SIGTERM/SIGINT stop every child process and raise :class:`~mdi_mlmm.errors.Interrupted`; running
+        again resumes. ``progress``: one progress bar on stderr."""
+        from .workflow.hydration import run_hydration
+
+        self.result = run_hydration(self.plan(out), progress=progress)
+        return self.result
+
+
+def hydration_defaults() -> dict:
+    """{setting: default} of :class:`HydrationFreeEnergy` (the command line shows and uses these)."""
+    return {f.name: f.default for f in fields(HydrationFreeEnergy) if f.init}
+
+
+def analyze(run_dir, *, equil_fraction: float = DEFAULT_EQUIL_FRACTION, plots: bool = True) -> "HydrationResult":
+    """Analyse (again) a hydration run directory: TI/MBAR/BAR, reorganization energy, plots; writes
+    ``run_dir/analysis/results.json`` and ``report.md`` and returns the result. ``equil_fraction``: the
+    fraction of each window dropped as equilibration before decorrelation."""
+    from .analysis.report import analyze as _analyze
+
+    return _analyze(run_dir, equil_fraction=equil_fraction, plots=plots)
+
+
+def load_result(run_dir) -> "HydrationResult":
+    """The result of an analysed run directory, read from ``analysis/results.json`` (no new analysis)."""
+    from .analysis.report import load_result as _load
+
+    return _load(run_dir)
+
+
+def load_potential(spec: str, **options) -> "Potential":
+    """The ML potential named by ``spec`` (``ani2x``, ``mace:PATH``, ``python:FILE:FACTORY``, a registered
+    name, ...), loaded in this process: ``potential.compute(elements, positions, cell=None)`` (positions and
+    cell in Å) gives a result with ``energy`` (Hartree) and ``forces`` (Hartree/Å). options: ``model_dir``,
+    ``member``, ``dtype``, ``threads``, ``device``."""
+    from .potentials import load_potential as _load
+
+    return _load(spec, **options)
