@@ -23,6 +23,7 @@ import pandas as pd
 from .. import units
 from ..protocol.outputs import DHDL_COLUMNS, WINDOW_INDEX, parse_state_label
 from . import validate
+from .results import Estimate, FreeEnergyEstimates
 
 log = logging.getLogger(__name__)
 
@@ -147,43 +148,40 @@ def preprocess(u_nk: pd.DataFrame, dhdl: pd.DataFrame, equil_fraction: float = 0
     return u_dec, d_dec, info
 
 
-def estimate(u_nk_list: Sequence[pd.DataFrame], dhdl_list: Sequence[pd.DataFrame], temperature: float) -> dict:
-    """ΔG_decouple by TI (trapezoid), MBAR and BAR, in kcal/mol, with uncertainties.
-
-    Returns {"TI": (dG, err), "MBAR": ..., "BAR": ..., "overlap": matrix|None, "dhdl_mean": ...}.
-    """
+def estimate(u_nk_list: Sequence[pd.DataFrame], dhdl_list: Sequence[pd.DataFrame],
+             temperature: float) -> FreeEnergyEstimates:
+    """ΔG_decouple by TI (trapezoid), MBAR and BAR, in kcal/mol, with uncertainties, MBAR's overlap
+    matrix and the fitted alchemlyb estimators. An estimator that fails is logged and gives NaN."""
     _quiet_imports()
     from alchemlyb import concat
     from alchemlyb.estimators import BAR, MBAR, TI
 
     kT = units.kT_kcal(temperature)
+    nan = Estimate(float("nan"), float("nan"))
     u_all = concat(list(u_nk_list))
     d_all = concat(list(dhdl_list))
-    out: dict = {}
+    mbar = overlap = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ti = TI().fit(d_all)
-        out["TI"] = (float(ti.delta_f_.iloc[0, -1]) * kT, float(ti.d_delta_f_.iloc[0, -1]) * kT)
+        ti_dg = Estimate(float(ti.delta_f_.iloc[0, -1]) * kT, float(ti.d_delta_f_.iloc[0, -1]) * kT)
         try:
             mbar = MBAR().fit(u_all)
-            out["MBAR"] = (float(mbar.delta_f_.iloc[0, -1]) * kT, float(mbar.d_delta_f_.iloc[0, -1]) * kT)
-            out["overlap"] = np.asarray(mbar.overlap_matrix).tolist()
-            out["_mbar"] = mbar
+            mbar_dg = Estimate(float(mbar.delta_f_.iloc[0, -1]) * kT, float(mbar.d_delta_f_.iloc[0, -1]) * kT)
+            overlap = np.asarray(mbar.overlap_matrix).tolist()
         except Exception as exc:
             log.warning("MBAR failed: %s", exc)
-            out["MBAR"] = (float("nan"), float("nan"))
-            out["overlap"] = None
+            mbar, mbar_dg = None, nan
         try:
             bar = BAR().fit(u_all)
             # alchemlyb gives BAR errors between neighbours only: add them in quadrature
             dd = bar.d_delta_f_.to_numpy()
             err = float(np.sqrt(sum(dd[i, i + 1] ** 2 for i in range(len(dd) - 1))))
-            out["BAR"] = (float(bar.delta_f_.iloc[0, -1]) * kT, err * kT)
+            bar_dg = Estimate(float(bar.delta_f_.iloc[0, -1]) * kT, err * kT)
         except Exception as exc:
             log.warning("BAR failed: %s", exc)
-            out["BAR"] = (float("nan"), float("nan"))
-    out["_ti"] = ti
-    return out
+            bar_dg = nan
+    return FreeEnergyEstimates(TI=ti_dg, MBAR=mbar_dg, BAR=bar_dg, overlap=overlap, ti=ti, mbar=mbar)
 
 
 def convergence(u_nk_list, temperature: float, num: int = 5):

@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..errors import AnalysisError
 from ..protocol.outputs import E_ML_HEADER
 from . import validate
+from .results import MeanEstimate, Reorganization  # noqa: F401  (MeanEstimate: re-exported)
 
 
 def read_e_ml(path) -> np.ndarray:
@@ -26,20 +26,6 @@ def read_e_ml(path) -> np.ndarray:
     df = validate.read_csv(path, "E_ML series", required=E_ML_HEADER.split(","), exact=True)
     validate.check_time(path, df["time_ps"].to_numpy(), range(2, len(df) + 2))
     return df["e_ml_kcal_mol"].to_numpy()
-
-
-@dataclass
-class MeanEstimate:
-    """Mean of a correlated series. Units of the input (kcal/mol here)."""
-
-    mean: float
-    error: float
-    std: float
-    n: int
-    g: float  # statistical inefficiency (1 = uncorrelated)
-
-    def asdict(self):
-        return asdict(self)
 
 
 def statistical_inefficiency(x: np.ndarray) -> float:
@@ -65,9 +51,8 @@ def mean_with_error(series, equil_fraction: float = 0.1) -> MeanEstimate:
     return MeanEstimate(mean=float(np.mean(x)), error=s * float(np.sqrt(g / len(x))), std=s, n=len(x), g=g)
 
 
-def reorganization(water, gas, equil_fraction: float = 0.1) -> dict:
+def reorganization(water, gas, equil_fraction: float = 0.1) -> Reorganization:
     """ΔG_reorg (kcal/mol) = ⟨E_ML⟩_water − ⟨E_ML⟩_gas, errors added in quadrature."""
     w = mean_with_error(water, equil_fraction)
     g = mean_with_error(gas, equil_fraction)
-    return {"value": w.mean - g.mean, "error": float(np.hypot(w.error, g.error)), "water": w.asdict(),
-            "gas": g.asdict()}
+    return Reorganization(w.mean - g.mean, float(np.hypot(w.error, g.error)), water=w, gas=g)
