@@ -23,9 +23,9 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
-from .errors import Interrupted
+from .errors import Interrupted, MdiMlmmError
 
 #: how long a child gets between SIGTERM and SIGKILL (s); env ``MDI_MLMM_STOP_GRACE``
 GRACE_S = float(os.environ.get("MDI_MLMM_STOP_GRACE", "20"))
@@ -91,6 +91,26 @@ def run(cmd: Sequence, *, input=None, capture_output: bool = False, timeout: Opt
         if proc.poll() is not None:   # else (a stop cut short) stop_all still sees it
             forget(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _tail(r: subprocess.CompletedProcess, n: int = 25) -> str:
+    return "\n".join(((r.stdout or "") + (r.stderr or "")).strip().splitlines()[-n:]) or "(no output)"
+
+
+def run_checked(cmd: Sequence, *, what: Optional[str] = None, error: type = MdiMlmmError,
+                explain: Optional[Callable[[subprocess.CompletedProcess], str]] = None, cwd=None, input=None,
+                timeout: Optional[float] = None, env=None, show_cwd: bool = False,
+                **popen_kw) -> subprocess.CompletedProcess:
+    """:func:`run` with text output captured; a non-zero exit raises ``error`` (a typed
+    :class:`~mdi_mlmm.errors.MdiMlmmError`) as ``WHAT failed (exit N)[ in CWD]:`` and the reason,
+    ``explain(completed)`` (default: the last 25 lines of output). what: default the command line."""
+    cmd = [str(c) for c in cmd]
+    r = run(cmd, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout,
+            env=dict(env) if env else None, **popen_kw)
+    if r.returncode != 0:
+        where = f" in {cwd}" if show_cwd else ""
+        raise error(f"{what or ' '.join(cmd)} failed (exit {r.returncode}){where}:\n{(explain or _tail)(r)}")
+    return r
 
 
 def forget(proc: subprocess.Popen):

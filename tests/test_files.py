@@ -42,3 +42,16 @@ def test_permissions_and_write_if_changed(tmp_path):
     with pytest.raises(ValueError):
         with files.atomic_open(q, "a"):
             pass
+
+
+def test_run_checked_raises_the_callers_error_with_the_reason(tmp_path):
+    from mdi_mlmm import processes
+    from mdi_mlmm.errors import HostError
+
+    r = processes.run_checked(["sh", "-c", "echo fine"], cwd=tmp_path)
+    assert r.stdout == "fine\n"
+    with pytest.raises(HostError) as e:
+        processes.run_checked(["sh", "-c", "echo out; echo 'Fatal: no' >&2; exit 3"], what="sh test", error=HostError,
+                              cwd=tmp_path, show_cwd=True, explain=lambda r: r.stderr.strip())
+    assert str(e.value) == f"sh test failed (exit 3) in {tmp_path}:\nFatal: no"
+    assert processes.children() == []

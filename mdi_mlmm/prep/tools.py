@@ -227,7 +227,7 @@ def tool_versions() -> dict[str, str]:
             pass
     if shutil.which("gmx"):
         try:
-            out = subprocess.run(["gmx", "--version"], capture_output=True, text=True, timeout=60).stdout
+            out = processes.run(["gmx", "--version"], capture_output=True, text=True, timeout=60).stdout
             m = re.search(r"GROMACS version:\s*(\S+)", out)
             if m:
                 vers["gromacs"] = m.group(1)

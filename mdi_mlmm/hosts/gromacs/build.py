@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ... import processes
 from ...errors import BuildError, UserInputError
 from . import inject as _inject
 
@@ -123,7 +124,7 @@ def _sha256_file(path: Path) -> str:
 
 def _tool_version(cmd: list[str]) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+        out = processes.run(cmd, capture_output=True, text=True).stdout
         return out.splitlines()[0].strip() if out else "?"
     except OSError:
         return "absent"
@@ -178,7 +179,7 @@ def _debian_source(root: Path, progress: Callable[[str], None]) -> Path:
         raise BuildError("no GROMACS source given and apt-get is unavailable; pass --source DIR_OR_TARBALL")
     dl.mkdir(parents=True, exist_ok=True)
     progress("downloading the Debian gromacs source package (apt-get source --download-only gromacs)")
-    r = subprocess.run(["apt-get", "source", "--download-only", "gromacs"], cwd=dl, capture_output=True, text=True)
+    r = processes.run(["apt-get", "source", "--download-only", "gromacs"], cwd=dl, capture_output=True, text=True)
     have = sorted(dl.glob("gromacs_*.orig.tar.gz"))
     if r.returncode != 0 or not have:
         raise BuildError(
@@ -298,8 +299,8 @@ def _run_logged(cmd: list[str], cwd: Path, logfile: Path, env: dict, progress, w
     tail: list[str] = []
     with open(logfile, "w") as lf:
         lf.write("$ " + " ".join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", bufsize=1)
+        proc = processes.start(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace", bufsize=1)
         assert proc.stdout is not None
         for line in proc.stdout:
             lf.write(line)
@@ -315,6 +316,7 @@ def _run_logged(cmd: list[str], cwd: Path, logfile: Path, env: dict, progress, w
                         progress(f"{what} {pct:3d}%  ({now - t0:5.0f} s)")
                         last_pct, last_t = pct, now
         rc = proc.wait()
+        processes.forget(proc)
     if rc != 0:
         errs = [ln for ln in tail if "error" in ln.lower()] or tail
         raise BuildError(f"{what} failed (exit {rc}); last lines:\n  " + "\n  ".join(errs[-25:])
@@ -385,7 +387,7 @@ def build(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike 
         _run_logged(["cmake", "--install", str(bdir), "--prefix", str(tmp_prefix)], bdir, bdir / "install.log",
                     env, progress, "install")
         gmx = tmp_prefix / "bin" / "gmx"
-        r = subprocess.run([str(gmx), "--version"], capture_output=True, text=True)
+        r = processes.run([str(gmx), "--version"], capture_output=True, text=True)
         if r.returncode != 0 or version not in r.stdout:
             raise BuildError(f"the installed gmx does not run:\n{r.stdout[-800:]}{r.stderr[-800:]}")
         info = {

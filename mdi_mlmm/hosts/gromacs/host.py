@@ -45,14 +45,17 @@ ENSEMBLES = ("nve", "nvt", "npt")
 
 
 # ----------------------------------------------------------------------------- small helpers
-def _run(cmd: Sequence[str], cwd: Path, what: str, stdin: str | None = None, timeout: float | None = None,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_gmx(cmd: Sequence[str], cwd: Path, what: str, stdin: str | None = None, timeout: float | None = None,
+            env: Mapping[str, str] | None = None, show_cwd: bool = False) -> subprocess.CompletedProcess:
+    """A gmx command through :func:`mdi_mlmm.processes.run_checked`: a failure is a :class:`HostError`
+    with GROMACS's own reason (:func:`gromacs_error`)."""
     log.debug("$ %s", " ".join(map(str, cmd)))
-    r = processes.run([str(c) for c in cmd], cwd=cwd, input=stdin, capture_output=True, text=True,
-                       timeout=timeout, env=dict(env) if env else None)
-    if r.returncode != 0:
-        raise HostError(f"{what} failed (exit {r.returncode}):\n{gromacs_error(r.stderr + r.stdout)}")
-    return r
+    return processes.run_checked(cmd, what=what, error=HostError, explain=_gmx_reason, cwd=cwd, input=stdin,
+                                 timeout=timeout, env=env, show_cwd=show_cwd)
+
+
+def _gmx_reason(r: subprocess.CompletedProcess) -> str:
+    return gromacs_error(r.stderr + r.stdout)
 
 
 def gromacs_error(text: str) -> str:
@@ -85,7 +88,7 @@ def make_index(gmx: Path, gro: Path, selection: str | Sequence[int], ndx: Path, 
     Returns the 0-based atom indices.
     """
     atoms = select_ml_atoms(gro, selection) if isinstance(selection, str) else sorted(int(a) for a in selection)
-    _run([gmx, "make_ndx", "-f", gro, "-o", ndx], ndx.parent, "gmx make_ndx", stdin="q\n")
+    run_gmx([gmx, "make_ndx", "-f", gro, "-o", ndx], ndx.parent, "gmx make_ndx", stdin="q\n")
     lines = [f"[ {group} ]"] + [" ".join(str(a + 1) for a in atoms[i:i + 15]) for i in range(0, len(atoms), 15)]
     with open(ndx, "a") as f:
         f.write("\n".join(lines) + "\n")
@@ -195,12 +198,12 @@ def mdrun_mdi(gmx: Path, tpr: Path, deffnm: str, model: str, *, cwd: Path | None
     if rerun:
         cmd += ["-rerun", str(rerun)]
     if model is None:
-        return _run(cmd, cwd, "gmx mdrun", timeout=timeout)
+        return run_gmx(cmd, cwd, "gmx mdrun", timeout=timeout)
     port = port or free_port()
     cmd += ["-mdi", mdi_driver_options(port)]
     engine_log = cwd / f"{deffnm}.engine.log"
     if not start_engine:
-        r = _run(cmd, cwd, "gmx mdrun -mdi", timeout=timeout)
+        r = run_gmx(cmd, cwd, "gmx mdrun -mdi", timeout=timeout)
         (cwd / f"{deffnm}.mdrun.out").write_text(r.stdout + r.stderr)
         return r
     with engine_process(model, port, engine_log, engine_args) as eng:
@@ -227,14 +230,14 @@ def read_energies(edr: Path, gmx: Path | None = None) -> dict[str, np.ndarray]:
         pass
     gmx = gmx or require_gmx()
     edr = Path(edr)
-    probe = subprocess.run([str(gmx), "energy", "-f", str(edr), "-o", os.devnull], input="\n",
-                           capture_output=True, text=True, cwd=edr.parent)
+    probe = processes.run([str(gmx), "energy", "-f", str(edr), "-o", os.devnull], input="\n",
+                          capture_output=True, text=True, cwd=edr.parent)
     table = [ln for ln in probe.stderr.splitlines() if re.match(r"^\s*\d+\s+\S+(\s+\d+\s+\S+)*\s*$", ln)]
     numbers = [n for ln in table for n, _ in re.findall(r"(\d+)\s+(\S+)", ln)]
     if not numbers:
         raise HostError(f"gmx energy found no terms in {edr}:\n{gromacs_error(probe.stderr)}")
     xvg = edr.with_suffix(".all.xvg")
-    _run([gmx, "energy", "-f", edr, "-o", xvg], edr.parent, "gmx energy", stdin=" ".join(numbers) + "\n\n")
+    run_gmx([gmx, "energy", "-f", edr, "-o", xvg], edr.parent, "gmx energy", stdin=" ".join(numbers) + "\n\n")
     text = xvg.read_text()
     names = [m for _, m in sorted((int(i), n) for i, n in re.findall(r'^@ s(\d+) legend "(.*)"', text, re.M))]
     data = np.loadtxt([ln for ln in text.splitlines() if ln and ln[0] not in "#@"], ndmin=2)
@@ -322,7 +325,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     if not atoms and not mm_only:
         raise UserInputError("give the ML atoms: ml_selection, or ndx + ml_group")
     index = out / "index.ndx"
-    make_index(gmx, out / "conf.gro", atoms, index) if atoms else _run(
+    make_index(gmx, out / "conf.gro", atoms, index) if atoms else run_gmx(
         [gmx, "make_ndx", "-f", out / "conf.gro", "-o", index], out, "gmx make_ndx", stdin="q\n")
     o: dict[str, object] = {"nstlog": report_every, "nstenergy": energy_every,
                             "nstcalcenergy": max(1, min(energy_every or 100, 100)),

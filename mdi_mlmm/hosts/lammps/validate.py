@@ -17,13 +17,12 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from ... import units
+from ... import processes, units
 from ...errors import ExternalToolError, UserInputError
 
 KJ2KCAL = units.factor("energy", "kj/mol", "kcal/mol")
@@ -53,11 +52,7 @@ def find_gmx(double: bool = True) -> str:
 
 
 def _run(cmd, cwd, stdin=None):
-    p = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, text=True)
-    if p.returncode != 0:
-        tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-25:])
-        raise ExternalToolError(f"{' '.join(map(str, cmd))} failed (code {p.returncode}):\n{tail}")
-    return p
+    return processes.run_checked(cmd, cwd=cwd, input=stdin, error=ExternalToolError)
 
 
 def gromacs_energies(top, gro, workdir, *, cutoff_A: float = 10.0, ewald_rtol: float = 1e-6,
@@ -75,8 +70,8 @@ def gromacs_energies(top, gro, workdir, *, cutoff_A: float = 10.0, ewald_rtol: f
                  maxwarn_option=None)
     _run([gmx, "mdrun", "-s", "rerun.tpr", "-rerun", str(gro), "-deffnm", "rerun", "-nt", "1"], wd)
     # gmx energy: list available terms first, then select all of ours by name
-    p = subprocess.run([gmx, "energy", "-f", "rerun.edr", "-o", "energy.xvg", "-dp"], cwd=wd,
-                       input="0\n", capture_output=True, text=True)
+    p = processes.run([gmx, "energy", "-f", "rerun.edr", "-o", "energy.xvg", "-dp"], cwd=wd,
+                      input="0\n", capture_output=True, text=True)
     listing = (p.stdout + p.stderr).split("-" * 20, 1)[-1]
     avail = {name: num for num, name in re.findall(r"(?:^|\s)(\d+)\s+(\S+)", listing)}
     nums = [avail[t.replace(" ", "-")] for t in GMX_TERMS if t.replace(" ", "-") in avail]
