@@ -126,7 +126,18 @@ std::string elementList(const std::vector<std::int64_t>& z)
     return out;
 }
 
+//! the force provider of this mdrun (one ML/MM run per process), for the do_force hook
+MdiForceProvider* s_activeProvider = nullptr;
+
 } // namespace
+
+void mdiEarlyCoordinates(ArrayRef<const RVec> x, const matrix box)
+{
+    if (s_activeProvider != nullptr)
+    {
+        s_activeProvider->sendCoordinatesEarly(x, box);
+    }
+}
 
 MdiForceProvider::MdiForceProvider(const MdiParameters& parameters,
                                    const LocalAtomSet&  mlAtoms,
@@ -153,11 +164,20 @@ MdiForceProvider::MdiForceProvider(const MdiParameters& parameters,
                         parameters_.rCoulomb_,
                         ewaldBeta_);
     }
+    if (const char* early = std::getenv("MDI_MLMM_GMX_EARLY_COORDS"))
+    {
+        earlyEnabled_ = std::string(early) != "0";
+    }
     connect();
+    s_activeProvider = this;
 }
 
 MdiForceProvider::~MdiForceProvider()
 {
+    if (s_activeProvider == this)
+    {
+        s_activeProvider = nullptr;
+    }
     if (connected_ && !exited_)
     {
         // Polite shutdown; ignore failures (the engine may already be gone).
@@ -174,10 +194,11 @@ MdiForceProvider::~MdiForceProvider()
                 .asParagraph()
                 .appendTextFormatted(
                         "MDI ML/MM: %ld engine evaluations, %.2f s waiting for the engine (%.2f "
-                        "ms per evaluation)",
+                        "ms per evaluation); %ld with coordinates sent before the MM work",
                         long(numEvaluations_),
                         secondsInEngine_,
-                        numEvaluations_ > 0 ? 1000 * secondsInEngine_ / numEvaluations_ : 0.0);
+                        numEvaluations_ > 0 ? 1000 * secondsInEngine_ / numEvaluations_ : 0.0,
+                        long(numEarly_));
         if (ewaldBeta_ > 0)
         {
             GMX_LOG(logger_.info)
@@ -430,7 +451,7 @@ void MdiForceProvider::buildWholeMoleculeTree(ArrayRef<const RVec> x, const matr
     }
 }
 
-void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForceProviderOutput* output)
+std::vector<int> MdiForceProvider::localIndices() const
 {
     const int  n     = static_cast<int>(parameters_.mlIndices_.size());
     const auto local = mlAtoms_.localIndex();
@@ -444,15 +465,20 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
     {
         localOf[coll[k]] = local[k];
     }
-    const auto x = input.x_;
+    return localOf;
+}
+
+void MdiForceProvider::wholeCoordinates(ArrayRef<const RVec> x, const matrix box, const std::vector<int>& localOf)
+{
+    const int n = static_cast<int>(parameters_.mlIndices_.size());
     if (order_.empty())
     {
-        buildWholeMoleculeTree(x, input.box_);
+        buildWholeMoleculeTree(x, box);
     }
 
     // Whole-molecule coordinates (unwrapped with the spanning tree).
     t_pbc pbc;
-    set_pbc(&pbc, pbcType_, input.box_);
+    set_pbc(&pbc, pbcType_, box);
     xWhole_[order_[0]] = x[localOf[order_[0]]];
     for (int k = 1; k < n; k++)
     {
@@ -462,7 +488,7 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
         pbc_dx_aiuc(&pbc, x[localOf[i]], x[localOf[p]], dx);
         rvec_add(xWhole_[p], dx, xWhole_[i]);
     }
-    checkWithinHalfBox(input.box_);
+    checkWithinHalfBox(box);
     for (int i = 0; i < n; i++)
     {
         for (int d = 0; d < DIM; d++)
@@ -474,16 +500,54 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
     {
         for (int d = 0; d < DIM; d++)
         {
-            cellBohr_[3 * a + d] = input.box_[a][d] / c_bohrInNm;
+            cellBohr_[3 * a + d] = box[a][d] / c_bohrInNm;
         }
     }
+}
+
+void MdiForceProvider::sendCoordinates()
+{
+    if (cellBohr_ != sentCellBohr_)
+    {
+        sendCommand(">CELL");
+        sendDoubles(cellBohr_, ">CELL");
+        sentCellBohr_ = cellBohr_;
+    }
+    sendCommand(">COORDS");
+    sendDoubles(xBohr_, ">COORDS");
+    sentXBohr_ = xBohr_;
+}
+
+void MdiForceProvider::sendCoordinatesEarly(ArrayRef<const RVec> x, const matrix box)
+{
+    if (!earlyEnabled_ || !connected_ || exited_)
+    {
+        return;
+    }
+    const auto t0 = Clock::now();
+    wholeCoordinates(x, box, localIndices());
+    sendCoordinates();
+    earlyPending_ = true;
+    secondsInEngine_ += secondsSince(t0);
+}
+
+void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForceProviderOutput* output)
+{
+    const int  n       = static_cast<int>(parameters_.mlIndices_.size());
+    const auto localOf = localIndices();
+    wholeCoordinates(input.x_, input.box_, localOf);
 
     const auto       t0 = Clock::now();
     std::vector<double> energy(1, 0.0);
-    sendCommand(">CELL");
-    sendDoubles(cellBohr_, ">CELL");
-    sendCommand(">COORDS");
-    sendDoubles(xBohr_, ">COORDS");
+    if (earlyPending_ && xBohr_ == sentXBohr_ && cellBohr_ == sentCellBohr_)
+    {
+        numEarly_++; // the engine has been evaluating these coordinates during the MM work
+    }
+    else
+    {
+        sendCoordinates();
+    }
+    earlyPending_ = false;
     sendCommand("<ENERGY");
     recvDoubles(&energy, "<ENERGY");
     sendCommand("<FORCES");

@@ -39,7 +39,19 @@ public:
     void calculateForces(const ForceProviderInput& forceProviderInput,
                          ForceProviderOutput*      forceProviderOutput) override;
 
+    /*! \brief Send this step's ML coordinates (and the cell, when it changed) at the start of
+     * do_force, before the MM work, so that the engine evaluates the model while GROMACS
+     * computes the MM forces; calculateForces() then only collects energy and forces (it
+     * resends when the coordinates it is given differ from those sent early). */
+    void sendCoordinatesEarly(ArrayRef<const RVec> x, const matrix box);
+
 private:
+    //! Local index of each ML atom (collective order); fatal unless all are on this rank.
+    std::vector<int> localIndices() const;
+    //! Fill xWhole_, xBohr_ and cellBohr_ from the local coordinates \p x.
+    void wholeCoordinates(ArrayRef<const RVec> x, const matrix box, const std::vector<int>& localOf);
+    //! Send ">CELL" (only when it differs from the last cell sent) and ">COORDS" from xBohr_/cellBohr_.
+    void sendCoordinates();
     void connect();
     void sendCommand(const char* command);
     void sendInts(const std::vector<int>& data, const char* command);
@@ -78,6 +90,11 @@ private:
     int                 maxFarPairs_ = 0;
     bool                warnedHalfBox_ = false;
     std::int64_t        numEvaluations_ = 0;
+    //! coordinates and cell the engine last received (to skip an unchanged cell, to check early sends)
+    std::vector<double> sentXBohr_, sentCellBohr_;
+    bool                earlyPending_ = false; //!< coordinates sent early, energy not yet collected
+    bool                earlyEnabled_ = true;  //!< MDI_MLMM_GMX_EARLY_COORDS=0 turns early sends off
+    std::int64_t        numEarly_ = 0;         //!< evaluations whose coordinates went out early
     double              secondsInEngine_ = 0;
 };
 

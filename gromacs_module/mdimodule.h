@@ -96,6 +96,11 @@ const MdiGromppElectrostatics& mdiGromppElectrostatics();
  * such runs, grompp checks), the kernel stops at \p rCoulomb, as the nbnxm kernels do. */
 real mdiFepExcludedPairCutoffSquared(real maxAllowedCutoffSquared, real rCoulomb);
 
+/*! \brief mdrun, start of do_force (hooked in sim_util.cpp): send this step's ML coordinates to
+ * the engine before the MM work, so the model runs while GROMACS computes the MM forces.
+ * Does nothing without an active MDI force provider. */
+void mdiEarlyCoordinates(ArrayRef<const RVec> x, const matrix box);
+
 //! mdrun: set by the MDI force provider when it corrects the far ML-ML exclusions of a free-energy run.
 void mdiSetFepExclusionsWithinCutoff(bool on);
 
