@@ -55,3 +55,27 @@ def test_run_checked_raises_the_callers_error_with_the_reason(tmp_path):
                               cwd=tmp_path, show_cwd=True, explain=lambda r: r.stderr.strip())
     assert str(e.value) == f"sh test failed (exit 3) in {tmp_path}:\nFatal: no"
     assert processes.children() == []
+
+
+def test_progress_file_round_trip_and_md_status_line(tmp_path):
+    import io
+
+    from mdi_mlmm import progress
+
+    assert progress.read_fraction(tmp_path) is None
+    report = progress.file_writer(tmp_path)
+    report(5, 20)
+    assert progress.read_fraction(tmp_path) == 0.25
+    report(6, 20)                                   # within a second: not written
+    assert progress.read_fraction(tmp_path) == 0.25
+    report(20, 20)                                  # the end always is
+    assert progress.read_fraction(tmp_path) == 1.0
+    out = io.StringIO()
+    status = progress.MDStatus(100, 2.0, True, out)
+    status.update(50, -1234.5, 300.0)
+    assert "50/100 steps 0.100 ps" in out.getvalue() and "ns/day" in out.getvalue() and "T  300.0 K" in out.getvalue()
+    bar = progress.Bar(10, desc="units", stream=io.StringIO())
+    bar.update_to(4, "2/5 done")
+    bar.update_to(3)                                # never back
+    assert bar.bar.n == 4
+    bar.close()

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 
 from ... import units
 from ...errors import HostError, MdiMlmmError, PeerDisconnected, UserInputError
+from ...progress import MDStatus
 from ...potentials.registry import is_ml
 from ...topology.pbc import WholeMaker, check_within_half_box
 from ..ewald_exclusions import FarPairCorrection
@@ -247,32 +247,6 @@ def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=No
     return coupling
 
 
-class _Progress:
-    def __init__(self, total_steps: int, dt_fs: float, enabled: bool, stream=None):
-        self.total = total_steps
-        self.dt = dt_fs
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, etot: float, temp: float, final: bool = False):
-        if not self.enabled:
-            return
-        el = time.perf_counter() - self.t0
-        nsday = step * self.dt * 1e-6 / el * 86400 if el > 0 and step > 0 else 0.0
-        frac = step / self.total if self.total else 1.0
-        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
-        eta = el / frac - el if frac > 0 else float("nan")
-        line = (f"[{bar}] {step}/{self.total} steps {step * self.dt / 1000:.3f} ps | {nsday:7.3f} ns/day | "
-                f"E_tot {etot:.4f} kcal/mol | T {temp:6.1f} K | ETA {eta:5.0f} s")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def _drift(t_ps: np.ndarray, e: np.ndarray) -> float:
     if len(t_ps) < 3 or np.ptp(t_ps) == 0:
         return float("nan")
@@ -421,7 +395,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         lmp.command("thermo_modify norm no flush yes")
         lmp.command(f"thermo {report_every}")
 
-        prog = _Progress(steps, dt_fs, progress, stream)
+        prog = MDStatus(steps, dt_fs, progress, stream)
         t_setup = time.perf_counter() - t_start
         t0 = time.perf_counter()
         done = 0
