@@ -10,7 +10,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..hosts.gromacs.alchemy import _grompp, _run, stock_gmx
+from ..hosts.gromacs.alchemy import _grompp, stock_gmx
+from ..hosts.gromacs.host import run_gmx
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, 
         (out / f"{name}.mdp").write_text(text)
         _grompp(gmx, f"{name}.mdp", start, top, f"{name}.tpr", ndx, out, 1, f"gmx grompp ({name})", ref=start)
         log.info("equilibration: %s", name)
-        _run([gmx, "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(max(1, os.cpu_count() or 1)), "-nb", "cpu"],
-             out, f"gmx mdrun ({name})")
+        run_gmx([gmx, "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(max(1, os.cpu_count() or 1)), "-nb", "cpu"],
+                out, f"gmx mdrun ({name})", show_cwd=True)
     (out / "done.json").write_text(json.dumps({"equil_ps": equil_ps, "gro": str(final)}))
     return final
