@@ -1,7 +1,9 @@
 """ANI-2x, ANI-1x and ANI-1ccx from the original NeuroChem parameter files.
 
 torchani's legacy NeuroChem reader parses the files; we point it at a local
-copy of the ANI model zoo instead of letting it download anything.
+copy of the ANI model zoo instead of letting it download anything. The default
+backend (:mod:`.ani_fast`) caches the parsed weights and evaluates them with its own
+molecule-specialised kernel; ``backend="torchani"`` keeps torchani's modules (the reference).
 
 Where the files are looked for (first hit wins):
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -80,21 +82,34 @@ def find_info_file(model: str, model_dir=None) -> Path:
     )
 
 
-def _read_info(info_file: Path):
-    """Parse a NeuroChem ``.info`` file into torchani's NeurochemInfo, paths relative to its folder."""
-    from torchani.neurochem import NeurochemInfo
+class NeurochemFiles(NamedTuple):
+    """Where a NeuroChem model's parts lie (the fields of torchani's ``NeurochemInfo``)."""
 
+    sae: Path
+    const: Path
+    ensemble_prefix: Path
+    ensemble_size: int
+
+
+def _read_info(info_file: Path) -> NeurochemFiles:
+    """Parse a NeuroChem ``.info`` file, paths relative to its folder (no torchani import)."""
     lines = [x.strip() for x in info_file.read_text().splitlines() if x.strip()][:4]
     if len(lines) < 4:
         raise ModelError(f"{info_file}: expected 4 lines (consts, sae, prefix, size)")
     const, sae, prefix, size = lines
     root = info_file.parent
-    return NeurochemInfo(
+    return NeurochemFiles(
         sae=root.joinpath(*sae.split("/")),
         const=root.joinpath(*const.split("/")),
         ensemble_prefix=root.joinpath(*prefix.split("/")),
         ensemble_size=int(size),
     )
+
+
+def _torchani_info(files: NeurochemFiles):
+    from torchani.neurochem import NeurochemInfo
+
+    return NeurochemInfo(**files._asdict())
 
 
 def fused_ensemble(ensemble):
@@ -160,43 +175,64 @@ class ANIPotential(Potential):
 
     model: "ani2x" | "ani1x" | "ani1ccx"; member: None for the full ensemble mean
     (8 members) or an index for one member; dtype: "float64" (default) or "float32";
-    fused: evaluate the ensemble members together (:func:`fused_ensemble`; same numbers, faster);
-    device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (inputs and outputs stay NumPy on the host).
+    device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (inputs and outputs stay NumPy on the host);
+    backend: ``fast`` (default: :mod:`.ani_fast`, weights cached, specialised to the molecule, TorchScript,
+    gradient written out) or ``torchani`` (torchani's own modules; the reference the fast path is
+    tested against); fused: with the torchani backend, evaluate the ensemble members together
+    (:func:`fused_ensemble`; same numbers, faster).
     """
 
+    BACKENDS = ("fast", "torchani")
+
     def __init__(self, model: str = "ani2x", model_dir=None, member: Optional[int] = None,
-                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True, device: str = "cpu"):
+                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True, device: str = "cpu",
+                 backend: str = "fast"):
         import torch
-        from torchani.arch import ANI
-        from torchani.neurochem import modules_from_info
 
         model = model.lower().replace("-", "")
         if model not in MODELS:
             raise ModelError(f"unknown ANI model {model!r}; choose from {', '.join(MODELS)}")
+        if backend not in self.BACKENDS:
+            raise ModelError(f"ANI backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
+        if dtype not in ("float32", "float64"):
+            raise ModelError(f"dtype must be float32 or float64, got {dtype}")
         self.name = model + ("" if member is None else f"[member {member}]")
+        self.backend = backend
         self.info_file = find_info_file(model, model_dir)
         info = _read_info(self.info_file)
         if member is not None and not 0 <= member < info.ensemble_size:
             raise ModelError(f"member must be in 0..{info.ensemble_size - 1}, got {member}")
-        try:
-            aev, nets, sae, symbols = modules_from_info(info, member)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"could not read {model} files under {self.info_file.parent}: {exc}") from exc
-        self.supported_elements = tuple(symbols)
-        if dtype not in ("float32", "float64"):
-            raise ModelError(f"dtype must be float32 or float64, got {dtype}")
         self.torch = torch
         self.dtype = getattr(torch, dtype)
         self.device = torch_device(device)
         if threads:
             torch.set_num_threads(int(threads))
+        self.member = member
+        self.ensemble_size = info.ensemble_size if member is None else 1
+        if backend == "fast":
+            from .ani_fast import load_weights
+
+            try:
+                self.weights = load_weights(info, self.info_file)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise ModelError(f"could not read {model} files under {self.info_file.parent}: {exc}") from exc
+            self.supported_elements = tuple(self.weights["symbols"])
+            self._fast = None
+            return
+        from torchani.arch import ANI
+        from torchani.neurochem import modules_from_info
+
+        try:
+            aev, nets, sae, symbols = modules_from_info(_torchani_info(info), member)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"could not read {model} files under {self.info_file.parent}: {exc}") from exc
+        self.supported_elements = tuple(symbols)
         self.model = ANI(symbols, aev, nets, sae, periodic_table_index=True).to(self.dtype).eval()
         if fused and member is None and hasattr(nets, "members"):
             self.model.potentials["nnp"].neural_networks = fused_ensemble(self.model.potentials["nnp"].neural_networks)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model = self.model.to(self.device)
-        self.ensemble_size = info.ensemble_size if member is None else 1
         self._species_cache: dict[tuple, object] = {}
 
     def _species(self, symbols: list[str], batch: int):
@@ -211,6 +247,14 @@ class ANIPotential(Potential):
     def _evaluate(self, symbols, positions, cells) -> Result:
         # The ML region is evaluated as an isolated molecule (mechanical embedding):
         # callers make it whole first; cells are not used by the model.
+        if self.backend == "fast":
+            fast = self._fast
+            if fast is None or fast.symbols != symbols:
+                from .ani_fast import FastANI
+
+                fast = self._fast = FastANI(self.weights, symbols, self.member, self.dtype, self.device)
+            energy, forces = fast(positions)
+            return Result(energy=energy, forces=forces)
         torch = self.torch
         x = torch.tensor(positions, dtype=self.dtype, device=self.device).requires_grad_(True)
         species = self._species(symbols, positions.shape[0])
@@ -221,4 +265,5 @@ class ANIPotential(Potential):
 
     def describe(self) -> str:
         ens = f"{self.ensemble_size}-member ensemble" if self.ensemble_size > 1 else "single member"
-        return f"{self.name} ({ens}, {str(self.dtype).replace('torch.', '')}, {self.device}) from {self.info_file}"
+        return (f"{self.name} ({ens}, {str(self.dtype).replace('torch.', '')}, {self.device}, {self.backend}) "
+                f"from {self.info_file}")
