@@ -20,15 +20,45 @@ from ..errors import UserInputError
 from .graph import components
 
 
-def minimum_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
+def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
+    """The three perpendicular widths (Å) of a cell (3, 3) of row vectors: the distances between
+    opposite faces."""
+    cell = np.asarray(cell, dtype=np.float64)
+    vol = abs(np.linalg.det(cell))
+    return np.array([vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
+
+
+def minimum_image(d: np.ndarray, cell: np.ndarray, *, cutoff: Optional[float] = None,
+                  nearest: bool = False) -> np.ndarray:
     """Minimum-image version of displacement vectors ``d`` (..., 3) in a triclinic ``cell`` (3, 3).
 
-    Exact for displacements shorter than half the smallest perpendicular cell width.
+    Exact for displacements shorter than half the smallest perpendicular cell width. nearest: in a
+    triclinic cell also try the 26 neighbouring cell shifts, so that every displacement becomes its
+    nearest image. cutoff (Å): raise :class:`UserInputError` unless it is below half the smallest
+    perpendicular width (so one image at most lies within the cutoff, as an MD code sees it).
     """
+    cell = np.asarray(cell, dtype=np.float64)
+    if cutoff is not None:
+        width = float(perpendicular_widths(cell).min())
+        if cutoff >= 0.5 * width:
+            raise UserInputError(f"cutoff {cutoff} Å is not below half the smallest box width ({width:.2f} Å)")
     inv = np.linalg.inv(cell)
     frac = d @ inv
     frac -= np.round(frac)
-    return frac @ cell
+    out = frac @ cell
+    if nearest and abs(cell[1, 0]) + abs(cell[2, 0]) + abs(cell[2, 1]) > 1e-9:  # triclinic: try the neighbours
+        best = out
+        best2 = np.einsum("...k,...k->...", out, out)
+        for s in np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1])).reshape(3, -1).T:
+            if not s.any():
+                continue
+            cand = out + s @ cell
+            c2 = np.einsum("...k,...k->...", cand, cand)
+            better = c2 < best2
+            best = np.where(better[..., None], cand, best)
+            best2 = np.where(better, c2, best2)
+        out = best
+    return out
 
 
 def _usable_cell(cell) -> Optional[np.ndarray]:
@@ -152,7 +182,7 @@ def check_within_half_box(whole: np.ndarray, cell, what: str = "the ML region") 
     if np.all(span < 0.5):
         return
     k = int(np.argmax(span))
-    width = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+    width = perpendicular_widths(cell)[k]
     raise UserInputError(f"{what} spans {span[k] * width / 10:.2f} nm along box vector {'abc'[k]}, half the box "
                          f"({width / 20:.2f} nm) or more: its ML-ML exclusions would reach periodic images; "
                          "use a larger box")
