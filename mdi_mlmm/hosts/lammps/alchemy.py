@@ -80,6 +80,7 @@ from ...errors import HostError, MdiMlmmError, UserInputError
 from ...potentials.registry import is_ml
 from ...protocol.outputs import write_e_ml, write_window_frames
 from ...topology.mlregion import check_region_geometry, region_bonds
+from ...topology.pbc import minimum_image
 from .host import close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
@@ -230,7 +231,7 @@ class AlchemicalSystem:
         positions (N, 3) Å, cell (3, 3) rows; the LAMMPS lj/cut/soft form with the shift."""
         pos = np.asarray(positions, dtype=np.float64)
         d = pos[self.env][None, :, :] - pos[self.solute][:, None, :]
-        d = _minimum_image(d, cell, self.cutoff)
+        d = minimum_image(d, cell, cutoff=self.cutoff, nearest=True)
         r2 = np.einsum("ijk,ijk->ij", d, d)
         m = (r2 < self.cutoff ** 2) & (self._pe > 0)
         eps = self._pe[m]
@@ -270,33 +271,6 @@ def _read_types(data_file, natoms: int) -> np.ndarray:
     if (types == 0).any():
         raise HostError(f"{data_file}: not every atom has a type")
     return types
-
-
-def _minimum_image(d: np.ndarray, cell: np.ndarray, cutoff: float) -> np.ndarray:
-    """Minimum-image displacements (..., 3) in a triclinic cell; requires cutoff < half of every
-    perpendicular width (so one image at most lies within the cutoff, as LAMMPS then sees it)."""
-    cell = np.asarray(cell, dtype=np.float64)
-    vol = abs(np.linalg.det(cell))
-    widths = [vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
-    if cutoff >= 0.5 * min(widths):
-        raise UserInputError(f"cutoff {cutoff} Å is not below half the smallest box width ({min(widths):.2f} Å)")
-    inv = np.linalg.inv(cell)
-    frac = d @ inv
-    frac -= np.round(frac)
-    out = frac @ cell
-    if abs(cell[1, 0]) + abs(cell[2, 0]) + abs(cell[2, 1]) > 1e-9:  # triclinic: check the neighbour shifts
-        best = out
-        best2 = np.einsum("...k,...k->...", out, out)
-        for s in np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1])).reshape(3, -1).T:
-            if not s.any():
-                continue
-            cand = out + s @ cell
-            c2 = np.einsum("...k,...k->...", cand, cand)
-            better = c2 < best2
-            best = np.where(better[..., None], cand, best)
-            best2 = np.where(better, c2, best2)
-        out = best
-    return out
 
 
 # =============================================================================== Coulomb
