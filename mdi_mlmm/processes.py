@@ -93,6 +93,16 @@ def run(cmd: Sequence, *, input=None, capture_output: bool = False, timeout: Opt
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def start_logged(cmd: Sequence, log_path=None, *, append: bool = False, **popen_kw) -> subprocess.Popen:
+    """:func:`start` a long-lived child (an ML engine, a model server) with stdout and stderr in
+    ``log_path`` (discarded when None) and stdin closed; other keywords as for :func:`start`."""
+    popen_kw.setdefault("stdin", subprocess.DEVNULL)
+    if log_path is None:
+        return start(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **popen_kw)
+    with open(log_path, "a" if append else "w") as fh:   # the child keeps its own descriptor
+        return start(cmd, stdout=fh, stderr=subprocess.STDOUT, **popen_kw)
+
+
 def _tail(r: subprocess.CompletedProcess, n: int = 25) -> str:
     return "\n".join(((r.stdout or "") + (r.stderr or "")).strip().splitlines()[-n:]) or "(no output)"
 

@@ -350,9 +350,8 @@ def start_local_engine(model: str, *, port: Optional[int] = None, log_path: Opti
     """
     port = port or free_port()
     cmd = engine_command(model, port, extra=extra)
-    log_fh = open(log_path, "w") if log_path else subprocess.DEVNULL
     log.info("starting engine: %s", " ".join(shlex.quote(c) for c in cmd))
-    proc = processes.start(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = processes.start_logged(cmd, log_path)
     t0 = time.time()
     conn = EngineConnection.listen(port, engine_proc=proc, engine_log=log_path, accept_timeout=accept_timeout)
     log.info("engine connected after %.1f s", time.time() - t0)

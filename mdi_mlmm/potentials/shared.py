@@ -286,7 +286,6 @@ def start_server_process(model: str, info_file, log_file, *, extra=(), timeout: 
     :mod:`mdi_mlmm.processes` (stopped on SIGTERM/SIGINT after its clients). Raises
     :class:`ModelError` with the end of its log if it dies or is not ready in ``timeout`` s.
     """
-    import subprocess
     import sys
 
     info_file, log_file = Path(info_file), Path(log_file)
@@ -296,10 +295,8 @@ def start_server_process(model: str, info_file, log_file, *, extra=(), timeout: 
            "--exit-with-parent", *extra]
     from .. import processes
 
-    fh = open(log_file, "a")
     # stopped after the processes that use it (stop_order 1) when we stop on a signal
-    proc = processes.start(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, stop_order=1)
-    fh.close()
+    proc = processes.start_logged(cmd, log_file, append=True, stop_order=1)
     deadline = time.monotonic() + timeout
     while not info_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -156,8 +156,10 @@ def minimize_before_md(gmx: Path, out: Path, top: Path, gro: Path, ndx: Path, fr
 
 # ----------------------------------------------------------------------------- engine + mdrun
 def engine_command(model: str, port: int, extra: Sequence[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "mdi_mlmm", "engine", "--model", model, *extra,
-            "-mdi", f"-role ENGINE -name ML -method TCP -port {port} -hostname localhost"]
+    """The ``mdi-mlmm engine`` command line connecting to ``localhost:port`` (:func:`..driver.engine_command`)."""
+    from ..driver import engine_command as command
+
+    return command(model, port, extra=extra)
 
 
 @contextmanager
@@ -165,18 +167,17 @@ def engine_process(model: str, port: int, log_path: Path, extra: Sequence[str] =
     """Start ``mdi-mlmm engine`` (it retries connecting until mdrun listens); stop it on exit."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    with open(log_path, "w") as lf:
-        # a session of its own: a Ctrl-C reaches mdrun, which stops (with a checkpoint) while the engine serves it
-        proc = processes.start(engine_command(model, port, extra), stdout=lf, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True)
+    # a session of its own: a Ctrl-C reaches mdrun, which stops (with a checkpoint) while the engine serves it
+    proc = processes.start_logged(engine_command(model, port, extra), log_path, env=env, start_new_session=True,
+                                  stdin=None)
+    try:
+        yield proc
+    finally:
         try:
-            yield proc
-        finally:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-            processes.stop([proc], grace=10)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        processes.stop([proc], grace=10)
 
 
 def mdi_driver_options(port: int) -> str:
