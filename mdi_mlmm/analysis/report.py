@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
+from ..potentials.registry import is_ml
 from . import free_energy as fe
 from . import validate
 from .reorg import read_e_ml, reorganization
@@ -241,7 +242,7 @@ def report_markdown(result: HydrationResult) -> str:
         L.append(f"| FreeSolv experiment | {fs['experimental']:.2f} ± {fs.get('experimental_uncertainty') or 0:.2f} |")
     if fs.get("calculated") is not None:
         L.append(f"| FreeSolv GAFF (calculated) | {fs['calculated']:.2f} ± {fs.get('calculated_uncertainty') or 0:.2f} |")
-    if res["model"].lower() != "mm":
+    if is_ml(res["model"]):
         L += ["", "With E_ML on at every λ, the TI/MBAR result is already the full ML/MM hydration free energy "
               "(the decoupled end samples the gas-phase ensemble); the reorganization term of Wang et al. "
               "(JCTC 2025, 21, 6979) is reported separately and added, so either convention can be used."]

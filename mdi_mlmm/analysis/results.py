@@ -147,7 +147,9 @@ class HydrationResult:
 
     @property
     def ml(self) -> bool:
-        return self.model.lower() != "mm"
+        from ..potentials.registry import is_ml
+
+        return is_ml(self.model)
 
     def to_json(self) -> dict:
         """The content of ``results.json`` (key order as written)."""
