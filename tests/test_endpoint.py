@@ -123,3 +123,18 @@ def test_delta_u_csv_roundtrip_and_damage(tmp_path):
     p.write_text("\n".join(lines[:2] + [lines[2].replace("-97003.5", "-97000.0")] + lines[3:]) + "\n")
     with pytest.raises(AnalysisError, match="line 3"):
         read_delta_u(p)
+
+
+def test_unconverged_sampling_warns():
+    """A window whose ΔU drifts (its second half sampled another state) is caught by the halves check;
+    stationary data of the same size is not."""
+    ok = endpoint.estimate_leg(gaussian_leg(0.0, 0.8, [0.0, 0.5, 1.0], n=1000, seed=6), T, "water")
+    assert ok.halves is not None and not ok.warnings
+    drift = gaussian_leg(0.0, 0.8, [0.0, 0.5, 1.0], n=1000, seed=6)
+    du = drift[1].delta_u.copy()
+    du[500:] += 0.3
+    drift[1] = endpoint.WindowSamples(0.5, drift[1].time_ps, du, du - 20.0)
+    bad = endpoint.estimate_leg(drift, T, "water")
+    assert any("first and the second half" in w for w in bad.warnings), bad.warnings
+    assert abs(bad.halves[0].value - bad.halves[1].value) > 0.1
+    assert bad.to_json()["dA_MBAR_halves"][0]["value"] == bad.halves[0].value

@@ -41,6 +41,9 @@ LAMBDA_LEVEL = "ml-lambda"
 MIN_OVERLAP = 0.03
 #: fewer uncorrelated samples than this in a window gets a warning
 MIN_SAMPLES = 20
+#: MBAR on the first and on the second half of the samples differing by more than this many
+#: combined σ gets a warning (the windows have not sampled long enough for the σ to hold)
+HALVES_SIGMA = 2.0
 ESTIMATORS = ("MBAR", "BAR")
 
 
@@ -60,7 +63,9 @@ class LegEstimate:
 
     dA[name]: MBAR and BAR (BAR's σ: its neighbour errors in quadrature); overlap: MBAR's overlap
     matrix; e_ml: ⟨E_ML⟩ at λ = 1 (None without a λ = 1 window or E_ML); samples: per window
-    (λ, frames, after trimming, uncorrelated); offset: C (kcal/mol); warnings: one line each."""
+    (λ, frames, after trimming, uncorrelated); offset: C (kcal/mol); halves: MBAR's ΔA from the
+    first and from the second half of every window's samples (a convergence check; None when too
+    few samples); warnings: one line each."""
 
     phase: str
     lambdas: tuple
@@ -71,6 +76,7 @@ class LegEstimate:
     e_ml: Optional[MeanEstimate]
     samples: list
     offset: float
+    halves: Optional[tuple] = None
     warnings: list = field(default_factory=list)
     mbar: Any = field(default=None, repr=False, compare=False)
 
@@ -79,7 +85,9 @@ class LegEstimate:
                 **{f"dA_{k}": v.to_json() for k, v in self.dA.items()}, "overlap_matrix": self.overlap,
                 "min_neighbour_overlap": self.min_neighbour_overlap,
                 "e_ml_lambda1": self.e_ml.asdict() if self.e_ml else None, "samples": self.samples,
-                "offset_kcal_mol": self.offset, "warnings": list(self.warnings)}
+                "offset_kcal_mol": self.offset,
+                "dA_MBAR_halves": [h.to_json() for h in self.halves] if self.halves else None,
+                "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,13 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
     if few:
         notes.append(f"{phase} leg: fewer than {MIN_SAMPLES} uncorrelated samples at λ = "
                      f"{', '.join(f'{x:g}' for x in few)}: sample longer")
+    halves = _halves(used, kT, offset)
+    if halves is not None and not np.isnan(dA_mbar.value):
+        (a, b), s = halves, math.hypot(halves[0].error, halves[1].error)
+        if abs(a.value - b.value) > HALVES_SIGMA * s:
+            notes.append(f"{phase} leg: ΔA from the first and the second half of the samples differ by "
+                         f"{abs(a.value - b.value):.2f} kcal/mol ({abs(a.value - b.value) / s:.1f} σ): the windows are "
+                         f"too short for the σ of {dA_mbar.error:.2f} to hold; sample longer")
     e_ml = None
     last = windows[-1]
     if last.e_ml is not None:
@@ -240,7 +255,30 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
         e_ml = mean_with_error(np.asarray(last.e_ml, dtype=float), equil_fraction)
     return LegEstimate(phase=phase, lambdas=lam, temperature_K=float(temperature),
                        dA={"MBAR": dA_mbar, "BAR": dA_bar}, overlap=overlap, min_neighbour_overlap=min_ov,
-                       e_ml=e_ml, samples=samples, offset=offset, warnings=notes, mbar=mbar)
+                       e_ml=e_ml, samples=samples, offset=offset, halves=halves, warnings=notes, mbar=mbar)
+
+
+def _halves(used: Sequence[pd.DataFrame], kT: float, offset: float) -> Optional[tuple]:
+    """MBAR's ΔA (kcal/mol) from the first and from the second half (by time) of each window's samples."""
+    from alchemlyb import concat
+    from alchemlyb.estimators import MBAR
+
+    if min(len(df) for df in used) < 2 * 5:
+        return None
+    out = []
+    for part in (0, 1):
+        pieces = []
+        for df in used:
+            h = len(df) // 2
+            pieces.append(df.iloc[:h] if part == 0 else df.iloc[h:])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = MBAR().fit(concat(pieces))
+            out.append(Estimate(float(m.delta_f_.iloc[0, -1]) * kT + offset, float(m.d_delta_f_.iloc[0, -1]) * kT))
+        except Exception:
+            return None
+    return tuple(out)
 
 
 def read_leg(paths: Sequence, lambdas: Sequence[float]) -> list[WindowSamples]:
