@@ -95,3 +95,22 @@ def test_engine_options_go_together():
                        capture_output=True, text=True, cwd=HERE.parent, timeout=60)
     assert r.returncode != 0 and "--mix-lambda and --mm-intra-top go together" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_model_server_client_is_mixed_and_batched(tmp_path, mm):
+    """The shared model server's client as the ML part (the endpoint route uses the batching server)."""
+    from mdi_mlmm.potentials.shared import start_server_process, stop_server_process
+
+    info = tmp_path / "server.json"
+    proc = start_server_process("harmonic:0.02", info, tmp_path / "server.log")
+    try:
+        client = load_potential(f"server:{info}")
+        mix = MixedPotential(client, mm, 0.6)
+        pos = np.stack([_ethanol(s) for s in range(4)])
+        r = mix.compute_batch(SYMBOLS, pos)
+        ref = MixedPotential(load_potential("harmonic:0.02"), mm, 0.6).compute_batch(SYMBOLS, pos)
+        np.testing.assert_allclose(r.energy, ref.energy, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(r.forces, ref.forces, rtol=0, atol=1e-12)
+        client.close()
+    finally:
+        stop_server_process(proc)
