@@ -21,6 +21,11 @@ The edits (GROMACS 2022.x):
   pre-processing and simulation-setup notifications).
 * ``src/programs/mdrun/mdrun.cpp``: consume ``-mdi "<MDI options>"`` from argv
   before GROMACS parses it; document it in ``gmx mdrun -h``.
+* ``src/gromacs/mdlib/sim_util.cpp``: at the start of ``do_force`` (coordinates final, before
+  any MM force work) hand this step's coordinates to the module, which sends the ML atoms'
+  coordinates to the engine at once; the engine evaluates the model while GROMACS computes
+  the MM forces, and the force provider only collects energy and forces
+  (``MDI_MLMM_GMX_EARLY_COORDS=0`` turns this off, for comparison).
 * ``src/gromacs/topology/ifunc.cpp``: relabel the (otherwise unused in this build)
   ``F_EQM`` energy term from "Quantum En." to "E_ML", so the ML energy appears as
   ``E_ML`` in the .edr (gmx energy, panedr/pyedr).
@@ -124,6 +129,16 @@ EDITS: list[Edit] = [
          "with an ML region the module corrects excluded ML-ML pairs beyond rcoulomb; the kernel "
          "stops at rcoulomb (as nbnxm does), so no pair is corrected twice or missed beyond rlist",
          replace=True),
+    Edit("src/gromacs/mdlib/sim_util.cpp", '#include "gromacs/mdlib/force.h"',
+         [f'#include "gromacs/applied_forces/mdi/mdimodule.h" // {MARK}'], "do_force hook"),
+    Edit("src/gromacs/mdlib/sim_util.cpp",
+         "nbnxn_atomdata_copy_shiftvec(stepWork.haveDynamicBox, fr->shift_vec, nbv->nbat.get());",
+         [f"if (stepWork.computeForces) // {MARK}: ML coordinates out before the MM work",
+          "{",
+          "    gmx::mdiEarlyCoordinates(x.unpaddedArrayRef(), box);",
+          "}"],
+         "send the ML coordinates at the start of do_force, so the engine evaluates the model while "
+         "GROMACS computes the MM forces (the force provider collects the result later in the step)"),
     Edit("src/gromacs/topology/ifunc.cpp", 'def_nofc("EQM", "Quantum En."),',
          [f'def_nofc("EQM", "E_ML"), // {MARK}: ML energy from the MDI module'],
          "name the ML energy term E_ML", replace=True),
