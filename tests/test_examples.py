@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ KJ_PER_KCAL = 4.184
 
 
 def run_example(args, cwd, timeout, env=None):
-    e = dict(os.environ, PATH=BIN + ":" + os.environ["PATH"], PYTHON=sys.executable, OMP_NUM_THREADS="1",
+    e = dict(os.environ, PATH=BIN + ":" + os.environ["PATH"], PYTHON=sys.executable,
              **(env or {}))
     cmd = [sys.executable, str(EXAMPLES / args[0]), *map(str, args[1:])] if args[0].endswith(".py") else \
         ["bash", str(EXAMPLES / args[0]), *map(str, args[1:])]
@@ -44,15 +45,23 @@ def test_every_example_is_tested():
     assert scripts <= tested, f"examples without a test: {sorted(scripts - tested)}"
 
 
+_PREPARED: list = []
+
+
 @pytest.fixture(scope="module", params=["lammps", "gromacs"])
 def hydration_run(request, tmp_path_factory):
     """examples/hydration_api.py, plain MM (tiny: 3 windows × 0.2 ps) on each host; (run dir, stdout)."""
     if not HAVE_GMX:
         pytest.skip("needs Debian gromacs (gmx) for preparation/equilibration")
     tmp = tmp_path_factory.mktemp(f"hydration_{request.param}")
-    out = run_example(["hydration_api.py", tmp / "run", "--model", "mm", "--host", request.param, "--tiny"],
-                      tmp, timeout=1200)
-    return tmp / "run", out
+    run = tmp / "run"
+    if _PREPARED:  # the second host starts from the first one's prepared and equilibrated system (as a resume)
+        for d in ("system", "equil"):
+            shutil.copytree(_PREPARED[0] / d, run / d)
+    out = run_example(["hydration_api.py", run, "--model", "mm", "--host", request.param, "--tiny"], tmp,
+                      timeout=1200)
+    _PREPARED.append(run)
+    return run, out
 
 
 def test_hydration_through_the_api(hydration_run):
