@@ -64,16 +64,17 @@ def bench_model(reps: int) -> dict:
 def bench_workflow(k: int, steps: int, repeats: int, work: Path) -> dict:
     from mdi_mlmm.potentials.shared import start_server_process, stop_server_process
     from mdi_mlmm.topology.mlregion import select_indices
+    from mdi_mlmm.protocol.specs import WindowSpec
     from mdi_mlmm.workflow.hydration import run_units
 
     ml = [int(i) for i in select_indices(DATA / "conf.gro", "resname MOL")]
     sched = [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]
 
     def specs(tag):
-        return [dict(host="lammps", model="ani2x", kind="window", state=w % 3, schedule=sched, steps=steps,
-                     equil_steps=0, dt_fs=1.0, temperature=298.15, sample_every=50, checkpoint_every=10 * steps,
-                     ml_indices=ml, top=str(DATA / "topol.top"), gro=str(DATA / "conf.gro"), seed=10 + w,
-                     out_dir=str(work / tag / f"w{w}")) for w in range(k)]
+        return [WindowSpec(host="lammps", model="ani2x", state=w % 3, schedule=sched, steps=steps,
+                           equil_steps=0, dt_fs=1.0, temperature=298.15, sample_every=50, checkpoint_every=10 * steps,
+                           ml_indices=ml, top=str(DATA / "topol.top"), gro=str(DATA / "conf.gro"), seed=10 + w,
+                           out_dir=str(work / tag / f"w{w}")) for w in range(k)]
 
     walls: dict = {"separate": [], "shared": []}
     stats = []
@@ -88,7 +89,7 @@ def bench_workflow(k: int, steps: int, repeats: int, work: Path) -> dict:
                 info = work / tag / "server.json"
                 server = start_server_process("ani2x", info, work / tag / "server.log", extra=("--threads", "1"))
                 for s in sp:
-                    s["engine_model"] = f"server:{info}"
+                    s.engine_model = f"server:{info}"
             try:
                 run_units(sp, workers=k, progress=False)
             finally:

@@ -144,15 +144,16 @@ def test_windows_run_on_a_dask_cluster(tmp_path):
     from dask.distributed import LocalCluster
 
     from mdi_mlmm.prep.system import prepare_system
+    from mdi_mlmm.protocol.specs import WindowSpec
     from mdi_mlmm.workflow.hydration import run_units
 
     sysdir = tmp_path / "system"
     info = prepare_system(sysdir, freesolv_id="mobley_2310185", model="mm")
-    spec = dict(host="lammps", model="mm", kind="window", state=2, schedule=[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
-                steps=60, equil_steps=0, dt_fs=1.0, temperature=298.15, sample_every=20, seed=1,
-                ml_indices=info["ml_atoms"], checkpoint_every=1000, top=str(sysdir / info["solvated"]["top"]),
-                gro=str(sysdir / info["solvated"]["gro"]), ndx=str(sysdir / info["solvated"]["ndx"]),
-                out_dir=str(tmp_path / "w2"))
+    spec = WindowSpec(host="lammps", model="mm", state=2, schedule=[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
+                      steps=60, equil_steps=0, dt_fs=1.0, temperature=298.15, sample_every=20, seed=1,
+                      ml_indices=info["ml_atoms"], checkpoint_every=1000, top=str(sysdir / info["solvated"]["top"]),
+                      gro=str(sysdir / info["solvated"]["gro"]), ndx=str(sysdir / info["solvated"]["ndx"]),
+                      out_dir=str(tmp_path / "w2"))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         res = run_units([spec], scheduler=cluster.scheduler_address, progress=False)
     assert res[0]["state"] == 2 and len(pd.read_csv(tmp_path / "w2" / "u_nk.csv")) == 60 // 20 + 1

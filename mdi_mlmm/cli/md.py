@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserInputError
+from ..hosts import registry as hosts
 from ._types import (TIMESTEP_HELP, add_timestep_override, check_timestep, nonneg_int, port, positive_float,
                      positive_int)
 from .engine import add_model_options
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
                     "classical (mechanical embedding). The ML engine is started here, or a running one is "
                     "accepted on --engine-port. --model mm (LAMMPS host) runs plain MM without an engine. "
                     "Writes energies.csv, traj.dcd + topology.gro, summary.json. See docs/lammps.md. " + TIMESTEP_HELP)
-    p.add_argument("--host", choices=["lammps", "gromacs"], default="lammps", help="MM host (default lammps)")
+    p.add_argument("--host", choices=hosts.names(), default=hosts.names()[0], help="MM host (default %(default)s)")
     p.add_argument("--top", required=True, help="GROMACS topology (.top)")
     p.add_argument("--gro", required=True, help="GROMACS coordinates (.gro) with the box; should be equilibrated")
     p.add_argument("--ml", metavar="SELECTION", help="MDAnalysis selection of the ML atoms, e.g. \"resname MOL\"")
@@ -88,24 +89,8 @@ def handler(args: argparse.Namespace) -> int:
                   engine_port=args.engine_port, seed=args.seed, report_every=args.report_every,
                   energy_every=args.energy_every, traj_every=args.traj_every, progress=not args.quiet,
                   engine_options=_engine_options(args), minimize=args.minimize)
-    selection = args.ml
-    if args.host == "lammps":
-        from ..hosts.lammps.host import format_summary, run_md
-
-        kwargs["cutoff_A"] = args.cutoff
-        if args.maxwarn:
-            raise UserInputError("--maxwarn applies to --host gromacs only (LAMMPS runs no grompp)")
-    else:
-        try:
-            from ..hosts.gromacs.host import run_md  # written separately
-        except ImportError as exc:
-            raise UserInputError(f"--host gromacs is not available in this installation ({exc}); "
-                                 "use --host lammps") from exc
-        format_summary = None
-        if args.cutoff != 10.0:
-            raise UserInputError("--cutoff applies to --host lammps only")
-        kwargs["maxwarn"] = args.maxwarn
-        kwargs, selection = _adapt_kwargs(run_md, kwargs, args)
+    host = hosts.get(args.host)
+    kwargs.update(_host_options(args, host))
     from .. import processes
 
     # SIGTERM/SIGINT (a batch scheduler, Ctrl-C): one error line, the engine and mdrun stopped
@@ -113,42 +98,32 @@ def handler(args: argparse.Namespace) -> int:
 
     try:
         with processes.stop_on_signals():
-            summary = run_md(args.top, args.gro, selection, args.model, args.steps, args.dt, args.ensemble,
-                             args.out, **kwargs)
+            result = host.run_md(args.top, args.gro, args.ml, args.model, args.steps, args.dt, args.ensemble,
+                                 args.out, **kwargs)
     except Interrupted as exc:  # md does not resume (hydration does): say what is left instead
         import signal
 
         raise Interrupted(exc.signum, f"stopped by {signal.Signals(exc.signum).name}; md does not resume — "
                                       f"the output so far is in {args.out}") from None
-    print(format_summary(summary) if format_summary is not None else summary)
+    print(host.format_md(result))
     return 0
 
 
-_DEFAULTS = dict(ndx=None, ml_group=None, temperature=298.15, pressure_bar=1.0, engine_port=None, seed=2024,
-                 report_every=100, energy_every=1, traj_every=100, progress=True, minimize=True, maxwarn=0)
+#: options of one host or another: run_md keyword -> (option, its value in args)
+_HOST_OPTIONS = {"cutoff_A": ("--cutoff", "cutoff"), "maxwarn": ("--maxwarn", "maxwarn")}
 
 
-def _adapt_kwargs(fn, kwargs: dict, args):
-    """Keep the keyword arguments ``fn`` accepts; refuse non-default ones it does not."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return kwargs, args.ml
-    selection = args.ml
-    kw = dict(kwargs)
-    if "engine_options" in kw and "engine_options" not in params and "engine_args" in params:
-        kw["engine_args"] = kw.pop("engine_options")
-    if kw.get("ml_group") and "ml_group" not in params:  # index group → MDAnalysis index selection
-        from ..topology.mlregion import select_indices
-
-        idx = select_indices(args.gro, None, kw["ndx"], kw["ml_group"])
-        selection = "index " + " ".join(str(int(i)) for i in idx)
-        kw.pop("ndx"), kw.pop("ml_group")
+def _host_options(args, host) -> dict:
+    """The host-only options (``MD_OPTIONS`` of the host's package) the chosen host takes; another
+    host's option given a non-default value is refused."""
     out = {}
-    for k, v in kw.items():
-        if k in params:
-            out[k] = v
-        elif k in _DEFAULTS and v != _DEFAULTS[k]:
-            raise UserInputError(f"--host gromacs does not support the option for {k!r} (value {v!r})")
-    return out, selection
+    for key, (flag, dest) in _HOST_OPTIONS.items():
+        value = getattr(args, dest)
+        if key in host.MD_OPTIONS:
+            out[key] = value
+            continue
+        owners = [h for h in hosts.names() if key in hosts.get(h).MD_OPTIONS]
+        default = hosts.get(owners[0]).MD_OPTIONS[key] if owners else None
+        if value != default:
+            raise UserInputError(f"{flag} applies to --host {' or '.join(owners)} only")
+    return out

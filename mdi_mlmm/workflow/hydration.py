@@ -30,6 +30,7 @@ from .. import processes
 from ..errors import WorkflowError
 from ..potentials import registry
 from ..protocol.plan import Plan, load_or_create
+from ..protocol.specs import GasSpec, UnitSpec, WindowSpec
 from .task import run_in_subprocess
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def _prepare(plan: Plan) -> dict:
     return load_system(sysdir)
 
 
-def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[dict]:
+def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[UnitSpec]:
+    """The plan's λ windows (and gas leg) as typed unit specs."""
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
@@ -56,14 +58,14 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[dict]:
                   checkpoint_every=plan.checkpoint_every, engine_args=["--threads", "1", "--device", plan.device])
     specs = []
     for w in plan.windows:
-        specs.append(dict(common, kind="window", state=w.state, schedule=[list(s) for s in plan.schedule],
-                          steps=plan.steps_per_window, equil_steps=plan.window_equil_steps,
-                          top=str(root / solv["top"]), gro=str(gro_eq), ndx=str(root / solv["ndx"]),
-                          out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state))
+        specs.append(WindowSpec(**common, state=w.state, schedule=plan.schedule,
+                                steps=plan.steps_per_window, equil_steps=plan.window_equil_steps,
+                                top=str(root / solv["top"]), gro=str(gro_eq), ndx=str(root / solv["ndx"]),
+                                out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state))
     if plan.ml and plan.gas_steps > 0:
-        specs.append(dict(common, kind="gas", steps=plan.gas_steps, top=str(root / gas["top"]),
-                          gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),
-                          seed=plan.seed + 7))
+        specs.append(GasSpec(**common, steps=plan.gas_steps, top=str(root / gas["top"]),
+                             gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),
+                             seed=plan.seed + 7))
     return specs
 
 
@@ -84,13 +86,13 @@ class _Progress:
 
     @staticmethod
     def _size(spec) -> int:
-        return int(spec["steps"]) + int(spec.get("equil_steps", 0))
+        return spec.total_steps
 
     def done_steps(self):
         """Steps done over all units; a unit's own progress.json counts as the fraction it reports."""
         n = 0.0
         for s in self.specs:
-            out = Path(s["out_dir"])
+            out = Path(s.out_dir)
             if (out / "done.json").exists():
                 n += self._size(s)
             elif (out / "progress.json").exists():
@@ -114,9 +116,9 @@ class _Progress:
             self.bar.close()
 
 
-def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list:
+def run_units(specs: list[UnitSpec], workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list:
     """Run units in parallel; returns their results. Failures are collected, then raised together."""
-    todo = [s for s in specs if not (Path(s["out_dir"]) / "done.json").exists()]
+    todo = [s for s in specs if not (Path(s.out_dir) / "done.json").exists()]
     if len(todo) < len(specs):
         log.info("%d of %d units already finished: skipped", len(specs) - len(todo), len(specs))
     bar = _Progress(specs, progress)
@@ -140,7 +142,7 @@ def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None,
 
             with Client(scheduler) as client:
                 wait([client.submit(run_in_subprocess, s, pure=False,
-                                    key=f"mdi-mlmm-{Path(s['out_dir']).name}-{time.time()}") for s in todo])
+                                    key=f"mdi-mlmm-{Path(s.out_dir).name}-{time.time()}") for s in todo])
         else:
             with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
                 futs = [pool.submit(run_in_subprocess, s) for s in todo]
@@ -156,15 +158,15 @@ def run_units(specs: list[dict], workers: int = 1, scheduler: str | None = None,
         bar.close()
     if errors:
         raise WorkflowError(f"{len(errors)} unit(s) failed; rerun the same command to retry them: " + " || ".join(errors[:3]))
-    return [json.loads((Path(s["out_dir"]) / "done.json").read_text()) for s in specs]
+    return [json.loads((Path(s.out_dir) / "done.json").read_text()) for s in specs]
 
 
-def _use_model_server(plan: Plan, specs: list[dict]) -> bool:
-    todo = [s for s in specs if not (Path(s["out_dir"]) / "done.json").exists()]
+def _use_model_server(plan: Plan, specs: list[UnitSpec]) -> bool:
+    todo = [s for s in specs if not (Path(s.out_dir) / "done.json").exists()]
     return plan.ml and plan.shared_model and not plan.scheduler and min(int(plan.workers), len(todo)) >= 2
 
 
-def start_model_server(plan: Plan, specs: list[dict]):
+def start_model_server(plan: Plan, specs: list[UnitSpec]):
     """Start the shared model server and point every spec's engine at it; returns the process."""
     from ..potentials.shared import start_server_process
 
@@ -172,7 +174,7 @@ def start_model_server(plan: Plan, specs: list[dict]):
     proc = start_server_process(plan.model, info, plan.path("model_server", "server.log"),
                                 extra=("--threads", "1", "--device", plan.device))
     for s in specs:
-        s["engine_model"] = f"server:{info}"
+        s.engine_model = f"server:{info}"
     log.info("model server for %s started (pid %d, %s); the windows' engines share it", plan.model, proc.pid, info)
     return proc
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from .. import files, processes
 from ..errors import MdiMlmmError, WorkflowError
+from ..hosts import registry as hosts
+from ..protocol.specs import UnitSpec, WindowSpec, unit_from_json
 
 #: between SIGTERM and SIGKILL of a unit process (s): it stops mdrun and then its engine first
 UNIT_GRACE_S = 2 * processes.GRACE_S + 10
@@ -43,41 +45,24 @@ def _progress_writer(out_dir: Path):
     return progress
 
 
-def execute(spec: dict) -> dict:
-    """Run the unit described by ``spec`` in this process."""
-    out = Path(spec["out_dir"])
+def execute(spec: UnitSpec) -> dict:
+    """Run the unit described by ``spec`` in this process, on its host (:mod:`mdi_mlmm.hosts.registry`)."""
+    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prog = _progress_writer(out)
-    host, kind = spec["host"], spec["kind"]
-    if host == "gromacs":
-        from ..hosts.gromacs import alchemy as gw
-
-        return gw.run_window(spec, prog) if kind == "window" else gw.run_gas(spec, prog)
-    if host == "lammps":
-        from ..hosts.lammps import alchemy
-
-        common = dict(sample_every=spec["sample_every"], temperature=spec["temperature"], seed=spec["seed"],
-                      checkpoint_every=spec.get("checkpoint_every", 1000), engine_model=spec.get("engine_model"),
-                      engine_options=spec.get("engine_args", ("--threads", "1")))
-        if kind == "window":
-            return alchemy.run_window(spec["top"], spec["gro"], spec["ml_indices"], spec["model"], spec["state"],
-                                      [tuple(s) for s in spec["schedule"]], spec["steps"], spec["dt_fs"], out,
-                                      equil_steps=spec.get("equil_steps", 0),
-                                      progress=prog, **common)
-        return alchemy.run_gas(spec["top"], spec["gro"], spec["ml_indices"], spec["model"], spec["steps"],
-                               spec["dt_fs"], out, **common)
-    raise WorkflowError(f"unknown host {host!r}")
+    host = hosts.get(spec.host)
+    run = host.run_window if isinstance(spec, WindowSpec) else host.run_gas
+    return run(spec, _progress_writer(out))
 
 
-def run_in_subprocess(spec: dict) -> dict:
+def run_in_subprocess(spec: UnitSpec) -> dict:
     """Run ``spec`` in a fresh Python process; raise :class:`WorkflowError` with its last lines on failure.
 
     Module-level (picklable) so a Dask worker can run it too.
     """
-    out = Path(spec["out_dir"])
+    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec_file = out / "spec.json"
-    spec_file.write_text(json.dumps(spec, indent=1))
+    spec_file.write_text(json.dumps(spec.to_json(), indent=1))
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -87,7 +72,7 @@ def run_in_subprocess(spec: dict) -> dict:
                           stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, grace=UNIT_GRACE_S)
     if r.returncode != 0 or not done.exists():
         tail = [ln for ln in (out / "task.log").read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        raise WorkflowError(f"{spec['kind']} {spec.get('state', '')} failed (exit {r.returncode}); "
+        raise WorkflowError(f"{spec.describe()} failed (exit {r.returncode}); "
                             f"see {out / 'task.log'}: {' | '.join(tail)}")
     return json.loads(done.read_text())
 
@@ -97,8 +82,8 @@ def main(argv=None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
     try:
+        spec = unit_from_json(json.loads(Path(argv[0]).read_text()))
         with processes.stop_on_signals():
             execute(spec)
     except MdiMlmmError as exc:

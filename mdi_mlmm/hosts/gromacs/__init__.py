@@ -1,0 +1,34 @@
+"""The GROMACS host (``gmx mdrun`` drives; with an ML model, our MDI-enabled build, ``mdi-mlmm gromacs build``).
+
+The host interface of :mod:`mdi_mlmm.hosts.registry`; the work is done in :mod:`.alchemy`
+(λ windows, gas leg) and :mod:`.host` (md). Submodules are imported when used.
+"""
+from __future__ import annotations
+
+#: ``run_md`` keywords only this host has: gmx grompp warnings to accept
+MD_OPTIONS = {"maxwarn": 0}
+
+
+def run_window(spec, progress=None) -> dict:
+    """One λ window (:class:`~mdi_mlmm.protocol.specs.WindowSpec`): :func:`.alchemy.run_window`."""
+    from . import alchemy
+
+    return alchemy.run_window(spec, progress)
+
+
+def run_gas(spec, progress=None) -> dict:
+    """The gas leg (:class:`~mdi_mlmm.protocol.specs.GasSpec`): :func:`.alchemy.run_gas`."""
+    from . import alchemy
+
+    return alchemy.run_gas(spec, progress)
+
+
+def run_md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, *, engine_options=(), **options):
+    """ML/MM MD: :func:`.host.run_md` (returns its :class:`~.host.MDResult`)."""
+    from .host import run_md as md
+
+    return md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, engine_args=engine_options, **options)
+
+
+def format_md(result) -> str:
+    return str(result)

@@ -30,6 +30,7 @@ from ... import files, units
 from ...errors import HostError
 from ...potentials.registry import is_ml
 from ...protocol.outputs import write_e_ml
+from ...protocol.specs import GasSpec, WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +119,15 @@ def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: in
     return mdp.render("lambda", ov)
 
 
-def run_window(spec: dict, progress=None) -> dict:
-    """One λ window. spec: top, gro, ndx, out_dir, state, schedule, steps, equil_steps, dt_fs,
-    sample_every, temperature, seed, model. Writes dhdl.xvg (alchemlyb reads it as is),
-    e_ml.csv (ML runs) and done.json."""
-    out = Path(spec["out_dir"])
+def run_window(spec: WindowSpec, progress=None) -> dict:
+    """One λ window (``spec``: :class:`~mdi_mlmm.protocol.specs.WindowSpec`). Writes dhdl.xvg
+    (alchemlyb reads it as is), e_ml.csv (ML runs) and done.json."""
+    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
-    ml = is_ml(spec["model"])
+    ml = is_ml(spec.model)
     if ml:
         from .build import require_gmx
 
@@ -135,11 +135,11 @@ def run_window(spec: dict, progress=None) -> dict:
     else:
         gmx = stock_gmx()
     t0 = time.time()
-    gro = Path(spec["gro"])
-    n_eq = max(0, int(spec.get("equil_steps", 0)))
-    total = n_eq + int(spec["steps"])
+    gro = Path(spec.gro)
+    n_eq = max(0, int(spec.equil_steps))
+    total = n_eq + int(spec.steps)
     # short equilibration at this λ (not analysed), then production
-    for stage, nsteps, start in (("eq", n_eq, gro), ("prod", int(spec["steps"]), out / "eq.gro")):
+    for stage, nsteps, start in (("eq", n_eq, gro), ("prod", int(spec.steps), out / "eq.gro")):
         offset = 0 if stage == "eq" else n_eq
         if nsteps <= 0:
             if stage == "eq":
@@ -147,13 +147,13 @@ def run_window(spec: dict, progress=None) -> dict:
             continue
         if (out / f"{stage}.gro").exists():
             continue
-        mdp_text = _lambda_mdp(spec["state"], spec["schedule"], nsteps, spec["dt_fs"], spec["sample_every"],
-                               spec["temperature"], spec["seed"] + (0 if stage == "prod" else 7919), ml,
+        mdp_text = _lambda_mdp(spec.state, spec.schedule, nsteps, spec.dt_fs, spec.sample_every,
+                               spec.temperature, spec.seed + (0 if stage == "prod" else 7919), ml,
                                equil=stage == "eq")
         (out / f"{stage}.mdp").write_text(mdp_text)
         if not (out / f"{stage}.tpr").exists():
-            _grompp(gmx, f"{stage}.mdp", start, spec["top"], f"{stage}.tpr", spec["ndx"], out, 2,
-                    f"gmx grompp (window {spec['state']} {stage})")
+            _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,
+                    f"gmx grompp (window {spec.state} {stage})")
         args = ["-cpt", "0.5", "-dhdl", f"{stage}.dhdl.xvg"]
         if (out / f"{stage}.cpt").exists():
             args += ["-cpi", f"{stage}.cpt", "-append"]
@@ -161,17 +161,17 @@ def run_window(spec: dict, progress=None) -> dict:
             if ml:
                 from .host import mdrun_mdi
 
-                mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, _engine_model(spec), cwd=out, ntomp=_ntomp(),
-                          mdrun_args=args, engine_args=spec.get("engine_args", ["--threads", "1"]))
+                mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, spec.engine, cwd=out, ntomp=_ntomp(),
+                          mdrun_args=args, engine_args=spec.engine_args)
             else:
                 from .host import run_gmx
 
                 run_gmx([gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(_ntomp()), "-nb", "cpu",
-                         "-pin", "off", *args], out, f"gmx mdrun (window {spec['state']} {stage})", show_cwd=True)
+                         "-pin", "off", *args], out, f"gmx mdrun (window {spec.state} {stage})", show_cwd=True)
         if progress:
             progress(offset + nsteps, total)
     shutil.copy2(out / "prod.dhdl.xvg", out / "dhdl.xvg")
-    res = {"state": spec["state"], "steps": spec["steps"], "wall_s": time.time() - t0, "dhdl": str(out / "dhdl.xvg")}
+    res = {"state": spec.state, "steps": spec.steps, "wall_s": time.time() - t0, "dhdl": str(out / "dhdl.xvg")}
     if ml:
         res["e_ml"] = str(_write_e_ml(out / "prod.edr", out / "e_ml.csv"))
     files.write_text(done, json.dumps(res, indent=1))   # whole or absent: a resume trusts it
@@ -187,9 +187,9 @@ def _write_e_ml(edr: Path, csv: Path) -> Path:
     return write_e_ml(csv, e["Time"], np.asarray(e[E_ML_TERM]) * units.KJ_PER_MOL_TO_KCAL_PER_MOL)
 
 
-def run_gas(spec: dict, progress=None) -> dict:
+def run_gas(spec: GasSpec, progress=None) -> dict:
     """Gas-phase ML run (the solute alone, E_ML only) with the MDI gmx; writes e_ml.csv."""
-    out = Path(spec["out_dir"])
+    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / "done.json"
     if done.exists():
@@ -200,26 +200,22 @@ def run_gas(spec: dict, progress=None) -> dict:
     from ...prep import mdp
 
     gmx = require_gmx()
-    ov = {"nsteps": spec["steps"], "dt": spec["dt_fs"] / 1000.0, "nstenergy": spec["sample_every"],
-          "nstcalcenergy": spec["sample_every"], "ref-t": spec["temperature"], "gen-temp": spec["temperature"],
-          "gen-seed": spec["seed"], "ld-seed": spec["seed"], "constraints": "none", "mdi-active": "yes",
+    ov = {"nsteps": spec.steps, "dt": spec.dt_fs / 1000.0, "nstenergy": spec.sample_every,
+          "nstcalcenergy": spec.sample_every, "ref-t": spec.temperature, "gen-temp": spec.temperature,
+          "gen-seed": spec.seed, "ld-seed": spec.seed, "constraints": "none", "mdi-active": "yes",
           "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout(),
-          "nstlog": _nstlog(spec["steps"], spec["sample_every"])}
+          "nstlog": _nstlog(spec.steps, spec.sample_every)}
     (out / "gas.mdp").write_text(mdp.render("gas", ov))
     t0 = time.time()
     if not (out / "gas.tpr").exists():
-        _grompp(gmx, "gas.mdp", spec["gro"], spec["top"], "gas.tpr", spec["ndx"], out, 2, "gmx grompp (gas)")
+        _grompp(gmx, "gas.mdp", spec.gro, spec.top, "gas.tpr", spec.ndx, out, 2, "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
-    with follow_log(out / "gas.log", progress, 0, int(spec["steps"])):
-        mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", _engine_model(spec), cwd=out, ntomp=1, mdrun_args=args,
-                  engine_args=spec.get("engine_args", ["--threads", "1"]))
-    res = {"steps": spec["steps"], "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
+    with follow_log(out / "gas.log", progress, 0, int(spec.steps)):
+        mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", spec.engine, cwd=out, ntomp=1, mdrun_args=args,
+                  engine_args=spec.engine_args)
+    res = {"steps": spec.steps, "wall_s": time.time() - t0, "e_ml": str(_write_e_ml(out / "gas.edr", out / "e_ml.csv"))}
     files.write_text(done, json.dumps(res, indent=1))   # whole or absent: a resume trusts it
     if progress:
-        progress(spec["steps"], spec["steps"])
+        progress(spec.steps, spec.steps)
     return res
 
-
-def _engine_model(spec: dict) -> str:
-    """What the engine loads: the shared model server when the workflow started one."""
-    return spec.get("engine_model") or spec["model"]

@@ -1,0 +1,45 @@
+"""The LAMMPS host (LAMMPS Python module; LAMMPS drives, the ML engine answers over MDI).
+
+The host interface of :mod:`mdi_mlmm.hosts.registry`; the work is done in :mod:`.alchemy`
+(λ windows, gas leg) and :mod:`.host` (md). Submodules are imported when used.
+"""
+from __future__ import annotations
+
+#: ``run_md`` keywords only this host has: LJ and real-space Coulomb cutoff (Å)
+MD_OPTIONS = {"cutoff_A": 10.0}
+
+
+def _common(spec) -> dict:
+    return dict(sample_every=spec.sample_every, temperature=spec.temperature, seed=spec.seed,
+                checkpoint_every=spec.checkpoint_every, engine_model=spec.engine_model,
+                engine_options=spec.engine_args)
+
+
+def run_window(spec, progress=None) -> dict:
+    """One λ window (:class:`~mdi_mlmm.protocol.specs.WindowSpec`): :func:`.alchemy.run_window`."""
+    from . import alchemy
+
+    return alchemy.run_window(spec.top, spec.gro, spec.ml_indices, spec.model, spec.state, spec.schedule,
+                              spec.steps, spec.dt_fs, spec.out_dir, equil_steps=spec.equil_steps,
+                              progress=progress, **_common(spec))
+
+
+def run_gas(spec, progress=None) -> dict:
+    """The gas leg (:class:`~mdi_mlmm.protocol.specs.GasSpec`): :func:`.alchemy.run_gas`."""
+    from . import alchemy
+
+    return alchemy.run_gas(spec.top, spec.gro, spec.ml_indices, spec.model, spec.steps, spec.dt_fs, spec.out_dir,
+                           progress=progress, **_common(spec))
+
+
+def run_md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, **options):
+    """ML/MM MD: :func:`.host.run_md` (returns its summary dict)."""
+    from .host import run_md as md
+
+    return md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, **options)
+
+
+def format_md(summary) -> str:
+    from .host import format_summary
+
+    return format_summary(summary)

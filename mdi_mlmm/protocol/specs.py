@@ -1,0 +1,90 @@
+"""Typed specs of the units of a hydration run: one λ window (:class:`WindowSpec`) or the gas
+leg (:class:`GasSpec`). The workflow builds them from the plan, writes each to its unit's
+``spec.json`` (:meth:`UnitSpec.to_json`) and the unit's process reads it back
+(:func:`unit_from_json`); a host runs it (:mod:`mdi_mlmm.hosts.registry`).
+
+Units: fs (dt), K (temperature); steps and intervals are MD steps; atom indices 0-based.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar, Optional, Union
+
+from ..errors import WorkflowError
+
+
+@dataclass(kw_only=True)
+class UnitSpec:
+    """What every unit needs. host: a name in :mod:`mdi_mlmm.hosts.registry`; model: the model spec
+    (``mm`` for the classical baseline); engine_model: what the engine loads when it is not ``model``
+    itself (``server:INFO.json`` for the shared model server); engine_args: extra ``mdi-mlmm engine``
+    options; top/gro: the GROMACS system, ndx: its index file (with the ML group; the GROMACS host
+    needs it); ml_indices: the solute (ML) atoms."""
+
+    kind: ClassVar[str] = ""
+    host: str
+    model: str
+    out_dir: str
+    top: str
+    gro: str
+    ml_indices: list
+    steps: int
+    dt_fs: float
+    temperature: float
+    sample_every: int
+    seed: int
+    ndx: Optional[str] = None
+    checkpoint_every: int = 1000
+    engine_args: list = field(default_factory=lambda: ["--threads", "1"])
+    engine_model: Optional[str] = None
+
+    @property
+    def engine(self) -> str:
+        """What the unit's engine loads: the shared model server when the workflow started one."""
+        return self.engine_model or self.model
+
+    @property
+    def total_steps(self) -> int:
+        """Steps the unit runs, equilibration included (its progress counts these)."""
+        return int(self.steps) + int(getattr(self, "equil_steps", 0))
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass(kw_only=True)
+class WindowSpec(UnitSpec):
+    """One λ window: ``state`` indexes ``schedule`` [(coul λ, vdw λ)] (state 0 coupled); ``equil_steps``
+    unsampled steps at this state come before the ``steps`` of production."""
+
+    kind: ClassVar[str] = "window"
+    state: int
+    schedule: list
+    equil_steps: int = 0
+
+    def __post_init__(self):
+        self.schedule = [(float(c), float(v)) for c, v in self.schedule]
+
+    def describe(self) -> str:
+        return f"window {self.state}"
+
+
+@dataclass(kw_only=True)
+class GasSpec(UnitSpec):
+    """The gas leg: the solute alone (ML models only), E_ML sampled every ``sample_every`` steps."""
+
+    kind: ClassVar[str] = "gas"
+
+
+_KINDS = {c.kind: c for c in (WindowSpec, GasSpec)}
+
+
+def unit_from_json(d: dict) -> Union[WindowSpec, GasSpec]:
+    """The spec :meth:`UnitSpec.to_json` wrote."""
+    cls = _KINDS.get(d.get("kind"))
+    if cls is None:
+        raise WorkflowError(f"unknown unit kind {d.get('kind')!r} (expected {' or '.join(_KINDS)})")
+    return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
