@@ -28,17 +28,16 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Optional
 
 from .errors import UserInputError
+from .hosts import registry as _hosts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis.results import HydrationResult
     from .potentials.base import Potential
     from .protocol.plan import Plan
 
-__all__ = ["HydrationFreeEnergy", "analyze", "load_result", "load_potential", "HOSTS", "DEFAULT_EQUIL_FRACTION",
+__all__ = ["HydrationFreeEnergy", "analyze", "load_result", "load_potential", "DEFAULT_EQUIL_FRACTION",
            "hydration_defaults"]
 
-#: MM hosts a hydration run can use
-HOSTS = ("lammps", "gromacs")
 #: fraction of each window dropped as equilibration before decorrelation (analysis)
 DEFAULT_EQUIL_FRACTION = 0.1
 
@@ -53,7 +52,8 @@ class HydrationFreeEnergy:
     ``name``). The defaults are those of ``mdi-mlmm hydration`` (which reads them from here):
 
     model: ``ani2x`` | ``ani1x`` | ``ani1ccx`` | ``mace:PATH`` | ``python:FILE:FACTORY`` | ``mm`` (plain GAFF)
-    or a name added with :func:`mdi_mlmm.potentials.register_model`; host: ``lammps`` or ``gromacs``;
+    or a name added with :func:`mdi_mlmm.potentials.register_model`; host: ``lammps`` or ``gromacs`` (the
+    host table, :mod:`mdi_mlmm.hosts.registry`);
     windows: number of λ windows (None: FreeSolv's 20; fewer thins the schedule; at least 3);
     ns_per_window: production per window (ns); window_equil_ps: equilibration at each λ (ps);
     equil_ps: NVT and NPT equilibration of the system (ps each); gas_ns: gas-phase ML run (ns; None:
@@ -73,7 +73,7 @@ class HydrationFreeEnergy:
     freesolv_id: Optional[str] = None
     name: Optional[str] = None
     model: str = "ani2x"
-    host: str = "lammps"
+    host: str = _hosts.names()[0]  # the host table's first: lammps
     windows: Optional[int] = None
     ns_per_window: float = 0.2
     window_equil_ps: float = 10.0
@@ -96,8 +96,8 @@ class HydrationFreeEnergy:
     def __post_init__(self):
         if (self.smiles is None) == (self.freesolv_id is None):
             raise UserInputError("give the solute as smiles= or as freesolv_id= (one of them)")
-        if self.host not in HOSTS:
-            raise UserInputError(f"unknown host {self.host!r}; choose {' or '.join(HOSTS)}")
+        if self.host not in _hosts.names():
+            raise UserInputError(f"unknown host {self.host!r}; choose {' or '.join(_hosts.names())}")
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
 

@@ -3,7 +3,8 @@
 A thin layer over :class:`mdi_mlmm.api.HydrationFreeEnergy`, whose defaults it shows and uses."""
 from __future__ import annotations
 
-from ..api import HOSTS, hydration_defaults
+from ..api import hydration_defaults
+from ..hosts import registry as hosts
 from ._types import (TIMESTEP_HELP, add_timestep_override, int_at_least, nonneg_float,
                      positive_float, positive_int)
 
@@ -20,7 +21,7 @@ def register(sub):
     src.add_argument("--smiles", help="SMILES of the solute")
     p.add_argument("--name", help="a name for a SMILES solute")
     p.add_argument("--model", default=D["model"], help="model (default %(default)s): ani2x | ani1x | ani1ccx | mace:PATH | python:FILE:FACTORY | mm (plain GAFF)")
-    p.add_argument("--host", choices=list(HOSTS), default=D["host"], help="MM host (default %(default)s)")
+    p.add_argument("--host", choices=hosts.names(), default=D["host"], help="MM host (default %(default)s)")
     p.add_argument("--windows", type=int_at_least(3, "(coupled, charges off, decoupled)"), default=D["windows"],
                    help="number of λ windows (default: FreeSolv's 20; fewer thins the schedule)")
     p.add_argument("--ns-per-window", type=positive_float, default=D["ns_per_window"], help="production per window, ns (default %(default)s)")
