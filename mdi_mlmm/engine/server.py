@@ -128,6 +128,7 @@ class MLEngine:
             self._log_file = open(call_log, "w", newline="")
             self._log_writer = csv.writer(self._log_file)
             self._log_writer.writerow(["call", "natoms", "energy_hartree", "energy_kcal_mol", "ms"])
+        self._symbols: Optional[list] = None   # element symbols, built once per >ELEMENTS
         if elements is not None:
             z = np.asarray(elements, dtype=int)
             self.state.natoms = len(z)
@@ -149,7 +150,7 @@ class MLEngine:
             raise ProtocolError(f"{what} received before >NATOMS: the engine does not know how many values to read")
         try:
             if dtype == mdi.MDI_DOUBLE:
-                buf = np.zeros(count, dtype=np.float64)
+                buf = np.empty(count, dtype=np.float64)
                 mdi.MDI_Recv(count, dtype, self.comm, buf=buf)
                 return buf
             if dtype == mdi.MDI_INT:
@@ -191,12 +192,14 @@ class MLEngine:
     def _set_elements(self, z: np.ndarray):
         self.state.elements = z
         self.state.result = None
+        self._symbols = None
         bad = [int(v) for v in z if not 0 < int(v) < len(SYMBOLS)]
         if bad:
             self._set_error("elements", f"unknown atomic numbers {sorted(set(bad))}")
             return
+        self._symbols = [SYMBOLS[int(v)] for v in z]  # built once, not per step
         try:
-            self.potential.check_elements([SYMBOLS[int(v)] for v in z])
+            self.potential.check_elements(self._symbols)
             self._clear_error("elements")
         except UnsupportedElementError as exc:
             self._set_error("elements", str(exc))
@@ -222,7 +225,7 @@ class MLEngine:
             self._wholer = WholeMaker(n)
         whole = self._wholer.whole(st.coords_A, st.cell_A)
         try:
-            res = self.potential.compute([SYMBOLS[int(v)] for v in st.elements], whole)
+            res = self.potential.compute(self._symbols, whole)
         except PeerDisconnected:
             raise  # a model server that went away ends the session (exit 4), not a NaN
         except MdiMlmmError as exc:
@@ -231,7 +234,7 @@ class MLEngine:
         ms = (time.perf_counter() - t0) * 1e3
         energy = float(res.energy)
         forces = np.asarray(res.forces, dtype=np.float64)
-        if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        if not (np.isfinite(energy) and np.isfinite(forces).all()):
             self._set_error("compute", "model returned NaN/inf energy or forces")
             return float("nan"), np.full((n, 3), np.nan), np.full((n, 3), np.nan)
         self.ncalls += 1
@@ -350,7 +353,7 @@ def _set_coords(e: MLEngine):
     n = e._need_natoms(">COORDS")
     flat = e._recv(3 * n, _mdi(e).MDI_DOUBLE, ">COORDS")
     e.state.result = None
-    if not np.all(np.isfinite(flat)):
+    if not np.isfinite(flat).all():
         bad = sorted({i // 3 for i in np.flatnonzero(~np.isfinite(flat))})
         e._set_error("coords", f">COORDS contains NaN/inf for atom(s) {bad[:10]}")
         e.state.coords_A = None
@@ -377,7 +380,7 @@ def _set_cell(e: MLEngine):
         e.eager = e._eager_unclaimed = False
         log.info("driver sends >CELL after >COORDS: evaluating on request from now on")
     e.state.result = None
-    if not np.all(np.isfinite(flat)):
+    if not np.isfinite(flat).all():
         e._set_error("cell", ">CELL contains NaN/inf")
         return
     e._clear_error("cell")

@@ -86,7 +86,14 @@ class Potential:
     accepts_charge: bool = False
 
     def check_elements(self, elements: Sequence) -> list[str]:
-        """Return symbols; raise :class:`UnsupportedElementError` naming bad atoms."""
+        """Return symbols; raise :class:`UnsupportedElementError` naming bad atoms.
+
+        The last accepted element list is remembered: an MD engine asks about the same one every step.
+        """
+        key = tuple(elements)
+        last = getattr(self, "_checked", None)
+        if last is not None and last[0] == key:
+            return list(last[1])
         symbols = to_symbols(elements)
         bad = [(i, s) for i, s in enumerate(symbols) if s not in self.supported_elements]
         if bad:
@@ -95,6 +102,7 @@ class Potential:
                 f"model {self.name} cannot describe atom(s) {listed} (0-based index); "
                 f"it supports only {' '.join(self.supported_elements)}"
             )
+        self._checked = (key, tuple(symbols))
         return symbols
 
     def compute(self, elements: Sequence, positions, cell=None) -> Result:

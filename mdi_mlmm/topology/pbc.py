@@ -150,16 +150,29 @@ class WholeMaker:
 
     def whole(self, positions: np.ndarray, cell) -> np.ndarray:
         pos = np.asarray(positions, dtype=np.float64)
-        cell = _usable_cell(cell)
         if cell is None or self.n < 2:
+            return pos.copy()
+        # the cell's inverse is kept while the cell stays the same (every step of an NVT run)
+        key = np.asarray(cell, dtype=np.float64).tobytes()
+        if key != getattr(self, "_cell_key", None):
+            usable = _usable_cell(cell)
+            self._cell_key, self._cell = key, usable
+            self._inv = None if usable is None else np.linalg.inv(usable)
+        cell = self._cell
+        if cell is None:
             return pos.copy()
         if self.parent is None:
             self.parent = _mst_parent(pos, cell)
         if self._path is None:
             self._set_paths()
+            self._kids = np.nonzero(self.parent >= 0)[0]
+            self._kid_parents = self.parent[self._kids]
+        frac = (pos[self._kids] - pos[self._kid_parents]) @ self._inv
+        shift = np.round(frac)
+        if not shift.any():  # already whole (what hosts that unwrap send): nothing to move
+            return pos.copy()
         edge = np.zeros_like(pos)
-        kids = np.nonzero(self.parent >= 0)[0]
-        edge[kids] = minimum_image(pos[kids] - pos[self.parent[kids]], cell)
+        edge[self._kids] = (frac - shift) @ cell
         return pos[0] + self._path @ edge
 
 
