@@ -297,14 +297,14 @@ class ANIKernel(torch.nn.Module):
             w_last = self.weights[start + 2 * (nlayers - 1)]                      # (M, h_last, 1)
             out = torch.baddbmm(self.weights[start + 2 * (nlayers - 1) + 1], h, w_last)
             energies.index_add_(0, elem_frames[e], out.sum(0).view(cnt).to(torch.float64) / self.m)
-            # backward: celu'(z) = 1 for z > 0, else exp(z / 0.1) = 10 a + 1
+            # backward: celu'(z) = 1 for z > 0, else exp(z / 0.1) = 10 a + 1; so g celu' = g + 10 g min(a, 0)
             g = (w_last.transpose(1, 2) / self.m).expand(self.m, cnt, w_last.shape[1])
             for k in range(nlayers - 2, 0, -1):
                 a = acts[k - 1]
-                g = torch.bmm(g * torch.where(a > 0, torch.ones_like(a), 10.0 * a + 1.0),
+                g = torch.bmm(torch.addcmul(g, g, torch.clamp(a, max=0.0), value=10.0),
                               self.weights[start + 2 * k].transpose(1, 2))
             g = g.transpose(0, 1).reshape(cnt, self.m * h1)
-            g = g * torch.where(a0 > 0, torch.ones_like(a0), 10.0 * a0 + 1.0)
+            g = torch.addcmul(g, g, torch.clamp(a0, max=0.0), value=10.0)
             g_aev.index_copy_(0, atoms, torch.mm(g, w1.t()))
         # ---- back through the AEV to the coordinates
         g_rad = g_aev[:, :S * nr].reshape(b * n * S, nr)
