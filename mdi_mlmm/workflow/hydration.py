@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import processes
+from .. import progress as progress_display
 from ..errors import WorkflowError
 from ..potentials import registry
 from ..protocol.plan import Plan, load_or_create
@@ -75,14 +75,8 @@ class _Progress:
     def __init__(self, specs, enabled=True):
         self.specs = specs
         self.total = sum(self._size(s) for s in specs)
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            tty = sys.stderr.isatty()
-            # on a terminal: a live bar; in a log file: one line every 30 s
-            self.bar = tqdm(total=self.total, unit="step", desc="λ windows + gas", file=sys.stderr,
-                            dynamic_ncols=tty, smoothing=0.05, mininterval=0.5 if tty else 30.0)
+        # on a terminal: a live bar; in a log file: one line every 30 s
+        self.bar = progress_display.Bar(self.total, unit="step", desc="λ windows + gas", enabled=enabled)
 
     @staticmethod
     def _size(spec) -> int:
@@ -95,25 +89,17 @@ class _Progress:
             out = Path(s.out_dir)
             if (out / "done.json").exists():
                 n += self._size(s)
-            elif (out / "progress.json").exists():
-                try:
-                    p = json.loads((out / "progress.json").read_text())
-                    n += self._size(s) * min(1.0, int(p["done"]) / max(1, int(p["total"])))
-                except (ValueError, KeyError, OSError):
-                    pass
+            else:
+                n += self._size(s) * (progress_display.read_fraction(out) or 0.0)
         return int(n)
 
     def update(self, finished: int, failed: int):
-        if self.bar is not None:
-            n = self.done_steps()
-            self.bar.set_postfix_str(f"{finished}/{len(self.specs)} units done" + (f", {failed} failed" if failed else ""),
-                                     refresh=False)
-            if n > self.bar.n:
-                self.bar.update(n - self.bar.n)  # draws only every mininterval
+        if self.bar.bar is not None:
+            self.bar.update_to(self.done_steps(), f"{finished}/{len(self.specs)} units done"
+                               + (f", {failed} failed" if failed else ""))
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def run_units(specs: list[UnitSpec], workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list:
@@ -179,8 +165,9 @@ def start_model_server(plan: Plan, specs: list[UnitSpec]):
     return proc
 
 
-def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) -> dict:
-    """Run (or resume) the whole workflow for ``plan``; returns the analysis results.
+def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True):
+    """Run (or resume) the whole workflow for ``plan``; returns the analysis
+    (:class:`~mdi_mlmm.analysis.results.HydrationResult`), or None with ``analyze=False``.
 
     SIGTERM/SIGINT (a batch scheduler's ``kill``, Ctrl-C) stop every child — unit processes
     first (each stops its mdrun/engine, leaving its checkpoint), then the model server — and
@@ -190,7 +177,7 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True) ->
         return _run_hydration(plan, progress=progress, analyze=analyze)
 
 
-def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
+def _run_hydration(plan: Plan, *, progress: bool, analyze: bool):
     from .equilibrate import equilibrate
 
     registry.resolve(plan.model).check_files().check_other_process()   # fail now, not in a window
@@ -213,7 +200,7 @@ def _run_hydration(plan: Plan, *, progress: bool, analyze: bool) -> dict:
             stop_server_process(server)
             log.info("model server stopped; its statistics are in %s", plan.path("model_server", "server.log"))
     if not analyze:
-        return {}
+        return None
     from ..analysis.report import analyze as do_analyze
 
     return do_analyze(plan.out)

@@ -15,11 +15,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from .. import files, processes
+from .. import processes, progress
 from ..errors import MdiMlmmError, WorkflowError
 from ..hosts import registry as hosts
 from ..protocol.specs import UnitSpec, WindowSpec, unit_from_json
@@ -28,30 +26,13 @@ from ..protocol.specs import UnitSpec, WindowSpec, unit_from_json
 UNIT_GRACE_S = 2 * processes.GRACE_S + 10
 
 
-def _progress_writer(out_dir: Path):
-    """``progress(done, total)`` that writes progress.json at most once a second (thread-safe)."""
-    path = out_dir / "progress.json"
-    last = [0.0]
-    lock = threading.Lock()
-
-    def progress(done: int, total: int):
-        with lock:
-            now = time.time()
-            if now - last[0] < 1.0 and done < total:
-                return
-            last[0] = now
-            files.write_json(path, {"done": int(done), "total": int(total), "time": now})
-
-    return progress
-
-
 def execute(spec: UnitSpec) -> dict:
     """Run the unit described by ``spec`` in this process, on its host (:mod:`mdi_mlmm.hosts.registry`)."""
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     host = hosts.get(spec.host)
     run = host.run_window if isinstance(spec, WindowSpec) else host.run_gas
-    return run(spec, _progress_writer(out))
+    return run(spec, progress.file_writer(out))
 
 
 def run_in_subprocess(spec: UnitSpec) -> dict:
