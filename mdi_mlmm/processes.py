@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from .errors import Interrupted, MdiMlmmError
 
@@ -121,6 +121,18 @@ def run_checked(cmd: Sequence, *, what: Optional[str] = None, error: type = MdiM
         where = f" in {cwd}" if show_cwd else ""
         raise error(f"{what or ' '.join(cmd)} failed (exit {r.returncode}){where}:\n{(explain or _tail)(r)}")
     return r
+
+
+def omp_env(cmd: Sequence, env: Optional[Mapping[str, str]] = None) -> Optional[dict]:
+    """The environment for a command with ``-ntomp N`` (gmx mdrun): OMP_NUM_THREADS = N, since mdrun
+    refuses to run when a different OMP_NUM_THREADS is exported (batch systems and many shells do).
+    Other commands get ``env`` unchanged (None: inherit)."""
+    args = [str(c) for c in cmd]
+    if "-ntomp" not in args[:-1]:
+        return dict(env) if env is not None else None
+    out = dict(os.environ if env is None else env)
+    out["OMP_NUM_THREADS"] = args[args.index("-ntomp") + 1]
+    return out
 
 
 def forget(proc: subprocess.Popen):

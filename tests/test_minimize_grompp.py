@@ -265,3 +265,24 @@ def test_prepare_keeps_the_failing_grompp_output_next_to_out(tmp_path):
     kept = tmp_path / "sys.em_solvated.grompp.out"
     assert isinstance(exc, ExternalToolError) and str(kept) in str(exc) and str(build) not in str(exc)
     assert kept.read_text() == log.read_text()
+
+
+def test_gmx_runs_whatever_omp_num_threads_is_exported(tmp_path, monkeypatch):
+    """mdrun refuses '-ntomp N' when a different OMP_NUM_THREADS is exported (batch systems, many
+    shells): every gmx mdrun of ours sets it to N. Real minimization and equilibration stage."""
+    from mdi_mlmm.prep.minimize import minimize
+    from mdi_mlmm.hosts.gromacs.host import run_gmx
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    (tmp_path / "a").mkdir()
+    shutil.copy2(DATA / "topol.top", tmp_path / "a" / "topol.top")
+    res = minimize(tmp_path / "a" / "topol.top", DATA / "conf.gro", tmp_path / "a",
+                   overrides={"nsteps": 5}, ntomp=1)
+    assert res.gro.is_file()
+    # the same mdrun straight through the GROMACS host's runner (what equilibration and windows use)
+    run_gmx(["gmx", "mdrun", "-deffnm", "em", "-ntmpi", "1", "-ntomp", "1", "-nb", "cpu", "-nsteps", "0",
+             "-pin", "off"], tmp_path / "a", "gmx mdrun")
+    # without our setting, mdrun does refuse: the test can fail
+    r = subprocess.run(["gmx", "mdrun", "-deffnm", "em", "-ntmpi", "1", "-ntomp", "1", "-nb", "cpu", "-nsteps", "0"],
+                       cwd=tmp_path / "a", capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "3"})
+    assert r.returncode != 0 and "OMP_NUM_THREADS" in r.stdout + r.stderr

@@ -75,6 +75,7 @@ def _execute(args: Sequence[str], cwd: Path, stdin: str | None, timeout: float,
     env = dict(os.environ)
     env["PATH"] = _search_path()
     env.setdefault("GMX_MAXBACKUP", "-1")  # never leave #file.1# backups behind
+    env = processes.omp_env(args, env)
     log.debug("running %s in %s", " ".join(map(str, args)), cwd)
     timeout = tool_timeout(timeout)
     try:

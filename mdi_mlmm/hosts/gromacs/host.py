@@ -51,7 +51,8 @@ def run_gmx(cmd: Sequence[str], cwd: Path, what: str, stdin: str | None = None, 
     with GROMACS's own reason (:func:`gromacs_error`)."""
     log.debug("$ %s", " ".join(map(str, cmd)))
     return processes.run_checked(cmd, what=what, error=HostError, explain=_gmx_reason, cwd=cwd, input=stdin,
-                                 timeout=timeout, env=env, show_cwd=show_cwd)
+                                 timeout=timeout, env=processes.omp_env(cmd, env), show_cwd=show_cwd)
+
 
 
 def _gmx_reason(r: subprocess.CompletedProcess) -> str:
@@ -210,7 +211,7 @@ def mdrun_mdi(gmx: Path, tpr: Path, deffnm: str, model: str, *, cwd: Path | None
     with engine_process(model, port, engine_log, engine_args) as eng:
         log.info("mdrun %s with engine %s on port %d", tpr.name, model, port)
         # mdrun first: on SIGTERM it stops at the next step with a checkpoint, while the engine still answers
-        r = processes.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        r = processes.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=processes.omp_env(cmd))
         if r.returncode != 0:
             # a failed mdrun never sends EXIT: stop the engine now (a hung one too)
             processes.stop([eng], grace=10)
