@@ -95,10 +95,11 @@ def test_angular_list_rebuilt_when_atoms_approach():
     near = np.concatenate([w, w + [2.9, 0.3, 0.0]])
     p = ANIPotential("ani2x", backend="fast")   # its own instance: a fresh triple list
     p.compute(sym + sym, far)
-    n_before = len(p._fast._triples[0])
+    fast = p._fast[tuple(sym + sym)]
+    n_before = len(fast._triples[0])
     got = p.compute(sym + sym, near)
     ref = pot("torchani").compute(sym + sym, near)
-    assert len(p._fast._triples[0]) > n_before
+    assert len(fast._triples[0]) > n_before
     assert abs(got.energy - ref.energy) < 1e-10
     assert np.abs(got.forces - ref.forces).max() < 5e-9
 
@@ -114,3 +115,14 @@ def test_weight_cache_written_read_and_repaired(tmp_path, monkeypatch):
     files[0].write_bytes(b"not a torch file")
     e2 = ANIPotential("ani2x", member=0).compute(sym, pos).energy   # damaged: parsed again
     assert e2 == e0 and files[0].stat().st_size > 1000
+
+
+def test_molecules_alternating_on_one_potential():
+    """A model server may see several molecules: each keeps its own kernel and lists."""
+    p = ANIPotential("ani2x", backend="fast")
+    (s1, x1), (s2, x2) = molecule("ethanol"), molecule("fluorobenzene")
+    first = [p.compute(s1, x1), p.compute(s2, x2)]
+    again = [p.compute(s1, x1), p.compute(s2, x2)]
+    for a, b, (s, x) in zip(first, again, [(s1, x1), (s2, x2)]):
+        ref = pot("torchani").compute(s, x)
+        assert a.energy == b.energy and abs(a.energy - ref.energy) < 1e-10

@@ -217,7 +217,7 @@ class ANIPotential(Potential):
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise ModelError(f"could not read {model} files under {self.info_file.parent}: {exc}") from exc
             self.supported_elements = tuple(self.weights["symbols"])
-            self._fast = None
+            self._fast: dict = {}
             return
         from torchani.arch import ANI
         from torchani.neurochem import modules_from_info
@@ -248,11 +248,14 @@ class ANIPotential(Potential):
         # The ML region is evaluated as an isolated molecule (mechanical embedding):
         # callers make it whole first; cells are not used by the model.
         if self.backend == "fast":
-            fast = self._fast
-            if fast is None or fast.symbols != symbols:
+            key = tuple(symbols)
+            fast = self._fast.get(key)
+            if fast is None:  # one kernel per molecule; a model server may serve a few
                 from .ani_fast import FastANI
 
-                fast = self._fast = FastANI(self.weights, symbols, self.member, self.dtype, self.device)
+                if len(self._fast) >= 4:
+                    self._fast.pop(next(iter(self._fast)))
+                fast = self._fast[key] = FastANI(self.weights, symbols, self.member, self.dtype, self.device)
             energy, forces = fast(positions)
             return Result(energy=energy, forces=forces)
         torch = self.torch
