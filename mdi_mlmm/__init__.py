@@ -14,6 +14,7 @@ _LAZY = {
     "load_result": "mdi_mlmm.api",
     "load_potential": "mdi_mlmm.api",
     "hydration_defaults": "mdi_mlmm.api",
+    "FreeSolvBenchmark": "mdi_mlmm.api",
     "HydrationResult": "mdi_mlmm.analysis.results",
     "Estimate": "mdi_mlmm.analysis.results",
     "register_model": "mdi_mlmm.potentials.registry",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .potentials.base import Potential
     from .protocol.plan import Plan
 
-__all__ = ["HydrationFreeEnergy", "analyze", "load_result", "load_potential", "DEFAULT_EQUIL_FRACTION",
+__all__ = ["HydrationFreeEnergy", "FreeSolvBenchmark", "analyze", "load_result", "load_potential", "DEFAULT_EQUIL_FRACTION",
            "hydration_defaults"]
 
 #: fraction of each window dropped as equilibration before decorrelation (analysis)
@@ -149,6 +149,92 @@ class HydrationFreeEnergy:
 def hydration_defaults() -> dict:
     """{setting: default} of :class:`HydrationFreeEnergy` (the command line shows and uses these)."""
     return {f.name: f.default for f in fields(HydrationFreeEnergy) if f.init}
+
+
+class FreeSolvBenchmark:
+    """Hydration free energies of many FreeSolv molecules against experiment (``mdi-mlmm benchmark
+    freesolv``): one :class:`HydrationFreeEnergy` run per molecule, then a table, MAE/RMSE/R² with
+    bootstrap confidence intervals (FreeSolv's GAFF values on the same molecules too), a scatter plot
+    and a report. See ``docs/benchmark.md``.
+
+    The molecules: exactly one of ``ids`` (FreeSolv ids), ``subset`` (N drawn with ``seed``) or
+    ``all=True``, with the filters ``elements`` (``"C,H,N,O"`` or a list; H must be listed),
+    ``min_heavy_atoms``, ``max_heavy_atoms``; molecules the model cannot describe (elements, net
+    charge) are skipped. ``with_mm``: an ML benchmark also runs the plain-MM (``model="mm"``)
+    hydration of each molecule; ``estimator``: the ΔG tabulated (TI, MBAR, BAR); ``bootstrap``:
+    resamples per interval (``seed`` makes them reproducible). Every other keyword is a setting of
+    :class:`HydrationFreeEnergy` with its default (``md_seed``: its ``seed``)::
+
+        bench = FreeSolvBenchmark(subset=10, seed=1, elements="C,H,N,O,F,Cl,S", max_heavy_atoms=10,
+                                  model="ani2x", host="gromacs", with_mm=True, ns_per_window=0.2)
+        bench.run("runs/bench")          # rerun to continue
+        print(bench.result)              # statistics; bench.result.rows: the table
+    """
+
+    def __init__(self, *, ids=None, subset: Optional[int] = None, all: bool = False, seed: int = 0,
+                 elements=None, min_heavy_atoms: Optional[int] = None, max_heavy_atoms: Optional[int] = None,
+                 with_mm: bool = False, estimator: str = "MBAR", bootstrap: int = 2000,
+                 md_seed: Optional[int] = None, **settings):
+        from .analysis.results import ESTIMATORS
+        from .workflow.benchmark import Filters, parse_elements
+
+        own = {"smiles", "freesolv_id", "name", "seed"}
+        unknown = sorted(set(settings) - (set(hydration_defaults()) - own))
+        if unknown == ["route"]:
+            raise UserInputError("route: this version's HydrationFreeEnergy has no route setting (direct only)")
+        if unknown:
+            raise UserInputError(f"unknown setting(s) {', '.join(unknown)} (HydrationFreeEnergy has "
+                                 f"{', '.join(sorted(set(hydration_defaults()) - own))}; md_seed: its seed)")
+        if md_seed is not None:
+            settings["seed"] = md_seed
+        proto = HydrationFreeEnergy(smiles="C", **settings)   # the same checks as a single run
+        #: every run setting of the molecules' HydrationFreeEnergy runs (defaults filled in)
+        self.settings = {k: getattr(proto, k) for k in hydration_defaults() if k not in own - {"seed"}}
+        if estimator not in ESTIMATORS:
+            raise UserInputError(f"unknown estimator {estimator!r}; choose {', '.join(ESTIMATORS)}")
+        self.ids, self.subset, self.all, self.seed = ids, subset, all, int(seed)
+        self.filters = Filters(parse_elements(elements), min_heavy_atoms, max_heavy_atoms)
+        self.with_mm, self.estimator, self.bootstrap = bool(with_mm), estimator, int(bootstrap)
+        self._selection = None
+        #: the :class:`~mdi_mlmm.workflow.benchmark.BenchmarkResult` of the last :meth:`run`
+        self.result = None
+
+    def select(self):
+        """The molecules (:class:`~mdi_mlmm.workflow.benchmark.Selection`: ``molecules``, ``skipped``
+        with one reason each); nothing runs."""
+        from .workflow.benchmark import select
+
+        if self._selection is None:
+            self._selection = select(model=self.settings["model"], ids=self.ids, subset=self.subset, all=self.all,
+                                     seed=self.seed, filters=self.filters)
+        return self._selection
+
+    def _calc(self, freesolv_id: str, model: str) -> HydrationFreeEnergy:
+        s = dict(self.settings, model=model)
+        if model != self.settings["model"] and "route" in s:
+            s["route"] = hydration_defaults()["route"]   # the extra MM run: the default route
+        return HydrationFreeEnergy(freesolv_id=freesolv_id, **s)
+
+    def run(self, out, *, progress: bool = True):
+        """Run (or continue) the benchmark in directory ``out`` (``out/molecules/<id>/``: one hydration run
+        per molecule and model; ``out/report.md``, ``table.csv``, ``table.md``, ``scatter.png``) and
+        return :attr:`result`. ``progress``: a bar over the molecules and one within each."""
+        from pathlib import Path
+
+        from .workflow.benchmark import molecule_dir, run_benchmark, run_labels
+
+        sel = self.select()
+        for label, model in run_labels(self.settings["model"], self.with_mm) if sel.molecules else ():
+            m = sel.molecules[0].id   # time step, samples per window, model files: checked before any run
+            self._calc(m, model).plan(molecule_dir(out, m) / label)
+
+        def run_one(freesolv_id, model, run_dir, show):
+            self._calc(freesolv_id, model).run(Path(run_dir), progress=show)
+
+        self.result = run_benchmark(out, sel, run_one, settings=self.settings, with_mm=self.with_mm,
+                                    estimator=self.estimator, n_bootstrap=self.bootstrap, seed=self.seed,
+                                    progress=progress)
+        return self.result
 
 
 def analyze(run_dir, *, equil_fraction: float = DEFAULT_EQUIL_FRACTION, plots: bool = True) -> "HydrationResult":
