@@ -1,0 +1,258 @@
+"""The FreeSolv benchmark: selection and filters, statistics against hand-computed values, the
+outputs and failures, and a tiny end-to-end run (2 molecules, plain MM on GROMACS) that resumes
+without redoing anything."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdi_mlmm.analysis import benchmark as bench
+from mdi_mlmm.analysis.results import Estimate
+from mdi_mlmm.errors import UserInputError, WorkflowError
+from mdi_mlmm.workflow import benchmark as wb
+
+ETHANOL, METHANOL, BROMOMETHANE = "mobley_2310185", "mobley_1636752", "mobley_8983100"
+
+
+@pytest.fixture
+def freesolv_data(shared_dir):
+    return shared_dir
+
+
+# ------------------------------------------------------------------------------ selection
+def test_ids_keep_their_order_and_unsupported_elements_are_skipped_with_one_line(freesolv_data, caplog):
+    with caplog.at_level(logging.WARNING, logger="mdi_mlmm.workflow.benchmark"):
+        sel = wb.select(model="ani2x", ids=[METHANOL, BROMOMETHANE, ETHANOL, METHANOL])
+    assert sel.ids == [METHANOL, ETHANOL]                      # given order, duplicate dropped
+    assert [s["id"] for s in sel.skipped] == [BROMOMETHANE]
+    assert "Br" in sel.skipped[0]["reason"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and BROMOMETHANE in lines[0] and "\n" not in lines[0]
+    # plain MM describes bromine: nothing skipped
+    assert wb.select(model="mm", ids=[BROMOMETHANE]).ids == [BROMOMETHANE]
+
+
+def test_unknown_id_and_no_choice_are_one_line_errors(freesolv_data):
+    with pytest.raises(UserInputError, match="unknown FreeSolv id"):
+        wb.select(model="mm", ids=["mobley_0"])
+    with pytest.raises(UserInputError, match="exactly one"):
+        wb.select(model="mm", ids=[ETHANOL], subset=3)
+    with pytest.raises(UserInputError, match="exactly one"):
+        wb.select(model="mm")
+
+
+def test_element_and_size_filters(freesolv_data):
+    sel = wb.select(model="mm", all=True, filters=wb.Filters(wb.parse_elements("c, h"), None, 2))
+    # FreeSolv's hydrocarbons with at most 2 heavy atoms: methane, ethane, ethene
+    assert {m.smiles for m in sel.molecules} == {"C", "CC", "C=C"}
+    assert sel.description["pool"] == 3 and sel.description["database"] == 642
+    sel = wb.select(model="mm", ids=[ETHANOL, METHANOL], filters=wb.Filters(None, 3, None))
+    assert sel.ids == [ETHANOL] and "2 heavy atoms < --min-heavy-atoms 3" in sel.skipped[0]["reason"]
+
+
+def test_subset_is_reproducible_with_its_seed_and_respects_filters_and_model(freesolv_data):
+    f = wb.Filters(wb.parse_elements("C,H,N,O,F,Cl,S,Br"), None, 8)
+    a = wb.select(model="ani2x", subset=6, seed=11, filters=f)
+    b = wb.select(model="ani2x", subset=6, seed=11, filters=f)
+    c = wb.select(model="ani2x", subset=6, seed=12, filters=f)
+    assert a.ids == b.ids and len(a.ids) == 6 and a.ids != c.ids
+    for m in a.molecules + c.molecules:
+        assert set(m.elements) <= set("C H N O F Cl S".split()) and m.heavy_atoms <= 8   # Br: not for ani2x
+    assert a.description["outside_model"] > 0 and a.skipped == []   # a draw skips silently, counted
+    # more than qualify: all of them
+    assert len(wb.select(model="mm", subset=50, filters=wb.Filters(frozenset("CH"), None, 2)).ids) == 3
+
+
+def test_an_ion_is_skipped_for_ani_but_not_for_mm(tmp_path, monkeypatch, caplog):
+    """A FreeSolv-format database with an ion (FreeSolv itself has none) through the real loader."""
+    db = {ETHANOL: {"smiles": "CCO", "iupac": "ethanol", "expt": -5.0, "d_expt": 0.6, "calc": -3.394,
+                    "d_calc": 0.02},
+          "mobley_1": {"smiles": "[NH4+]", "iupac": "ammonium", "expt": -80.0, "d_expt": 1.0, "calc": -79.0,
+                       "d_calc": 0.1}}
+    (tmp_path / "freesolv").mkdir()
+    (tmp_path / "freesolv" / "database.json").write_text(json.dumps(db))
+    monkeypatch.setenv("MDI_MLMM_SHARED", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="mdi_mlmm.workflow.benchmark"):
+        sel = wb.select(model="ani2x", ids=["mobley_1", ETHANOL])
+    assert sel.ids == [ETHANOL] and "net charge +1" in sel.skipped[0]["reason"]
+    assert len(caplog.records) == 1
+    assert wb.select(model="mm", ids=["mobley_1"]).ids == ["mobley_1"]
+    assert wb.select(model="ani2x", all=True).description["outside_model"] == 1
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_statistics_against_hand_computed_values():
+    calc, expt = [1.0, 2.0, 3.0, 5.0], [1.0, 1.0, 4.0, 4.0]
+    s = bench.error_stats(calc, expt, n_bootstrap=3000, seed=7)
+    # errors 0, 1, -1, 1: MAE 3/4, RMSE sqrt(3/4), mean signed 1/4; Pearson r² = 7.5² / (8.75 · 9) = 5/7
+    assert s.n == 4
+    assert s.mae.value == pytest.approx(0.75, abs=1e-12)
+    assert s.rmse.value == pytest.approx(math.sqrt(0.75), abs=1e-12)
+    assert s.mse.value == pytest.approx(0.25, abs=1e-12)
+    assert s.r2.value == pytest.approx(5 / 7, abs=1e-12)
+    for iv in (s.mae, s.rmse, s.mse, s.r2):
+        assert iv.low <= iv.value <= iv.high and iv.low < iv.high
+    assert 0 <= s.mae.low and s.mae.high <= 1.0      # |error| is at most 1 in every resample
+    assert bench.error_stats(calc, expt, n_bootstrap=3000, seed=7) == s     # deterministic with the seed
+    # on 20 continuous values the intervals move with the seed, the point estimates do not
+    rng = np.random.default_rng(0)
+    x = rng.normal(-4, 3, 20)
+    y = x + rng.normal(0.5, 1.0, 20)
+    a, b = bench.error_stats(y, x, seed=1), bench.error_stats(y, x, seed=2)
+    assert a == bench.error_stats(y, x, seed=1) and a.mae.value == b.mae.value and a.mae.low != b.mae.low
+    assert a.mae.value == pytest.approx(np.mean(np.abs(y - x))) and a.r2.value == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2)
+    for iv in (a.mae, a.rmse, a.mse, a.r2):
+        assert iv.low < iv.value < iv.high
+    # a perfect method: all zero, R² = 1
+    p = bench.error_stats([1.0, 2.0, 4.0], [1.0, 2.0, 4.0], seed=1)
+    assert (p.mae.value, p.mae.high, p.r2.value) == (0.0, 0.0, pytest.approx(1.0))
+    # R² needs 3 molecules; no molecule, no statistics
+    assert math.isnan(bench.error_stats([1.0, 2.0], [0.0, 3.0]).r2.value)
+    assert bench.error_stats([], []).n == 0
+
+
+def test_statistics_are_over_the_finished_molecules_gaff_included():
+    def row(i, status, expt, gaff, mm=None):
+        r = bench.Row(id=f"m{i}", smiles="C", expt=Estimate(expt, 0.6), status=status)
+        r.values["gaff"] = Estimate(gaff, 0.02)
+        if mm is not None:
+            r.values["mm"] = Estimate(mm, 0.1)
+        return r
+
+    rows = [row(0, "done", -5.0, -3.0, -4.0), row(1, "done", -1.0, 0.0, -1.5), row(2, "done", 2.0, 2.5, 2.0),
+            row(3, "failed", -9.0, 9.0), row(4, "pending", -9.0, 9.0)]
+    st = {s.method: s for s in bench.method_stats(rows, n_bootstrap=200, seed=0)}
+    assert set(st) == {"gaff", "mm"} and st["gaff"].n == 3 and st["mm"].n == 3
+    assert st["gaff"].mae.value == pytest.approx((2.0 + 1.0 + 0.5) / 3)     # rows 3 and 4 left out
+    assert st["mm"].mae.value == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+
+
+def test_terms_from_results_direct_mm_and_endpoint():
+    ml = {"model": "ani2x", "dG_MBAR": {"value": -4.0, "error": 0.2}, "dG_TI": {"value": -4.1, "error": 0.3},
+          "dG_MBAR_plus_reorg": {"value": -2.5, "error": 0.3}}
+    t = bench.terms_from_results(ml, "MBAR")
+    assert (t["ml"].value, t["ml_reorg"].value, t["mm"]) == (-4.0, -2.5, None)
+    assert bench.terms_from_results(ml, "TI")["ml"].value == -4.1
+    mm = bench.terms_from_results({"model": "mm", "dG_MBAR": {"value": -3.0, "error": 0.1}})
+    assert (mm["mm"].value, mm["ml"]) == (-3.0, None)
+    ep = bench.terms_from_results(dict(ml, route="endpoint", dG_MM={"value": -3.3, "error": 0.1}))
+    assert ep["mm"].value == -3.3 and ep["ml"].value == -4.0
+
+
+# ------------------------------------------------------------------------------ the run loop
+def _fake_results(run_dir: Path, value: float):
+    """A finished run: the results.json a plain-MM hydration run writes (the keys the table reads)."""
+    (run_dir / "analysis").mkdir(parents=True)
+    (run_dir / "analysis" / "results.json").write_text(json.dumps(
+        {"model": "mm", "dG_TI": {"value": value, "error": 0.3}, "dG_MBAR": {"value": value, "error": 0.2},
+         "dG_BAR": {"value": value, "error": 0.2}}))
+
+
+def test_a_failing_molecule_is_listed_with_its_error_and_retried_on_rerun(freesolv_data, tmp_path):
+    sel = wb.select(model="mm", ids=[ETHANOL, METHANOL, "mobley_9055303"])
+    calls = []
+
+    def run(cid, model, run_dir, progress):
+        calls.append(cid)
+        if cid == METHANOL:
+            raise WorkflowError("1 unit(s) failed; rerun the same command to retry them: window 02 exploded")
+        _fake_results(Path(run_dir), -4.0)
+
+    settings = {"model": "mm", "host": "gromacs", "workers": 1}
+    res = wb.run_benchmark(tmp_path, sel, run, settings=settings, n_bootstrap=100, progress=False)
+    assert calls == [ETHANOL, METHANOL, "mobley_9055303"]
+    assert [r.status for r in res.rows] == ["done", "failed", "done"]
+    assert "window 02 exploded" in res.rows[1].error
+    report = (tmp_path / "report.md").read_text()
+    assert "## Failed" in report and "window 02 exploded" in report and "**Incomplete**" in report
+    table = (tmp_path / "table.csv").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith(METHANOL) and "failed" in table[2]
+    assert res.stats[0].method == "gaff" and res.stats[0].n == 2           # GAFF on the finished molecules
+    assert (tmp_path / "molecules" / METHANOL / "mm.error").exists()
+
+    # another protocol in the same directory is refused; how to run may change
+    with pytest.raises(UserInputError, match="other settings"):
+        wb.run_benchmark(tmp_path, sel, run, settings=dict(settings, host="lammps"), progress=False)
+    calls.clear()
+
+    def run_ok(cid, model, run_dir, progress):
+        calls.append(cid)
+        _fake_results(Path(run_dir), -5.5)
+
+    res = wb.run_benchmark(tmp_path, sel, run_ok, settings=dict(settings, workers=4), n_bootstrap=100, progress=False)
+    assert calls == [METHANOL]                                               # only the failed one again
+    assert [r.status for r in res.rows] == ["done"] * 3 and not res.failed
+    assert not (tmp_path / "molecules" / METHANOL / "mm.error").exists()
+    assert "## Failed" not in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
+    from mdi_mlmm.api import FreeSolvBenchmark, hydration_defaults
+
+    with pytest.raises(UserInputError, match="unknown setting"):
+        FreeSolvBenchmark(ids=[ETHANOL], nsperwindow=1)
+    with pytest.raises(UserInputError, match="estimator"):
+        FreeSolvBenchmark(ids=[ETHANOL], estimator="FEP")
+    with pytest.raises(UserInputError, match="unknown host"):
+        FreeSolvBenchmark(ids=[ETHANOL], host="amber")
+    b = FreeSolvBenchmark(ids=[ETHANOL], md_seed=5, ns_per_window=0.5)
+    d = hydration_defaults()
+    assert b.settings["seed"] == 5 and b.settings["ns_per_window"] == 0.5
+    assert all(b.settings[k] == d[k] for k in b.settings if k not in ("seed", "ns_per_window"))
+    if "route" not in d:
+        with pytest.raises(UserInputError, match="route"):
+            FreeSolvBenchmark(ids=[ETHANOL], route="endpoint")
+
+
+# ------------------------------------------------------------------------------ end to end
+def _has_gmx() -> bool:
+    return any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":"))
+
+
+@pytest.mark.skipif(not _has_gmx(), reason="needs Debian gromacs (gmx) for preparation and the MM windows")
+def test_two_molecules_end_to_end_and_resume_redoes_nothing(freesolv_data, tmp_path):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "mdi_mlmm", "benchmark", "freesolv", "--ids", f"{ETHANOL},{METHANOL}",
+           "--model", "mm", "--host", "gromacs", "--windows", "3", "--ns-per-window", "0.0004", "--equil-ps", "1",
+           "--window-equil-ps", "0.1", "--sample-every", "10", "--workers", "2", "--bootstrap", "500",
+           "--no-progress", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "FreeSolv benchmark: 2 of 2 molecules finished" in r.stdout
+    results = sorted(out.glob("molecules/*/mm/analysis/results.json"))
+    assert [p.parts[-4] for p in results] == sorted([ETHANOL, METHANOL])
+    for name in ("table.csv", "table.md", "report.md", "benchmark.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "benchmark.json").read_text())
+    rows = {m["id"]: m for m in data["molecules"]}
+    for cid in (ETHANOL, METHANOL):
+        res = json.loads((out / "molecules" / cid / "mm" / "analysis" / "results.json").read_text())
+        assert rows[cid]["status"] == "done" and rows[cid]["mm"]["value"] == res["dG_MBAR"]["value"]
+        assert rows[cid]["expt"]["value"] == res["freesolv"]["experimental"]
+        assert rows[cid]["gaff"]["value"] == res["freesolv"]["calculated"]
+    stats = {s["method"]: s for s in data["statistics"]}
+    assert set(stats) == {"gaff", "mm"} and stats["mm"]["n"] == 2
+    mae = np.mean([abs(rows[c]["mm"]["value"] - rows[c]["expt"]["value"]) for c in rows])
+    assert stats["mm"]["MAE"]["value"] == pytest.approx(mae)
+    report = (out / "report.md").read_text()
+    assert "MAE" in report and "scatter.png" in report and METHANOL in report
+
+    before = {p: p.stat().st_mtime_ns for p in out.glob("molecules/**/*") if p.is_file()}
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 of 2 molecules already finished" in r.stderr
+    after = {p: p.stat().st_mtime_ns for p in out.glob("molecules/**/*") if p.is_file()}
+    assert after == before                                              # no run touched again
+    print(f"rerun took {time.time() - t0:.1f} s")
