@@ -65,6 +65,14 @@ class HydrationFreeEnergy:
     at once share one batching model server; device: where the ML model runs (cpu, cuda, cuda:N, auto);
     seed: random seed.
 
+    route: ``direct`` (above) or ``endpoint`` (docs/endpoint.md): ΔG_hyd(ML/MM) = ΔG_hyd(MM) +
+    ΔA_MM→ML(water) − ΔA_MM→ML(gas). The λ windows are then the plain-MM decoupling on GROMACS (``dt_fs``
+    None: 2 fs, h-bond constraints; ``windows``, ``ns_per_window``, ``window_equil_ps``, ``sample_every``
+    apply to it) and each leg switches the solute's intramolecular energy from the force field's to the
+    model's over ``leg_windows`` evenly spaced λ from 0 to 1 on ``host``: ``leg_ps`` of production after
+    ``leg_equil_ps`` per window at 1 fs, full-precision frames every ``leg_sample_every`` steps; ``gas_ns``
+    is not used. The result is an :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
+
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
     settings resumes an interrupted run.
     """
@@ -90,6 +98,11 @@ class HydrationFreeEnergy:
     shared_model: bool = True
     device: str = "cpu"
     seed: int = 2025
+    route: str = "direct"
+    leg_windows: int = 3
+    leg_ps: float = 20.0
+    leg_equil_ps: float = 2.0
+    leg_sample_every: int = 20
     #: the analysis of the last :meth:`run`
     result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
 
@@ -98,15 +111,20 @@ class HydrationFreeEnergy:
             raise UserInputError("give the solute as smiles= or as freesolv_id= (one of them)")
         if self.host not in _hosts.names():
             raise UserInputError(f"unknown host {self.host!r}; choose {' or '.join(_hosts.names())}")
+        from .protocol.plan import ROUTES
+
+        if self.route not in ROUTES:
+            raise UserInputError(f"unknown route {self.route!r}; choose {' or '.join(ROUTES)}")
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
 
     @property
     def constrained(self) -> bool:
-        """Whether the windows constrain X–H bonds: GROMACS MM windows do (h-bonds), nothing else does."""
+        """Whether the windows constrain X–H bonds: GROMACS MM windows do (h-bonds; on the endpoint route
+        every λ window is one), nothing else does."""
         from .potentials.registry import is_ml
 
-        return not is_ml(self.model) and self.host == "gromacs"
+        return self.route == "endpoint" or (not is_ml(self.model) and self.host == "gromacs")
 
     @property
     def timestep_fs(self) -> float:
@@ -132,7 +150,9 @@ class HydrationFreeEnergy:
                          equil_ps=self.equil_ps, window_equil_ps=self.window_equil_ps,
                          workers=self.workers or (os.cpu_count() or 1), scheduler=self.scheduler,
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
-                         shared_model=self.shared_model, device=self.device)
+                         shared_model=self.shared_model, device=self.device, route=self.route,
+                         leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
+                         leg_sample_every=self.leg_sample_every)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,
@@ -140,7 +160,10 @@ class HydrationFreeEnergy:
 
         SIGTERM/SIGINT stop every child process and raise :class:`~mdi_mlmm.errors.Interrupted`; running
         again resumes. ``progress``: one progress bar on stderr."""
-        from .workflow.hydration import run_hydration
+        if self.route == "endpoint":
+            from .workflow.endpoint import run_endpoint as run_hydration
+        else:
+            from .workflow.hydration import run_hydration
 
         self.result = run_hydration(self.plan(out), progress=progress)
         return self.result

@@ -97,6 +97,10 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> Hydrati
     ``analysis/results.json``, ``report.md`` and (with ``plots``) the PNG plots; returns the result."""
     run_dir = Path(run_dir).resolve()
     plan = _load_plan(run_dir)
+    if plan.route == "endpoint":
+        from .endpoint_report import analyze_endpoint
+
+        return analyze_endpoint(run_dir, plan, equil_fraction, plots)
     u_raw, d_raw = load_windows(plan, run_dir)
     # every other input is read (and checked) too before anything is estimated
     e_ml = None
@@ -156,7 +160,12 @@ def load_result(run_dir) -> HydrationResult:
     p = Path(run_dir) / "analysis" / "results.json"
     if not p.exists():
         raise AnalysisError(f"{run_dir} has no analysis yet ({p} missing): run `mdi-mlmm analyze {run_dir}`")
-    return HydrationResult.from_json(validate.read_json(p, "results of the analysis"))
+    d = validate.read_json(p, "results of the analysis")
+    if d.get("route") == "endpoint":
+        from .endpoint_report import EndpointRunResult
+
+        return EndpointRunResult.from_json(d)
+    return HydrationResult.from_json(d)
 
 
 def _model_server_stats(log_file: Path):

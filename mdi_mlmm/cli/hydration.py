@@ -48,6 +48,19 @@ def register(sub):
                    help="where the ML model runs: cpu (default), cuda, cuda:N or auto; with the shared model server "
                         "one GPU serves every window")
     p.add_argument("--seed", type=positive_int, default=D["seed"], help="random seed (default %(default)s)")
+    e = p.add_argument_group("route", "how the ML/MM hydration free energy is reached (docs/endpoint.md)")
+    e.add_argument("--route", choices=["direct", "endpoint"], default=D["route"],
+                   help="direct (default): E_ML on in every λ window; endpoint: the plain-MM decoupling on GROMACS "
+                        "(--windows, --ns-per-window, --dt; 2 fs with h-bond constraints) plus MM→ML legs in water "
+                        "and in gas on --host: ΔG(ML/MM) = ΔG(MM) + ΔA(water) − ΔA(gas)")
+    e.add_argument("--leg-windows", type=int_at_least(2, "(λ = 0 and 1)"), default=D["leg_windows"],
+                   help="endpoint legs: evenly spaced λ_intra windows from 0 to 1 (default %(default)s)")
+    e.add_argument("--leg-ps", type=positive_float, default=D["leg_ps"],
+                   help="endpoint legs: production per window, ps at 1 fs (default %(default)s)")
+    e.add_argument("--leg-equil-ps", type=nonneg_float, default=D["leg_equil_ps"],
+                   help="endpoint legs: equilibration at each λ_intra, ps (default %(default)s)")
+    e.add_argument("--leg-sample-every", type=positive_int, default=D["leg_sample_every"],
+                   help="endpoint legs: steps between saved full-precision frames (ΔU samples; default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run directory (created; rerun with the same options to resume)")
     p.set_defaults(func=run)

@@ -8,6 +8,9 @@ A host package provides:
   (:mod:`mdi_mlmm.protocol.outputs`, or GROMACS's ``dhdl.xvg``) and ``done.json``, and returns
   the summary it wrote there;
 * ``run_gas(spec: GasSpec, progress=None) -> dict`` — the gas leg (``e_ml.csv``, ``done.json``);
+* ``run_leg(spec: LegSpec, progress=None) -> dict`` — one window of an endpoint-route leg (the
+  engine serves the λ-mixed solute energy; full-precision solute frames every ``sample_every``
+  steps; ``done.json`` names ``trajectory``, ``topology`` and the solute ``atoms`` in it);
 * ``run_md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, *, ndx, ml_group,
   temperature, pressure_bar, engine_port, seed, report_every, energy_every, traj_every, progress,
   engine_options, minimize, **MD_OPTIONS)`` — ML/MM molecular dynamics (``mdi-mlmm md``);
@@ -31,7 +34,9 @@ HOSTS: dict[str, str] = {
 }
 
 #: what every host package provides
-INTERFACE = ("run_window", "run_gas", "run_md", "format_md", "MD_OPTIONS")
+INTERFACE = ("run_window", "run_gas", "run_leg", "run_md", "format_md", "MD_OPTIONS")
+#: unit kind (:mod:`mdi_mlmm.protocol.specs`) -> the host function that runs it
+RUNNERS = {"window": "run_window", "gas": "run_gas", "leg": "run_leg"}
 
 
 def names() -> list[str]:

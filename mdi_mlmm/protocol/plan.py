@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from .. import __version__, files
 from ..errors import UserInputError
 from ..potentials.registry import is_ml
@@ -20,7 +22,11 @@ PLAN_NAME = "plan.json"
 #: settings that define the physics; a resume must match them exactly
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
-              "box_padding_nm")
+              "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
+              "leg_sample_every")
+#: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
+#: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
+ROUTES = ("direct", "endpoint")
 
 
 @dataclass
@@ -58,6 +64,14 @@ class Plan:
     shared_model: bool = True
     #: where the ML model runs (cpu, cuda, cuda:N, auto)
     device: str = "cpu"
+    #: ``direct`` or ``endpoint`` (:data:`ROUTES`). On the endpoint route the λ windows above are the
+    #: plain-MM decoupling (GROMACS, h-bond constraints) and the legs run at ``leg_lambdas``
+    route: str = "direct"
+    leg_lambdas: list = field(default_factory=list)
+    leg_steps: int = 0
+    leg_equil_steps: int = 0
+    leg_dt_fs: float = 1.0
+    leg_sample_every: int = 0
     version: str = __version__
 
     @property
@@ -92,22 +106,42 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000,
-              shared_model: bool = True, device: str = "cpu") -> Plan:
+              shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
+              leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
+              leg_sample_every: int = 20) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
-    evenly spaced Coulomb states then evenly spaced soft-core LJ states."""
+    evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
+    are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
+    ``leg_ps`` of production (after ``leg_equil_ps``) at ``leg_dt_fs``, sampled every ``leg_sample_every``
+    steps; the leg settings are ignored on the direct route."""
+    if route not in ROUTES:
+        raise UserInputError(f"unknown route {route!r}; choose {' or '.join(ROUTES)}")
     sched = decoupling_schedule(windows)
     steps = int(round(ns_per_window * 1e6 / dt_fs))
     if steps < 10 * sample_every:
         raise UserInputError(f"{ns_per_window} ns per window at {dt_fs} fs is {steps} steps: fewer than 10 samples "
                              f"at --sample-every {sample_every}")
+    legs = {}
+    if route == "endpoint":
+        if not is_ml(model):
+            raise UserInputError("the endpoint route goes from MM to an ML model: give an ML --model (not mm)")
+        if leg_windows < 2:
+            raise UserInputError("an endpoint leg needs at least 2 λ windows (0 and 1)")
+        leg_steps = int(round(leg_ps * 1e3 / leg_dt_fs))
+        if leg_steps < 10 * leg_sample_every:
+            raise UserInputError(f"{leg_ps} ps per leg window at {leg_dt_fs} fs is {leg_steps} steps: fewer than 10 "
+                                 f"samples at --leg-sample-every {leg_sample_every}")
+        legs = dict(route=route, leg_lambdas=[float(x) for x in np.linspace(0.0, 1.0, int(leg_windows))],
+                    leg_steps=leg_steps, leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
+                    leg_dt_fs=float(leg_dt_fs), leg_sample_every=int(leg_sample_every))
     ws = [Window(state=k, coul=float(c), vdw=float(v), directory=f"windows/{k:02d}") for k, (c, v) in enumerate(sched)]
     return Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
                 forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
                 temperature=temperature, sample_every=sample_every,
-                gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) else 0, equil_ps=equil_ps,
-                workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
-                shared_model=shared_model, device=device)
+                gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
+                equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
+                shared_model=shared_model, device=device, **legs)
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:

@@ -1,5 +1,5 @@
-"""Typed specs of the units of a hydration run: one λ window (:class:`WindowSpec`) or the gas
-leg (:class:`GasSpec`). The workflow builds them from the plan, writes each to its unit's
+"""Typed specs of the units of a hydration run: one λ window (:class:`WindowSpec`), the gas
+leg (:class:`GasSpec`) or one window of an endpoint-route leg (:class:`LegSpec`). The workflow builds them from the plan, writes each to its unit's
 ``spec.json`` (:meth:`UnitSpec.to_json`) and the unit's process reads it back
 (:func:`unit_from_json`); a host runs it (:mod:`mdi_mlmm.hosts.registry`).
 
@@ -79,10 +79,45 @@ class GasSpec(UnitSpec):
     kind: ClassVar[str] = "gas"
 
 
-_KINDS = {c.kind: c for c in (WindowSpec, GasSpec)}
+@dataclass(kw_only=True)
+class LegSpec(UnitSpec):
+    """One window of an endpoint-route leg (docs/endpoint.md): the fully coupled solute in water
+    (``phase = "water"``, the solvated system) or the solute alone (``"gas"``), sampled with
+    U_λ = U_rest + U_solute–rest + (1 − λ)·E_MM,intra + λ·E_ML at ``lam`` (the engine serves the
+    mixed solute energy: :attr:`mixed_engine_args`). ``equil_steps`` unsampled steps, then ``steps``
+    of production writing full-precision frames every ``sample_every`` steps (GROMACS ``prod.trr``,
+    LAMMPS ``solute.dcd``); ``done.json`` names the trajectory, its topology and the solute atoms in it.
+    mm_intra_top: the topology whose solute gives E_MM,intra (the gas one); mm_intra_molecule: the
+    solute's moleculetype when that topology holds more than one."""
+
+    kind: ClassVar[str] = "leg"
+    phase: str
+    lam: float
+    mm_intra_top: str
+    mm_intra_molecule: Optional[str] = None
+    equil_steps: int = 0
+
+    def __post_init__(self):
+        if self.phase not in ("water", "gas"):
+            raise WorkflowError(f"unknown leg phase {self.phase!r} (water or gas)")
+        self.lam = float(self.lam)
+
+    @property
+    def mixed_engine_args(self) -> list:
+        """``engine_args`` plus the engine options that make it serve λ·E_ML + (1 − λ)·E_MM,intra."""
+        extra = ["--mix-lambda", repr(self.lam), "--mm-intra-top", str(self.mm_intra_top)]
+        if self.mm_intra_molecule:
+            extra += ["--mm-intra-molecule", str(self.mm_intra_molecule)]
+        return list(self.engine_args) + extra
+
+    def describe(self) -> str:
+        return f"{self.phase} leg λ = {self.lam:g}"
 
 
-def unit_from_json(d: dict) -> Union[WindowSpec, GasSpec]:
+_KINDS = {c.kind: c for c in (WindowSpec, GasSpec, LegSpec)}
+
+
+def unit_from_json(d: dict) -> Union[WindowSpec, GasSpec, LegSpec]:
     """The spec :meth:`UnitSpec.to_json` wrote."""
     cls = _KINDS.get(d.get("kind"))
     if cls is None:

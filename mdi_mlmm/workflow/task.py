@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import processes, progress
 from ..errors import MdiMlmmError, WorkflowError
 from ..hosts import registry as hosts
-from ..protocol.specs import UnitSpec, WindowSpec, unit_from_json
+from ..protocol.specs import UnitSpec, unit_from_json
 
 #: between SIGTERM and SIGKILL of a unit process (s): it stops mdrun and then its engine first
 UNIT_GRACE_S = 2 * processes.GRACE_S + 10
@@ -30,8 +30,7 @@ def execute(spec: UnitSpec) -> dict:
     """Run the unit described by ``spec`` in this process, on its host (:mod:`mdi_mlmm.hosts.registry`)."""
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    host = hosts.get(spec.host)
-    run = host.run_window if isinstance(spec, WindowSpec) else host.run_gas
+    run = getattr(hosts.get(spec.host), hosts.RUNNERS[spec.kind])
     return run(spec, progress.file_writer(out))
 
 

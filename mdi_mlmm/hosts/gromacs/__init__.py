@@ -23,6 +23,13 @@ def run_gas(spec, progress=None) -> dict:
     return alchemy.run_gas(spec, progress)
 
 
+def run_leg(spec, progress=None) -> dict:
+    """One endpoint-leg window (:class:`~mdi_mlmm.protocol.specs.LegSpec`): :func:`.alchemy.run_leg`."""
+    from . import alchemy
+
+    return alchemy.run_leg(spec, progress)
+
+
 def run_md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, *, engine_options=(), **options):
     """ML/MM MD: :func:`.host.run_md` (returns its :class:`~.host.MDResult`)."""
     from .host import run_md as md

@@ -30,7 +30,7 @@ from ... import files, units
 from ...errors import HostError
 from ...potentials.registry import is_ml
 from ...protocol.outputs import write_e_ml
-from ...protocol.specs import GasSpec, WindowSpec
+from ...protocol.specs import GasSpec, LegSpec, WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -219,3 +219,68 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
         progress(spec.steps, spec.steps)
     return res
 
+
+
+def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
+    """mdp of one stage (``eq``: unsampled; ``prod``: frames every ``sample_every`` steps in a .trr)
+    of an endpoint-leg window: water = the solvated system at full coupling, NPT (template ``npt``
+    with the λ windows' barostat time constant); gas = the solute alone (template ``gas``). No
+    constraints on the solute (E_ML knows none); the ML group's energy comes from the λ-mixed engine."""
+    from ..driver import reply_timeout
+    from ...prep import mdp
+
+    se = int(spec.sample_every)
+    seed = int(spec.seed) + (0 if stage == "prod" else 7919)
+    ov = {"nsteps": nsteps, "dt": spec.dt_fs / 1000.0, "nstcalcenergy": se, "nstenergy": se,
+          "nstlog": _nstlog(nsteps, se), "nstxout": se if stage == "prod" else 0, "nstvout": 0, "nstfout": 0,
+          "nstxout-compressed": 0, "ref-t": spec.temperature, "ld-seed": seed, "constraints": "none",
+          "mdi-active": "yes", "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout()}
+    if spec.phase == "water":   # starts from the equilibrated system (its velocities)
+        ov.update({"tau-p": 5.0, "gen-vel": "no", "continuation": "no" if fresh else "yes"})
+        return mdp.render("npt", ov)
+    ov.update({"gen-vel": "yes" if fresh else "no", "gen-temp": spec.temperature, "gen-seed": seed,
+               "continuation": "no" if fresh else "yes"})
+    return mdp.render("gas", ov)
+
+
+def run_leg(spec: LegSpec, progress=None) -> dict:
+    """One window of an endpoint-route leg (``spec``: :class:`~mdi_mlmm.protocol.specs.LegSpec`) with
+    the MDI gmx: ``equil_steps`` at λ (``eq``), then ``steps`` of production (``prod``) writing
+    ``prod.trr`` every ``sample_every`` steps (full precision: ΔU needs it); resumable per stage
+    from its checkpoint. done.json: trajectory, topology (the start .gro), atoms (the solute)."""
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    from .build import require_gmx
+    from .host import mdrun_mdi
+
+    gmx = str(require_gmx())
+    t0 = time.time()
+    n_eq = max(0, int(spec.equil_steps))
+    total = n_eq + int(spec.steps)
+    for stage, nsteps, start in (("eq", n_eq, Path(spec.gro)), ("prod", int(spec.steps), out / "eq.gro")):
+        offset = 0 if stage == "eq" else n_eq
+        if nsteps <= 0:
+            if stage == "eq":
+                shutil.copy2(spec.gro, out / "eq.gro")
+            continue
+        if (out / f"{stage}.gro").exists():
+            continue
+        (out / f"{stage}.mdp").write_text(_leg_mdp(spec, stage, nsteps, fresh=stage == "eq" or n_eq == 0))
+        if not (out / f"{stage}.tpr").exists():
+            _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,
+                    f"gmx grompp ({spec.describe()} {stage})")
+        args = ["-cpt", "0.5"] + (["-cpi", f"{stage}.cpt", "-append"] if (out / f"{stage}.cpt").exists() else [])
+        with follow_log(out / f"{stage}.log", progress, offset, total):
+            mdrun_mdi(Path(gmx), out / f"{stage}.tpr", stage, spec.engine, cwd=out, ntomp=_ntomp(),
+                      mdrun_args=args, engine_args=spec.mixed_engine_args)
+        if progress:
+            progress(offset + nsteps, total)
+    res = {"host": "gromacs", "kind": "leg", "phase": spec.phase, "lambda": spec.lam, "steps": spec.steps,
+           "equil_steps": n_eq, "dt_fs": spec.dt_fs, "sample_every": spec.sample_every, "wall_s": time.time() - t0,
+           "trajectory": str(out / "prod.trr"), "topology": str(out / "eq.gro"),
+           "atoms": [int(i) for i in spec.ml_indices]}
+    files.write_text(done, json.dumps(res, indent=1))   # whole or absent: a resume trusts it
+    return res

@@ -857,3 +857,102 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
         close_quietly(lmp, conn)
     files.write_text(done, json.dumps(res, indent=1), fsync=True)
     return res
+
+
+def _write_solute_dcd(out: Path, gro, solute: Sequence[int], times_ps, X, cells, dt_ps: float) -> tuple[Path, Path]:
+    """``solute.gro`` (the solute's atoms, once) and ``solute.dcd`` (atomically): the recorded solute
+    frames (positions Å as LAMMPS holds them, float32 in the file; the cell of each frame)."""
+    import os
+
+    import MDAnalysis as mda
+    from MDAnalysis.lib.mdamath import triclinic_box
+
+    top = out / "solute.gro"
+    if not top.exists():
+        mda.Universe(str(gro)).atoms[list(solute)].write(str(top))
+    u = mda.Universe(str(top))
+    n = len(solute)
+    dcd, tmp = out / "solute.dcd", out / "solute.tmp.dcd"
+    with mda.Writer(str(tmp), n_atoms=n, dt=float(dt_ps)) as w:
+        for x, cell in zip(X, cells):
+            u.atoms.positions = np.asarray(x, dtype=np.float64).reshape(n, 3)
+            u.dimensions = triclinic_box(*np.asarray(cell, dtype=np.float64).reshape(3, 3))
+            w.write(u.atoms)
+    os.replace(tmp, dcd)
+    return top, dcd
+
+
+def run_leg(spec, progress=None) -> dict:
+    """One window of an endpoint-route leg (:class:`~mdi_mlmm.protocol.specs.LegSpec`): the engine
+    serves λ·E_ML + (1 − λ)·E_MM,intra of the solute (``spec.mixed_engine_args``); water = the
+    solvated system fully coupled (as window 0 of :func:`run_window`: RATTLE water, the ML–ML Ewald
+    exclusions beyond the cutoff removed), gas = the solute alone (as :func:`run_gas`). Langevin NVT.
+    Every ``sample_every`` steps after ``equil_steps`` the solute's positions and the cell are
+    recorded (in the checkpoint, so a resume loses and repeats nothing) and written as
+    ``solute.dcd`` + ``solute.gro``; done.json names them (trajectory, topology, atoms)."""
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / DONE
+    if done.exists():
+        return json.loads(done.read_text())
+    steps, sample_every, checkpoint_every = _check_common(spec.steps, spec.dt_fs, spec.sample_every,
+                                                          spec.checkpoint_every, spec.temperature)
+    equil_steps = max(0, int(spec.equil_steps))
+    solute = sorted(int(i) for i in spec.ml_indices)
+    gas = spec.phase == "gas"
+    t_start = time.perf_counter()
+    from ...topology.gromacs import load_gromacs
+    from .convert import new_lammps
+    from .host import box_matrix
+
+    structure = load_gromacs(spec.top, spec.gro)
+    if gas and len(structure.atoms) != len(solute):
+        raise UserInputError(f"the gas-phase system {spec.top} has {len(structure.atoms)} atoms but {len(solute)} "
+                             "are ML atoms; it must hold the solute only")
+    bonds = region_bonds(structure, solute)
+    check_region_geometry(solute, bonds, structure)
+    asys = AlchemicalSystem.build(spec.top, spec.gro, out / "lammps", solute, ml=True, structure=structure)
+    meta = {"kind": "leg", "phase": spec.phase, "lambda": float(spec.lam), "model": str(spec.model), "steps": steps,
+            "dt_fs": float(spec.dt_fs), "sample_every": sample_every, "temperature": float(spec.temperature),
+            "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute}
+    store = _Store(out, meta, ["time_ps", "X", "cell"])
+    resumed = store.load()
+    conn = lmp = None
+    try:
+        z = [int(structure.atoms[i].atomic_number) for i in solute]
+        conn = _start_engine(spec.engine, z, out, spec.mixed_engine_args)
+        lmp = new_lammps(None)
+        lmp.command(f"log {out / 'lammps.log'} append")
+        for c in (asys.commands(None, gas=True) if gas else asys.commands(1.0)):
+            lmp.command(c)
+        coupling, excl = _setup_dynamics(lmp, asys.system, spec.dt_fs, spec.temperature, spec.seed,
+                                         store.state if resumed else None, conn, solute, rigid=not gas, bonds=bonds,
+                                         exclusion_charges=None if gas else asys.charges[asys.solute])
+        start = store.state[0] if resumed else 0
+        if lmp.extract_global("nlocal") != asys.natoms:
+            raise HostError("atom count mismatch")
+
+        def record(step):
+            pos = _positions(lmp, asys.natoms)[solute]
+            store.add(time_ps=_time_ps(step - equil_steps, spec.dt_fs), X=pos.ravel(), cell=box_matrix(lmp).ravel())
+
+        def flush():
+            if len(store):
+                _write_solute_dcd(out, spec.gro, solute, store.data["time_ps"], store.data["X"], store.data["cell"],
+                                  sample_every * spec.dt_fs / 1000.0)
+
+        wall, nsteps = _loop(lmp, (coupling, excl), store, start=start, equil_steps=equil_steps, steps=steps,
+                             dt_fs=spec.dt_fs, sample_every=sample_every, checkpoint_every=checkpoint_every,
+                             natoms=asys.natoms, record=record, flush=flush, progress=progress)
+        flush()
+        res = {"host": "lammps", "kind": "leg", "phase": spec.phase, "lambda": float(spec.lam), "steps": steps,
+               "equil_steps": equil_steps, "dt_fs": float(spec.dt_fs), "sample_every": sample_every,
+               "samples": len(store), "resumed_from_step": start if resumed else None, "steps_this_run": nsteps,
+               "wall_s": time.perf_counter() - t_start, "loop_s": wall,
+               "ns_per_day": nsteps * spec.dt_fs * 1e-6 / wall * 86400 if wall > 0 and nsteps else None,
+               "trajectory": str(out / "solute.dcd"), "topology": str(out / "solute.gro"),
+               "atoms": list(range(len(solute)))}
+    finally:
+        close_quietly(lmp, conn)
+    files.write_text(done, json.dumps(res, indent=1), fsync=True)
+    return res
