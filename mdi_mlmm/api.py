@@ -215,6 +215,8 @@ class FreeSolvBenchmark:
         self.settings = {k: getattr(proto, k) for k in hydration_defaults() if k not in own - {"seed"}}
         if estimator not in ESTIMATORS:
             raise UserInputError(f"unknown estimator {estimator!r}; choose {', '.join(ESTIMATORS)}")
+        if self.settings.get("route", "direct") != "direct" and estimator == "TI":
+            raise UserInputError("the endpoint route reports MBAR and BAR: choose --estimator MBAR or BAR")
         self.ids, self.subset, self.all, self.seed = ids, subset, all, int(seed)
         self.filters = Filters(parse_elements(elements), min_heavy_atoms, max_heavy_atoms)
         self.with_mm, self.estimator, self.bootstrap = bool(with_mm), estimator, int(bootstrap)

@@ -144,8 +144,12 @@ def test_terms_from_results_direct_mm_and_endpoint():
     assert bench.terms_from_results(ml, "TI")["ml"].value == -4.1
     mm = bench.terms_from_results({"model": "mm", "dG_MBAR": {"value": -3.0, "error": 0.1}})
     assert (mm["mm"].value, mm["ml"]) == (-3.0, None)
-    ep = bench.terms_from_results(dict(ml, route="endpoint", dG_MM={"value": -3.3, "error": 0.1}))
-    assert ep["mm"].value == -3.3 and ep["ml"].value == -4.0
+    ep = bench.terms_from_results(dict(ml, route="endpoint", dG_MM={"value": -3.3, "error": 0.1},
+                                       warnings=["water leg: overlap 0.01"]))
+    assert ep["mm"].value == -3.3 and ep["ml"].value == -4.0 and ep["warnings"] == ["water leg: overlap 0.01"]
+    # a direct run whose neighbouring windows barely overlap is flagged
+    assert "overlap 0.001" in bench.terms_from_results(dict(ml, min_neighbour_overlap=0.001))["warnings"][0]
+    assert bench.terms_from_results(dict(ml, min_neighbour_overlap=0.2))["warnings"] == []
 
 
 # ------------------------------------------------------------------------------ the run loop
@@ -212,6 +216,10 @@ def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
     if "route" not in d:
         with pytest.raises(UserInputError, match="route"):
             FreeSolvBenchmark(ids=[ETHANOL], route="endpoint")
+    else:
+        assert FreeSolvBenchmark(ids=[ETHANOL], route="endpoint").settings["route"] == "endpoint"
+        with pytest.raises(UserInputError, match="MBAR and BAR"):
+            FreeSolvBenchmark(ids=[ETHANOL], route="endpoint", estimator="TI")
 
 
 # ------------------------------------------------------------------------------ end to end

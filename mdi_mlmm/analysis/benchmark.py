@@ -40,6 +40,8 @@ OUTPUTS = {"csv": "table.csv", "markdown": "table.md", "plot": "scatter.png", "r
            "json": "benchmark.json"}
 #: the band drawn around y = x in the scatter plot (kcal/mol)
 BAND = 1.0
+#: a direct run's smallest neighbour overlap below this is listed as a warning (as its own report does)
+MIN_OVERLAP = 0.03
 
 
 @dataclass
@@ -56,12 +58,13 @@ class Row:
     values: dict = field(default_factory=dict)   # METHODS key -> Estimate
     status: str = "pending"
     error: Optional[str] = None
+    warnings: list = field(default_factory=list)   # the runs' warnings (overlap, sampling), one line each
 
     def to_json(self) -> dict:
         return {"id": self.id, "smiles": self.smiles, "iupac": self.iupac,
                 "expt": self.expt.to_json() if self.expt else None,
                 **{k: (self.values[k].to_json() if self.values.get(k) else None) for k in METHODS},
-                "status": self.status, "error": self.error}
+                "status": self.status, "error": self.error, "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -184,13 +187,19 @@ def _estimate(d) -> Optional[Estimate]:
 
 
 def terms_from_results(res: dict, estimator: str = "MBAR") -> dict:
-    """{``ml``, ``ml_reorg``, ``mm``: Estimate or None} from a run's ``results.json`` content.
+    """{``ml``, ``ml_reorg``, ``mm``: Estimate or None; ``warnings``: [str]} from a run's
+    ``results.json`` content.
 
     A plain-MM run (model ``mm``) gives ``mm`` = its ΔG; an ML run gives ``ml`` = ΔG and
     ``ml_reorg`` = ΔG + ΔG_reorg of ``estimator``, and ``mm`` = the endpoint route's ΔG_hyd(MM)
-    term (``dG_MM``, at the top level or under ``endpoint``) when it has one."""
+    term (``dG_MM``, at the top level or under ``endpoint``) when it has one. ``warnings``: the
+    run's own (endpoint route) and, on the direct route, a smallest neighbour overlap below
+    :data:`MIN_OVERLAP`."""
     key = f"dG_{estimator}"
-    out = {"ml": None, "ml_reorg": None, "mm": None}
+    out = {"ml": None, "ml_reorg": None, "mm": None, "warnings": [str(w) for w in res.get("warnings") or []]}
+    ov = res.get("min_neighbour_overlap")
+    if res.get("route", "direct") == "direct" and ov is not None and ov < MIN_OVERLAP:
+        out["warnings"].append(f"smallest neighbour overlap {ov:.3f} (< {MIN_OVERLAP}): add windows or sample longer")
     if res.get("model") == "mm":
         out["mm"] = _estimate(res.get(key))
         return out
@@ -325,6 +334,10 @@ def report_markdown(rows: Sequence[Row], stats: Sequence[ErrorStats], *, setting
     out += ["## Molecules", "", table_markdown(rows)]
     if skipped:
         out += ["## Skipped", ""] + [f"- {s['id']} (`{s['smiles']}`): {s['reason']}" for s in skipped] + [""]
+    warned = [r for r in rows if r.warnings]
+    if warned:
+        out += ["## Warnings", "", "The runs' own warnings: these numbers may not be supported by the sampling.", ""]
+        out += [f"- {r.id}: {w}" for r in warned for w in r.warnings] + [""]
     if failed:
         out += ["## Failed", "", "Rerun the same command to retry them.", ""]
         out += [f"- {r.id} (`{r.smiles}`): {r.error}" for r in failed] + [""]

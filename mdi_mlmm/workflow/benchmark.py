@@ -232,12 +232,13 @@ def _one_line(exc: BaseException) -> str:
 
 def check_settings(out, settings: dict) -> None:
     """Write ``out/settings.json``, or refuse when it holds other run settings (those in
-    :data:`HOW_TO_RUN` may change): finished runs would otherwise mix two protocols."""
+    :data:`HOW_TO_RUN` may change): finished runs would otherwise mix two protocols. Settings that
+    only one side knows (added to the code since) are not compared."""
     path = Path(out) / SETTINGS_FILE
     new = json.loads(json.dumps(settings))
     if path.exists():
         old = json.loads(path.read_text())
-        keys = sorted((set(old) | set(new)) - set(HOW_TO_RUN))
+        keys = sorted((set(old) & set(new)) - set(HOW_TO_RUN))   # a setting added since: its default then
         diffs = [k for k in keys if old.get(k) != new.get(k)]
         if diffs:
             listed = ", ".join(f"{k}: {old.get(k)!r} on disk vs {new.get(k)!r} now" for k in diffs[:4])
@@ -265,6 +266,7 @@ def collect_rows(out, molecules: Iterable[Molecule], labels: Sequence[tuple[str,
                 done += 1
                 t = bench.terms_from_results(json.loads((rd / "analysis" / "results.json").read_text()), estimator)
                 terms[label] = t
+                row.warnings += [f"{label} run: {w}" for w in t["warnings"]]
             elif _error_file(out, m.id, label).exists():
                 errors.append(f"{label} run: {_error_file(out, m.id, label).read_text().strip()}")
         ml = terms.get("ml", {})
