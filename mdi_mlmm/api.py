@@ -203,8 +203,6 @@ class FreeSolvBenchmark:
 
         own = {"smiles", "freesolv_id", "name", "seed"}
         unknown = sorted(set(settings) - (set(hydration_defaults()) - own))
-        if unknown == ["route"]:
-            raise UserInputError("route: this version's HydrationFreeEnergy has no route setting (direct only)")
         if unknown:
             raise UserInputError(f"unknown setting(s) {', '.join(unknown)} (HydrationFreeEnergy has "
                                  f"{', '.join(sorted(set(hydration_defaults()) - own))}; md_seed: its seed)")
@@ -249,7 +247,8 @@ class FreeSolvBenchmark:
         from .workflow.benchmark import molecule_dir, run_benchmark, run_labels
 
         sel = self.select()
-        for label, model in run_labels(self.settings["model"], self.with_mm) if sel.molecules else ():
+        route = self.settings.get("route", "direct")
+        for label, model in run_labels(self.settings["model"], self.with_mm, route) if sel.molecules else ():
             m = sel.molecules[0].id   # time step, samples per window, model files: checked before any run
             self._calc(m, model).plan(molecule_dir(out, m) / label)
 

@@ -200,6 +200,13 @@ def test_a_failing_molecule_is_listed_with_its_error_and_retried_on_rerun(freeso
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_labels():
+    assert wb.run_labels("mm", True) == [("mm", "mm")]
+    assert wb.run_labels("ani2x", False) == [("ml", "ani2x")]
+    assert wb.run_labels("ani2x", True) == [("ml", "ani2x"), ("mm", "mm")]
+    assert wb.run_labels("ani2x", True, "endpoint") == [("ml", "ani2x")]     # the route has its MM term
+
+
 def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
     from mdi_mlmm.api import FreeSolvBenchmark, hydration_defaults
 
@@ -213,13 +220,9 @@ def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
     d = hydration_defaults()
     assert b.settings["seed"] == 5 and b.settings["ns_per_window"] == 0.5
     assert all(b.settings[k] == d[k] for k in b.settings if k not in ("seed", "ns_per_window"))
-    if "route" not in d:
-        with pytest.raises(UserInputError, match="route"):
-            FreeSolvBenchmark(ids=[ETHANOL], route="endpoint")
-    else:
-        assert FreeSolvBenchmark(ids=[ETHANOL], route="endpoint").settings["route"] == "endpoint"
-        with pytest.raises(UserInputError, match="MBAR and BAR"):
-            FreeSolvBenchmark(ids=[ETHANOL], route="endpoint", estimator="TI")
+    assert FreeSolvBenchmark(ids=[ETHANOL], route="endpoint").settings["route"] == "endpoint"
+    with pytest.raises(UserInputError, match="MBAR and BAR"):
+        FreeSolvBenchmark(ids=[ETHANOL], route="endpoint", estimator="TI")
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -58,10 +58,6 @@ def register(sub):
     copied = _hydration_options()
     for a in copied:
         proto._add_action(a)
-    if "route" not in {a.dest for a in copied}:
-        proto.add_argument("--route", default=None,
-                           help="hydration route, passed to each run when given (this version of mdi-mlmm "
-                                "hydration has the direct route only)")
     proto.add_argument("--md-seed", type=positive_int, default=hydration_defaults()["seed"],
                        help="random seed of the runs (hydration's --seed; default %(default)s)")
     f.add_argument("--with-mm", action="store_true",
@@ -85,8 +81,6 @@ def run(args) -> int:
     from ..errors import UserInputError
 
     settings = {k: getattr(args, k) for k in args._protocol}
-    if args.route is not None:
-        settings["route"] = args.route
     bench = FreeSolvBenchmark(ids=_ids(args.ids), subset=args.subset, all=args.all, seed=args.seed,
                               elements=args.elements, min_heavy_atoms=args.min_heavy_atoms,
                               max_heavy_atoms=args.max_heavy_atoms, with_mm=args.with_mm, estimator=args.estimator,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -204,12 +205,13 @@ def select(*, model: str, ids: Optional[Sequence[str]] = None, subset: Optional[
 
 
 # ------------------------------------------------------------------------------ runs
-def run_labels(model: str, with_mm: bool) -> list[tuple[str, str]]:
+def run_labels(model: str, with_mm: bool, route: str = "direct") -> list[tuple[str, str]]:
     """[(run label, model)] for each molecule: ``("mm", "mm")`` for a plain-MM benchmark; else
-    ``("ml", model)`` and, with ``with_mm``, ``("mm", "mm")``."""
+    ``("ml", model)`` and, with ``with_mm`` on the direct route, ``("mm", "mm")`` (the endpoint
+    route computes ΔG_hyd(MM) itself)."""
     if not registry.is_ml(model):
         return [("mm", model)]
-    return [("ml", model)] + ([("mm", "mm")] if with_mm else [])
+    return [("ml", model)] + ([("mm", "mm")] if with_mm and route == "direct" else [])
 
 
 def molecule_dir(out, cid: str) -> Path:
@@ -324,7 +326,7 @@ def run_benchmark(out, selection: Selection, run: RunFn, *, settings: dict, with
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, settings)
-    labels = run_labels(settings["model"], with_mm)
+    labels = run_labels(settings["model"], with_mm, settings.get("route", "direct"))
     mols = selection.molecules
     report_settings = {**settings, "with_mm": with_mm, "estimator": estimator}
 
@@ -340,12 +342,16 @@ def run_benchmark(out, selection: Selection, run: RunFn, *, settings: dict, with
     todo = [m for m in mols if not complete(m)]
     if len(todo) < len(mols):
         log.info("%d of %d molecules already finished: not run again", len(mols) - len(todo), len(mols))
-    bar = progress_display.Bar(len(mols), unit="molecule", desc="FreeSolv benchmark", enabled=progress)
+    # a live bar on a terminal (each molecule's own bar below it); in a log, one line per molecule instead
+    # (tqdm's nested bars would write cursor movements into the file)
+    bar = progress_display.Bar(len(mols), unit="molecule", desc="FreeSolv benchmark",
+                               enabled=progress and sys.stderr.isatty())
     n_done, n_failed = len(mols) - len(todo), 0
     try:
         bar.update_to(n_done, f"{n_done}/{len(mols)} molecules done")
         for m in todo:
             bar.update_to(n_done, f"running {m.id} ({m.smiles})")
+            log.info("molecule %d of %d: %s (%s)", n_done + n_failed + 1, len(mols), m.id, m.smiles)
             ok = True
             for label, model in labels:
                 rd = molecule_dir(out, m.id) / label
