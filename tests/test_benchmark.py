@@ -267,3 +267,27 @@ def test_two_molecules_end_to_end_and_resume_redoes_nothing(freesolv_data, tmp_p
     after = {p: p.stat().st_mtime_ns for p in out.glob("molecules/**/*") if p.is_file()}
     assert after == before                                              # no run touched again
     print(f"rerun took {time.time() - t0:.1f} s")
+
+
+def test_a_stop_signal_during_a_plot_is_not_swallowed(monkeypatch, tmp_path):
+    """SIGTERM arriving in a slow plot (alchemlyb's convergence plot took minutes on a tiny bromomethane
+    run) must stop the run, not be logged as a failed plot: the hydration analysis's plots and ours."""
+    from types import SimpleNamespace
+
+    from mdi_mlmm.analysis import plots
+    from mdi_mlmm.errors import Interrupted
+
+    def stopped(*a, **k):
+        raise Interrupted(15)
+
+    monkeypatch.setattr(plots, "dhdl_plot", stopped)
+    est = SimpleNamespace(ti=None, mbar=None, min_neighbour_overlap=0.0)
+    with pytest.raises(Interrupted):
+        plots.make_all(tmp_path, est, [], [], SimpleNamespace(temperature=298.15))
+    monkeypatch.setattr(bench, "scatter_plot", stopped)
+    row = bench.Row(id="m", smiles="C", expt=Estimate(-1.0, 0.6), status="done", values={"gaff": Estimate(0.0, 0.1)})
+    with pytest.raises(Interrupted):
+        bench.write_outputs(tmp_path, [row], settings={}, selection={})
+    monkeypatch.setattr(bench, "scatter_plot", lambda *a, **k: 1 / 0)      # any other failure: no plot, still a table
+    assert "plot" not in bench.write_outputs(tmp_path, [row], settings={}, selection={})["files"]
+    assert (tmp_path / "table.csv").exists()

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import files
+from ..errors import Interrupted
 from .results import Estimate
 
 log = logging.getLogger(__name__)
@@ -370,6 +371,8 @@ def write_outputs(out_dir, rows: Sequence[Row], *, settings: dict, selection: di
     if plot:
         try:
             png = scatter_plot(paths["plot"], rows, stats)
+        except Interrupted:
+            raise
         except Exception as exc:  # a plot must not cost the table
             log.warning("no scatter plot: %s", exc)
     if png is None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import Interrupted
+
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +133,8 @@ def make_all(out: Path, est, u_list, d_list, plan, *, e_ml: dict | None = None) 
             fn(out / name)
             if (out / name).exists():
                 made[name] = desc
+        except Interrupted:       # SIGTERM/SIGINT during a slow plot: stop, do not carry on
+            raise
         except Exception as exc:  # a plot must never sink the numbers
             log.warning("plot %s failed: %s", name, exc)
     return made
