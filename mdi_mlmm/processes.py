@@ -205,14 +205,27 @@ def stop(procs: Iterable[subprocess.Popen], grace: Optional[float] = None):
     one's group and everything that was below it. Processes below that are still alive once
     their parent ended are killed too. Returns once every one of ``procs`` has been reaped."""
     procs = [p for p in procs if p is not None]
+    with shielded():   # no Interrupted from a signal handler in the middle of this
+        _stop(procs, grace)
+
+
+@contextmanager
+def shielded():
+    """A block (of stopping work) that a stop signal does not interrupt: in the main thread the
+    signal handler returns instead of raising; a further signal only sets :func:`hurrying`."""
     main = threading.current_thread() is threading.main_thread()
     if main:
-        _in_stop[0] += 1   # no Interrupted from a signal handler in the middle of this
+        _in_stop[0] += 1
     try:
-        _stop(procs, grace)
+        yield
     finally:
         if main:
             _in_stop[0] -= 1
+
+
+def hurrying() -> bool:
+    """Whether a second stop signal asked to skip the remaining grace periods."""
+    return _hurry.is_set()
 
 
 def _stop(procs, grace):

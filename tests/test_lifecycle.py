@@ -173,6 +173,71 @@ def test_sigterm_stops_windows_engines_and_model_server_then_rerun_resumes(tmp_p
 
 
 @needs_gmx
+def test_sigterm_stops_units_running_on_dask_workers(tmp_path):
+    """--scheduler: the units run as children of a Dask worker (another process tree, maybe another
+    machine), out of reach of the workflow's signals. SIGTERM of the run must still stop them
+    (a stop request in each unit's directory), leave the worker serving, and a rerun resumes."""
+    venv_bin = Path(sys.executable).parent
+    dask = str(venv_bin / "dask") if (venv_bin / "dask").exists() else "dask"
+    sf = tmp_path / "scheduler.json"
+    cluster = [subprocess.Popen([dask, "scheduler", "--scheduler-file", str(sf), "--port", "0", "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    out = tmp_path / "run"
+    p = None
+    seen: list[psutil.Process] = []
+    try:
+        t0 = time.time()
+        while not sf.exists() and time.time() - t0 < 60:
+            time.sleep(0.2)
+        cluster.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(sf), "--nthreads", "2",
+                                         "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True))
+        address = json.loads(sf.read_text())["address"]
+        cmd = hydration_cmd(out, "--ns-per-window", "0.02", "--checkpoint-every", "100", "--scheduler", address)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def unit_running_on_the_worker():
+            tasks = [k for k in _descendants(cluster[1].pid) if "mdi_mlmm.workflow.task" in _cmdline(k)]
+            busy = [u for u in sorted((out / "windows").glob("*")) if (_progress(u) or {}).get("done", 0) >= 200]
+            return tasks if tasks and busy else None
+
+        tasks = _wait_until(unit_running_on_the_worker, 1200, p, "a unit running on the Dask worker")
+        assert not [k for k in _descendants(p.pid) if "mdi_mlmm.workflow.task" in _cmdline(k)]
+        seen += [t for task in tasks for t in [task, *task.children(recursive=True)]]
+        rc, text, dt = _sigterm_run(p, seen, limit=90.0)
+        print(f"stopped {len(seen)} processes on the worker in {dt:.1f} s")
+        assert rc == 128 + signal.SIGTERM, text[-2000:]
+        assert cluster[1].poll() is None, "the Dask worker itself must keep serving"
+        assert dt < 40
+        assert not [k for k in _descendants(cluster[1].pid) if "mdi_mlmm.workflow.task" in _cmdline(k)], \
+            "a queued unit started after the stop"
+    finally:
+        if p is not None and p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        _kill_all(seen)
+        for c in reversed(cluster):
+            if c.poll() is None:
+                os.killpg(c.pid, signal.SIGTERM)
+        for c in cluster:
+            try:
+                c.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(c.pid, signal.SIGKILL)
+    assert list(out.glob("windows/*/stop.request")), "the stop went through request files"
+    # the same command without a cluster clears the requests and resumes from the checkpoints
+    r = subprocess.Popen(hydration_cmd(out, "--ns-per-window", "0.02", "--checkpoint-every", "100"),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until(lambda: any("resuming window" in (w / "task.log").read_text()
+                                for w in (out / "windows").glob("*") if (w / "task.log").exists()),
+                    600, r, "a window resuming from its checkpoint")
+        assert not list(out.glob("windows/*/stop.request"))
+    finally:
+        os.killpg(r.pid, signal.SIGTERM)
+        r.wait(60)
+
+
+@needs_gmx
 def test_gromacs_window_progress_moves_and_sigterm_leaves_no_mdrun(tmp_path):
     """Plain-MM windows on (stock) GROMACS: progress.json moves while mdrun runs; SIGTERM of one
     window task stops its mdrun (which leaves a checkpoint); SIGTERM of the run leaves nothing;

@@ -49,6 +49,19 @@ def _prepare(plan: Plan) -> dict:
     return load_system(sysdir)
 
 
+def prepare_and_equilibrate(plan: Plan) -> tuple[dict, Path]:
+    """The prepared system (resumed if there) and its classically equilibrated coordinates, which
+    every route's units start from: (system description, equilibrated .gro)."""
+    from .equilibrate import equilibrate
+
+    system = _prepare(plan)
+    root = Path(system["root"])
+    solv = system["solvated"]
+    gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
+                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
+    return system, gro_eq
+
+
 def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[UnitSpec]:
     """The plan's λ windows (and gas leg) as typed unit specs."""
     root = Path(system["root"])
@@ -107,6 +120,10 @@ def run_units(specs: list[UnitSpec], workers: int = 1, scheduler: str | None = N
     todo = [s for s in specs if not (Path(s.out_dir) / "done.json").exists()]
     if len(todo) < len(specs):
         log.info("%d of %d units already finished: skipped", len(specs) - len(todo), len(specs))
+    from .task import clear_stop
+
+    for s in todo:
+        clear_stop(s)
     bar = _Progress(specs, progress)
     errors: list[str] = []
 
@@ -127,8 +144,14 @@ def run_units(specs: list[UnitSpec], workers: int = 1, scheduler: str | None = N
             from dask.distributed import Client
 
             with Client(scheduler) as client:
-                wait([client.submit(run_in_subprocess, s, pure=False,
-                                    key=f"mdi-mlmm-{Path(s.out_dir).name}-{time.time()}") for s in todo])
+                futs = [client.submit(run_in_subprocess, s, pure=False,
+                                      key=f"mdi-mlmm-{Path(s.out_dir).name}-{time.time()}") for s in todo]
+                try:
+                    wait(futs)
+                except BaseException:   # Interrupted: the workers' unit processes are not our children
+                    with processes.shielded():
+                        _stop_dask_units(futs, todo)
+                    raise
         else:
             with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
                 futs = [pool.submit(run_in_subprocess, s) for s in todo]
@@ -145,6 +168,25 @@ def run_units(specs: list[UnitSpec], workers: int = 1, scheduler: str | None = N
     if errors:
         raise WorkflowError(f"{len(errors)} unit(s) failed; rerun the same command to retry them: " + " || ".join(errors[:3]))
     return [json.loads((Path(s.out_dir) / "done.json").read_text()) for s in specs]
+
+
+def _stop_dask_units(futs, specs, timeout: float | None = None):
+    """Stop units running on Dask workers: cancel what has not started, ask each running unit's
+    runner to stop its unit process (a request file in the unit's directory; the runner checks
+    every second), and wait until they have ended (each leaves its checkpoint)."""
+    from .task import UNIT_GRACE_S, request_stop
+
+    for s in specs:
+        request_stop(s)   # queued units see it before they start, running ones within a second
+    deadline = time.time() + (timeout if timeout is not None else UNIT_GRACE_S + 15)
+    while time.time() < deadline and any(f.status == "pending" for f in futs) and not processes.hurrying():
+        time.sleep(0.5)
+    left = [f for f in futs if f.status == "pending"]
+    if left:
+        log.warning("%d Dask unit(s) still running after the stop request: %s", len(left),
+                    ", ".join(f.key for f in left[:3]))
+        for f in left:
+            f.cancel()
 
 
 def _use_model_server(plan: Plan, specs: list[UnitSpec]) -> bool:
@@ -178,17 +220,11 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True):
 
 
 def _run_hydration(plan: Plan, *, progress: bool, analyze: bool):
-    from .equilibrate import equilibrate
-
     registry.resolve(plan.model).check_files().check_other_process()   # fail now, not in a window
     plan, resumed = load_or_create(plan)
     log.info("%s hydration run in %s (%d windows, model %s, host %s)", "resuming" if resumed else "starting",
              plan.out, len(plan.windows), plan.model, plan.host)
-    system = _prepare(plan)
-    root = Path(system["root"])
-    solv = system["solvated"]
-    gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
-                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
+    system, gro_eq = prepare_and_equilibrate(plan)
     specs = unit_specs(plan, system, gro_eq)
     server = start_model_server(plan, specs) if _use_model_server(plan, specs) else None
     try:

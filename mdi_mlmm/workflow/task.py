@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .. import processes, progress
@@ -24,6 +25,8 @@ from ..protocol.specs import UnitSpec, unit_from_json
 
 #: between SIGTERM and SIGKILL of a unit process (s): it stops mdrun and then its engine first
 UNIT_GRACE_S = 2 * processes.GRACE_S + 10
+#: a file in a unit's directory that asks its runner to stop it (how a stopped workflow reaches Dask workers)
+STOP_NAME = "stop.request"
 
 
 def execute(spec: UnitSpec) -> dict:
@@ -47,14 +50,51 @@ def run_in_subprocess(spec: UnitSpec) -> dict:
     if done.exists():
         return json.loads(done.read_text())
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    stop_file = out / STOP_NAME   # removed by the workflow before it submits its units (clear_stop)
+    if stop_file.exists():
+        raise WorkflowError(f"{spec.describe()} not started: the workflow was stopped")
+    stopped = False
     with open(out / "task.log", "a") as log:
-        r = processes.run([sys.executable, "-m", "mdi_mlmm.workflow.task", str(spec_file)], stdout=log,
-                          stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, grace=UNIT_GRACE_S)
-    if r.returncode != 0 or not done.exists():
+        proc = processes.start([sys.executable, "-m", "mdi_mlmm.workflow.task", str(spec_file)], stdout=log,
+                               stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, grace=UNIT_GRACE_S)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop_file.exists():   # the workflow was stopped (it cannot signal a Dask worker's child)
+                        stopped = True
+                        processes.stop([proc], grace=UNIT_GRACE_S)
+                        break
+        except BaseException:
+            processes.stop([proc])
+            raise
+        finally:
+            if proc.poll() is not None:
+                processes.forget(proc)
+    if stopped:
+        raise WorkflowError(f"{spec.describe()} stopped on request (its checkpoint is kept; rerun to resume)")
+    if proc.returncode != 0 or not done.exists():
         tail = [ln for ln in (out / "task.log").read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        raise WorkflowError(f"{spec.describe()} failed (exit {r.returncode}); "
+        raise WorkflowError(f"{spec.describe()} failed (exit {proc.returncode}); "
                             f"see {out / 'task.log'}: {' | '.join(tail)}")
     return json.loads(done.read_text())
+
+
+def clear_stop(spec: UnitSpec):
+    """Remove a stop request left by an earlier, stopped attempt (before the unit is submitted again)."""
+    (Path(spec.out_dir) / STOP_NAME).unlink(missing_ok=True)
+
+
+def request_stop(spec: UnitSpec):
+    """Ask the unit's runner (:func:`run_in_subprocess`, wherever it runs: a Dask worker on another
+    machine sharing the file system) to stop its unit process, which stops mdrun/LAMMPS with a
+    checkpoint and then its engine. The runner checks every second."""
+    out = Path(spec.out_dir)
+    if not (out / "done.json").exists():   # a unit not started yet must not start either
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STOP_NAME).write_text(str(time.time()))
 
 
 def main(argv=None) -> int:
