@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AnalysisError
-from . import free_energy as fe
-from . import validate
 from .results import Estimate, Reorganization
 
 log = logging.getLogger(__name__)
@@ -183,15 +181,8 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
             raise AnalysisError(f"the {ph} leg has no ΔU yet ({missing[0]} missing): rerun the hydration command "
                                 "to finish it")
         legs_in[ph] = read_leg(paths, plan.leg_lambdas)
-    sysjson = run_dir / "system" / "system.json"
-    system = validate.read_json(sysjson, "description of the prepared system") if sysjson.exists() else None
-    u_list, d_list, info = [], [], []
-    for u, d in zip(u_raw, d_raw):
-        uu, dd, inf = fe.preprocess(u, d, equil_fraction)
-        u_list.append(uu)
-        d_list.append(dd)
-        info.append(inf)
-    est = fe.estimate(u_list, d_list, plan.temperature)
+    system = report.read_system(run_dir)
+    est, info, u_list, d_list = report.estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature)
     dG_mm = {k: Estimate(-e.value, e.error) for k, e in est.by_name().items()}
     water = estimate_leg(legs_in["water"], plan.temperature, "water", equil_fraction)
     gas = estimate_leg(legs_in["gas"], plan.temperature, "gas", equil_fraction)

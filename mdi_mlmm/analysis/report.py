@@ -92,6 +92,27 @@ def load_windows(plan, run_dir: Path):
     return u_list, d_list
 
 
+
+def read_system(run_dir: Path):
+    """system/system.json of a run, checked, or None (optional: it only names the molecule and
+    FreeSolv's figures)."""
+    sysjson = Path(run_dir) / "system" / "system.json"
+    return validate.read_json(sysjson, "description of the prepared system") if sysjson.exists() else None
+
+
+def estimate_windows(u_raw, d_raw, equil_fraction: float, temperature: float):
+    """The λ windows' estimates (TI, MBAR, BAR of decoupling) from their raw u_nk/dH/dλ frames,
+    each window's equilibration cut and decorrelated first; returns (estimates, per-window info,
+    the processed u_nk and dH/dλ frames)."""
+    u_list, d_list, info = [], [], []
+    for u, d in zip(u_raw, d_raw):
+        uu, dd, inf = fe.preprocess(u, d, equil_fraction)
+        u_list.append(uu)
+        d_list.append(dd)
+        info.append(inf)
+    return fe.estimate(u_list, d_list, temperature), info, u_list, d_list
+
+
 def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> HydrationResult:
     """Analyse a finished (or partly finished, for inspection) hydration run: writes
     ``analysis/results.json``, ``report.md`` and (with ``plots``) the PNG plots; returns the result."""
@@ -108,15 +129,8 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> Hydrati
         e_ml = {"water": read_e_ml(run_dir / plan.windows[0].directory / "e_ml.csv"),
                 "decoupled": read_e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv"),
                 "gas": read_e_ml(run_dir / "gas" / "e_ml.csv") if plan.gas_steps > 0 else None}
-    sysjson = run_dir / "system" / "system.json"  # optional: only names the molecule and FreeSolv's figures
-    system = validate.read_json(sysjson, "description of the prepared system") if sysjson.exists() else None
-    u_list, d_list, info = [], [], []
-    for u, d in zip(u_raw, d_raw):
-        uu, dd, inf = fe.preprocess(u, d, equil_fraction)
-        u_list.append(uu)
-        d_list.append(dd)
-        info.append(inf)
-    est = fe.estimate(u_list, d_list, plan.temperature)
+    system = read_system(run_dir)
+    est, info, u_list, d_list = estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature)
     # the windows run coupled → decoupled: ΔG_hyd = −ΔG_decouple
     res = HydrationResult(run_dir=str(run_dir), model=plan.model, host=plan.host, temperature_K=plan.temperature,
                           windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,

@@ -81,8 +81,7 @@ def run_endpoint(plan: Plan, *, progress: bool = True, analyze: bool = True):
 
 
 def _run_endpoint(plan: Plan, *, progress: bool, analyze: bool):
-    from .equilibrate import equilibrate
-    from .hydration import _prepare
+    from .hydration import prepare_and_equilibrate
 
     if plan.route != "endpoint":
         raise WorkflowError(f"plan of route {plan.route!r} given to the endpoint workflow")
@@ -91,11 +90,7 @@ def _run_endpoint(plan: Plan, *, progress: bool, analyze: bool):
     log.info("%s endpoint run in %s (%d MM windows, legs at λ = %s, model %s, host %s)",
              "resuming" if resumed else "starting", plan.out, len(plan.windows),
              ", ".join(f"{x:g}" for x in plan.leg_lambdas), plan.model, plan.host)
-    system = _prepare(plan)
-    root = Path(system["root"])
-    solv = system["solvated"]
-    gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
-                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
+    system, gro_eq = prepare_and_equilibrate(plan)
     legs = leg_specs(plan, system, gro_eq)
     mm = unit_specs(mm_plan(plan), system, gro_eq)
     todo_legs = [s for s in legs if not (Path(s.out_dir) / "done.json").exists()]
