@@ -37,10 +37,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ntomp", type=int, default=1, help="OpenMP threads of mdrun (default 1; the engine uses 1)")
     ap.add_argument("--top"), ap.add_argument("--gro")
     ap.add_argument("--ml", default="resname MOL", help="ML selection (default 'resname MOL')")
-    ap.add_argument("--models", default="stock,zero,ani2x,ani2x-seq",
+    ap.add_argument("--models", default="stock,harmonic:0.5,ani2x,ani2x-seq",
                     help="comma list of: stock, zero, ani2x, ...; NAME-seq: the same model with the ML coordinates "
                          "sent only when GROMACS asks for the ML forces (no overlap of ML and MM work)")
     ap.add_argument("--engine-threads", type=int, default=1, help="torch threads of the engine (default 1)")
+    ap.add_argument("--engine-dtype", choices=["float64", "float32"], default="float64", help="model precision")
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="also write the results here")
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         calls = d / "engine_calls.csv"
         host.mdrun_mdi(gmx, d / "md.tpr", "md", engine_model if coupled else None, cwd=d, ntomp=a.ntomp,
-                       engine_args=["--threads", str(a.engine_threads), "--call-log", str(calls)])
+                       engine_args=["--threads", str(a.engine_threads), "--dtype", a.engine_dtype,
+                                    "--call-log", str(calls)])
         wall = time.monotonic() - t0
         nsday = host.performance_ns_per_day(d / "md.log")
         ml_ms = None
@@ -102,11 +104,13 @@ def main(argv=None) -> int:
             over = f"{r['step_over_max_ml_mm']:.3f}"
         ml = f"{r['ml_ms_per_call']:.2f}" if r.get("ml_ms_per_call") else "-"
         print(f"{r['run']:<12}{r['ns_per_day']:>10.3f}{r['ms_per_step']:>10.3f}{ratio:>10}{ml:>8}{over:>17}")
-    zero = next((r for r in rows if r["run"] == "zero"), None)
+    zero = next((r for r in rows if r["run"].split(":")[0] in ("zero", "harmonic")), None)
     if t_mm and zero:
-        print(f"coupling overhead (zero engine - stock): {zero['ms_per_step'] - t_mm:.3f} ms per step")
+        print(f"coupling overhead ({zero['run']} engine - stock): {zero['ms_per_step'] - t_mm:.3f} ms per step")
     if a.json:
-        Path(a.json).write_text(json.dumps({"natoms": natoms, "steps": a.steps, "rows": rows}, indent=1))
+        Path(a.json).write_text(json.dumps({"natoms": natoms, "steps": a.steps, "ntomp": a.ntomp,
+                                            "engine_threads": a.engine_threads, "engine_dtype": a.engine_dtype,
+                                            "loadavg": os.getloadavg(), "rows": rows}, indent=1))
     return 0
 
 
