@@ -371,3 +371,18 @@ def test_gas_leg_ani2x(ethanol, tmp_path):
     with pytest.raises(UserInputError, match="no gas leg"):
         al.run_gas(top, gro, SOLUTE, "mm", 100, 0.5, tmp_path / "gas_mm", sample_every=10, temperature=298.15,
                    seed=2, checkpoint_every=50)
+
+
+def test_window_blow_up_is_one_line_naming_the_step_and_log(ethanol, tmp_path):
+    """A window that blows up (a 20 fs step) ends with LAMMPS's own error line, the steps it happened
+    between and the log file: a HostError of one line, not a traceback from inside LAMMPS."""
+    from mdi_mlmm.errors import HostError
+
+    top, gro = _solv(ethanol)
+    with pytest.raises(HostError) as ei:
+        al.run_window(top, gro, SOLUTE, "mm", 0, SCHED3, 2000, 20.0, tmp_path / "w", sample_every=100,
+                      checkpoint_every=1000)
+    msg = str(ei.value)
+    print(msg)
+    assert msg.startswith("LAMMPS error ") and "Lost atoms" in msg and "\n" not in msg
+    assert str(tmp_path / "w" / "lammps.log") in msg

@@ -81,6 +81,7 @@ from ...potentials.registry import is_ml
 from ...protocol.outputs import write_e_ml, write_window_frames
 from ...topology.mlregion import check_region_geometry, region_bonds
 from ...topology.pbc import minimum_image
+from .convert import lammps_error
 from .host import close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
@@ -563,10 +564,22 @@ def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, s
         lmp.command(f"velocity all create {float(temperature)!r} {int(seed)} dist gaussian mom yes "
                     f"rot {'no' if constraints else 'yes'}")
         if constraints:  # as run_md: let RATTLE constrain positions/velocities, then restart at step 0
-            lmp.command("run 1 post no")
+            _lmp_run(lmp, "run 1 post no", "at the first step")
             lmp.command("reset_timestep 0")
             lmp.command(f"velocity all scale {float(temperature)!r}")
     return coupling, excl
+
+
+def _lmp_run(lmp, command: str, where: str):
+    """A LAMMPS ``run`` command; a LAMMPS error (lost atoms, a blow-up...) becomes one line: LAMMPS's
+    own message, ``where`` and the log file (a :class:`HostError`), not a traceback."""
+    try:
+        lmp.command(command)
+    except Exception as exc:
+        err = lammps_error(exc, getattr(lmp, "mdi_mlmm_log", None), where)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _raise_coupling(coupling, lmp):
@@ -606,7 +619,7 @@ def _loop(lmp, coupling, store: _Store, *, start: int, equil_steps: int, steps: 
             targets.append(step - (step - equil_steps) % sample_every + sample_every)
         targets.append((step // checkpoint_every + 1) * checkpoint_every)
         nxt = min(targets)
-        lmp.command(f"run {nxt - step} pre {'yes' if first else 'no'} post no")
+        _lmp_run(lmp, f"run {nxt - step} pre {'yes' if first else 'no'} post no", f"between steps {step} and {nxt}")
         first = False
         _raise_coupling(coupling, lmp)
         step = nxt
@@ -683,6 +696,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             intra = IntraCoulomb(asys, kc)
         lmp = new_lammps(None)
         lmp.command(f"log {out / 'lammps.log'} append")
+        lmp.mdi_mlmm_log = out / "lammps.log"   # named in LAMMPS errors (_lmp_run)
         for c in asys.commands(kv, mesh=ev.mesh):
             lmp.command(c)
         qa = lmp.numpy.extract_atom("q")
@@ -827,6 +841,7 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
         conn = _start_engine(engine_model or model, z, out, engine_options)
         lmp = new_lammps(None)
         lmp.command(f"log {out / 'lammps.log'} append")
+        lmp.mdi_mlmm_log = out / "lammps.log"   # named in LAMMPS errors (_lmp_run)
         for c in asys.commands(None, gas=True):
             lmp.command(c)
         coupling, _ = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed, store.state if resumed else None,
@@ -923,6 +938,7 @@ def run_leg(spec, progress=None) -> dict:
         conn = _start_engine(spec.engine, z, out, spec.mixed_engine_args)
         lmp = new_lammps(None)
         lmp.command(f"log {out / 'lammps.log'} append")
+        lmp.mdi_mlmm_log = out / "lammps.log"   # named in LAMMPS errors (_lmp_run)
         for c in (asys.commands(None, gas=True) if gas else asys.commands(1.0)):
             lmp.command(c)
         coupling, excl = _setup_dynamics(lmp, asys.system, spec.dt_fs, spec.temperature, spec.seed,
