@@ -73,6 +73,8 @@ def test_roundtrip_equals_direct_call(tmp_path):
         assert abs(r["energy"] - e) <= 1e-10
         np.testing.assert_allclose(np.array(r["forces"]).reshape(-1, 3), f, atol=1e-10)
         assert r["natoms"] == len(z) and r["elements"] == list(z)
+        # <ENERGY_FORCES (one round trip): exactly <ENERGY then <FORCES, from the same evaluation
+        assert r["has_energy_forces"] and r["energy_forces"] == [r["energy"], *r["forces"]]
         np.testing.assert_allclose(r["coords_back_A"], np.array(r["sent_A"]).ravel(), atol=1e-12)
         np.testing.assert_allclose(np.array(r["cell_bohr"]).reshape(3, 3), np.eye(3) * 20 / BOHR, rtol=1e-14)
     calls = (tmp_path / "calls.csv").read_text().splitlines()

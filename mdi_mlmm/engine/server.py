@@ -35,6 +35,8 @@ command              data         meaning
 ``<FORCES``          3N double    Hartree/Bohr
 ``<STRESS``          9 double     Hartree/Bohr³: Σ r_i⊗f_i / V with whole-molecule r
                                   (LAMMPS' reading: extensive virial = value × V)
+``<ENERGY_FORCES``   1+3N double  energy (Hartree) then forces (Hartree/Bohr) in one reply: one
+                                  round trip per step instead of two — mdi_mlmm extension
 ``<ERROR``           char[1024]   last error ("" if none) — mdi_mlmm extension
 ``EXIT``                          end of session
 ==================== ============ ======================================================
@@ -465,6 +467,14 @@ def _get_forces(e: MLEngine):
     n = e._need_natoms("<FORCES")
     _, forces, _ = e._evaluate()
     e._send(units.forces_to_mdi(forces), 3 * n, _mdi(e).MDI_DOUBLE, "<FORCES")
+
+
+@command("<ENERGY_FORCES")
+def _get_energy_forces(e: MLEngine):
+    n = e._need_natoms("<ENERGY_FORCES")
+    energy, forces, _ = e._evaluate()
+    flat = np.concatenate(([energy], np.asarray(units.forces_to_mdi(forces), dtype=np.float64).ravel()))
+    e._send(flat, 1 + 3 * n, _mdi(e).MDI_DOUBLE, "<ENERGY_FORCES")
 
 
 @command("<STRESS")

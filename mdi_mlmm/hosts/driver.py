@@ -180,6 +180,8 @@ class EngineConnection:
         z = np.asarray(atomic_numbers, dtype=np.int32)
         self.require([">NATOMS", ">ELEMENTS", ">COORDS", "<ENERGY", "<FORCES"])
         self.natoms = len(z)
+        # one round trip per step instead of two when the engine has it (an mdi_mlmm extension)
+        self._energy_forces = self.supports("<ENERGY_FORCES")
         self._cmd(">NATOMS")
         self._send(np.array([self.natoms], dtype=np.int32), 1, self.mdi.MDI_INT, ">NATOMS")
         self._cmd(">ELEMENTS")
@@ -205,10 +207,15 @@ class EngineConnection:
                 self._cell_sent = cell.copy()
         self._cmd(">COORDS")
         self._send(units.coords_to_mdi(positions_A), 3 * self.natoms, mdi.MDI_DOUBLE, ">COORDS")
-        self._cmd("<ENERGY")
-        e = self._recv(1, mdi.MDI_DOUBLE, "<ENERGY")
-        self._cmd("<FORCES")
-        f = self._recv(3 * self.natoms, mdi.MDI_DOUBLE, "<FORCES")
+        if getattr(self, "_energy_forces", False):
+            self._cmd("<ENERGY_FORCES")
+            ef = self._recv(1 + 3 * self.natoms, mdi.MDI_DOUBLE, "<ENERGY_FORCES")
+            e, f = ef[:1], ef[1:]
+        else:
+            self._cmd("<ENERGY")
+            e = self._recv(1, mdi.MDI_DOUBLE, "<ENERGY")
+            self._cmd("<FORCES")
+            f = self._recv(3 * self.natoms, mdi.MDI_DOUBLE, "<FORCES")
         if not (np.isfinite(e[0]) and np.all(np.isfinite(f))):
             self.check_error(default="the engine returned NaN/inf energy or forces")
         return float(e[0]), units.forces_from_mdi(f)

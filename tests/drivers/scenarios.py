@@ -84,11 +84,15 @@ def scenario_roundtrip(comm, out):
         w = wrapped(pos, box)
         cmd(">COORDS", comm); send(w * ANG, mdi.MDI_DOUBLE, comm)
         e, f = energy_forces(comm, len(z))
+        # the mdi_mlmm extension: both in one reply (from the same evaluation)
+        has_ef = exists("<ENERGY_FORCES", comm)
+        cmd("<ENERGY_FORCES", comm); ef = recv(1 + 3 * len(z), mdi.MDI_DOUBLE, comm)
         cmd("<NATOMS", comm); nat = int(recv(1, mdi.MDI_INT, comm)[0])
         cmd("<ELEMENTS", comm); el = recv(len(z), mdi.MDI_INT, comm).tolist()
         cmd("<COORDS", comm); back = recv(3 * len(z), mdi.MDI_DOUBLE, comm)
         cmd("<CELL", comm); cell = recv(9, mdi.MDI_DOUBLE, comm)
-        res[label] = {"energy": e, "forces": f, "natoms": nat, "elements": el,
+        res[label] = {"energy": e, "forces": f, "natoms": nat, "elements": el, "has_energy_forces": has_ef,
+                      "energy_forces": ef.tolist(),
                       "coords_back_A": (back / ANG).tolist(), "sent_A": w.tolist(), "cell_bohr": cell.tolist()}
     out.update(res)
 
