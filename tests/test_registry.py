@@ -1,6 +1,7 @@
 """The model registry: torch-free questions about a model, custom models in and out of process."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -154,16 +155,25 @@ def test_register_model(custom_file):
 
 
 def test_python_spec_in_a_real_engine_process(custom_file, tmp_path):
-    """An engine is a process of its own: the python: spec loads the factory there."""
-    from mdi_mlmm.hosts.driver import start_local_engine
-
+    """An engine is a process of its own: the python: spec loads the factory there. The driver runs in
+    a process of its own too (MDI initialises once per process; another test may have used it here)."""
     log = tmp_path / "engine.log"
-    conn = start_local_engine(f"python:{custom_file}:make", log_path=log)
-    try:
-        conn.setup(WATER_Z)
-        e, f = conn.compute(WATER_A, np.eye(3) * 30.0)
-    finally:
-        conn.close()
+    driver = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from mdi_mlmm.hosts.driver import start_local_engine
+        conn = start_local_engine({f"python:{custom_file}:make"!r}, log_path={str(log)!r})
+        try:
+            conn.setup({list(map(int, WATER_Z))!r})
+            e, f = conn.compute(np.array({np.asarray(WATER_A).tolist()!r}), np.eye(3) * 30.0)
+        finally:
+            conn.close()
+        print(json.dumps({{"e": e, "f": np.asarray(f).tolist()}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    e, f = out["e"], np.array(out["f"])
     ref = HarmonicPotential(0.03).compute(["O", "H", "H"], WATER_A)   # the same physics, in this process
     assert e == pytest.approx(float(ref.energy), rel=1e-9) and e > 0   # Hartree
     np.testing.assert_allclose(f, ref.forces, rtol=1e-9, atol=1e-12)   # Hartree/Å
