@@ -286,6 +286,16 @@ void MdiForceProvider::connect()
     }
 
     const int n = static_cast<int>(parameters_.mlIndices_.size());
+    // One reply with energy and forces (an mdi_mlmm engine extension): one round trip per step
+    // instead of two. Other engines answer <ENERGY and <FORCES as usual.
+    int haveEnergyForces = 0;
+    if (MDI_Check_command_exists("@DEFAULT", "<ENERGY_FORCES", comm_, &haveEnergyForces) != 0)
+    {
+        haveEnergyForces = 0;
+    }
+    const char* efEnv = std::getenv("MDI_MLMM_GMX_ENERGY_FORCES");
+    energyForces_     = haveEnergyForces != 0 && (efEnv == nullptr || std::strcmp(efEnv, "0") != 0);
+    efAu_.resize(1 + 3 * n);
     sendCommand(">NATOMS");
     sendInts({ n }, ">NATOMS");
     std::vector<int> z(parameters_.atomicNumbers_.begin(), parameters_.atomicNumbers_.end());
@@ -548,10 +558,20 @@ void MdiForceProvider::calculateForces(const ForceProviderInput& input, ForcePro
         sendCoordinates();
     }
     earlyPending_ = false;
-    sendCommand("<ENERGY");
-    recvDoubles(&energy, "<ENERGY");
-    sendCommand("<FORCES");
-    recvDoubles(&fAu_, "<FORCES");
+    if (energyForces_)
+    {
+        sendCommand("<ENERGY_FORCES");
+        recvDoubles(&efAu_, "<ENERGY_FORCES");
+        energy[0] = efAu_[0];
+        std::copy(efAu_.begin() + 1, efAu_.end(), fAu_.begin());
+    }
+    else
+    {
+        sendCommand("<ENERGY");
+        recvDoubles(&energy, "<ENERGY");
+        sendCommand("<FORCES");
+        recvDoubles(&fAu_, "<FORCES");
+    }
     secondsInEngine_ += secondsSince(t0);
     numEvaluations_++;
 

@@ -23,8 +23,10 @@ class MDLogger;
 /*! \brief mdrun as MDI DRIVER: sends ML coordinates, receives ML energy and forces.
  *
  * Wire protocol (atomic units): once ">NATOMS" (1 int), ">ELEMENTS" (N ints);
- * every force evaluation ">CELL" (9 doubles, rows a,b,c, Bohr), ">COORDS" (3N, Bohr),
- * "<ENERGY" (1, Hartree), "<FORCES" (3N, Hartree/Bohr); at the end "EXIT".
+ * every force evaluation ">CELL" (9 doubles, rows a,b,c, Bohr; only when it changed), ">COORDS"
+ * (3N, Bohr) at the start of do_force, then "<ENERGY_FORCES" (1 + 3N: Hartree, Hartree/Bohr) when
+ * the engine registered it (mdi_mlmm engines), else "<ENERGY" (1, Hartree) and "<FORCES" (3N,
+ * Hartree/Bohr); at the end "EXIT".
  */
 class MdiForceProvider final : public IForceProvider
 {
@@ -93,6 +95,8 @@ private:
     //! coordinates and cell the engine last received (to skip an unchanged cell, to check early sends)
     std::vector<double> sentXBohr_, sentCellBohr_;
     bool                earlyPending_ = false; //!< coordinates sent early, energy not yet collected
+    bool                energyForces_ = false; //!< the engine answers <ENERGY_FORCES (one round trip)
+    std::vector<double> efAu_;                 //!< energy (Hartree) then forces (Hartree/Bohr)
     bool                earlyEnabled_ = true;  //!< MDI_MLMM_GMX_EARLY_COORDS=0 turns early sends off
     std::int64_t        numEarly_ = 0;         //!< evaluations whose coordinates went out early
     double              secondsInEngine_ = 0;
