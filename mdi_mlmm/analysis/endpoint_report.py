@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AnalysisError
+from . import report
 from .results import Estimate, Reorganization
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,7 @@ def summary_lines(res: dict) -> list[str]:
     if res.get("dG_reorg"):
         L.append(f"  ΔG_reorg             {_pm(res['dG_reorg'])}   ⟨E_ML⟩_water − ⟨E_ML⟩_gas at λ = 1")
         L.append(f"  ΔG MBAR + reorg      {_pm(res.get('dG_MBAR_plus_reorg'))}")
-    fs = res.get("freesolv") or {}
-    if fs.get("experimental") is not None:
-        L.append(f"  FreeSolv exp.        {fs['experimental']:.2f} ± {fs.get('experimental_uncertainty') or 0:.2f}")
-    if fs.get("calculated") is not None:
-        L.append(f"  FreeSolv GAFF        {fs['calculated']:.2f} ± {fs.get('calculated_uncertainty') or 0:.2f}")
+    L += report.freesolv_lines(res, 21)
     if res.get("warnings"):
         L.append(f"  !!! {len(res['warnings'])} WARNING(S): the number is not supported as it stands !!!")
         L += [f"  WARNING: {w}" for w in res["warnings"]]
@@ -166,7 +163,6 @@ def report_markdown(res: dict) -> str:
 def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bool = True) -> EndpointRunResult:
     """Analyse an endpoint-route run directory (``plan``: its checked plan); writes results.json,
     report.md and the plots in ``run_dir/analysis``."""
-    from . import report
     from .endpoint import cycle, estimate_leg, read_leg
 
     run_dir = Path(run_dir).resolve()

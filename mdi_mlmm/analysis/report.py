@@ -93,6 +93,16 @@ def load_windows(plan, run_dir: Path):
 
 
 
+def freesolv_lines(res: dict, width: int) -> list[str]:
+    """The summary's FreeSolv lines (experiment, FreeSolv's GAFF value), labels padded to ``width``."""
+    fs = res.get("freesolv") or {}
+    out = []
+    for key, label in (("experimental", "FreeSolv exp."), ("calculated", "FreeSolv GAFF")):
+        if fs.get(key) is not None:
+            out.append(f"  {label:<{width}}{fs[key]:.2f} ± {fs.get(key + '_uncertainty') or 0:.2f}")
+    return out
+
+
 def read_system(run_dir: Path):
     """system/system.json of a run, checked, or None (optional: it only names the molecule and
     FreeSolv's figures)."""
@@ -234,11 +244,7 @@ def summary_lines(result: HydrationResult) -> list[str]:
         for k in ("TI", "MBAR"):
             if f"dG_{k}_plus_reorg" in res:
                 lines.append(f"  ΔG {k} + reorg   {_pm(res[f'dG_{k}_plus_reorg'])}")
-    fs = res.get("freesolv") or {}
-    if fs.get("experimental") is not None:
-        lines.append(f"  FreeSolv exp.    {fs['experimental']:.2f} ± {fs.get('experimental_uncertainty') or 0:.2f}")
-    if fs.get("calculated") is not None:
-        lines.append(f"  FreeSolv GAFF    {fs['calculated']:.2f} ± {fs.get('calculated_uncertainty') or 0:.2f}")
+    lines += freesolv_lines(res, 17)
     if res.get("min_neighbour_overlap") is not None:
         lines.append(f"  smallest neighbour overlap {res['min_neighbour_overlap']:.3f}"
                      + ("  (LOW: add windows or sample longer)" if res["min_neighbour_overlap"] < 0.03 else ""))
