@@ -158,6 +158,9 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> Hydrati
         res.e_ml = e_ml
 
     res.model_server = _model_server_stats(run_dir / "model_server" / "server.log")
+    res.warnings = direct_warnings(res)
+    for w in res.warnings:
+        log.warning("%s", w)
 
     if system is not None:
         s = system
@@ -190,6 +193,38 @@ def load_result(run_dir) -> HydrationResult:
 
         return EndpointRunResult.from_json(d)
     return HydrationResult.from_json(d)
+
+
+#: a smallest neighbour overlap below this gets a warning (alchemlyb's and the literature's rule of thumb)
+MIN_OVERLAP = 0.03
+#: fewer uncorrelated u_nk samples than this in a window gets a warning
+MIN_SAMPLES = 20
+
+
+def direct_warnings(res: HydrationResult) -> list[str]:
+    """One line per reason the direct route's number cannot be trusted as it stands: poor overlap
+    between neighbouring windows, too few uncorrelated samples, estimators that disagree beyond
+    their combined 2σ, an estimator that failed."""
+    out = []
+    ov = res.min_neighbour_overlap
+    if ov is None or not math.isfinite(ov):
+        out.append("no overlap matrix (MBAR failed): the windows' overlap is unknown")
+    elif ov < MIN_OVERLAP:
+        out.append(f"smallest neighbour overlap {ov:.3f} (< {MIN_OVERLAP}): MBAR/BAR and their σ cannot be trusted; "
+                   "add windows or sample longer")
+    few = [k for k, s in enumerate(res.samples) if (s.get("uncorrelated_u_nk") or 0) < MIN_SAMPLES]
+    if few:
+        out.append(f"fewer than {MIN_SAMPLES} uncorrelated samples in windows {few}: σ is not reliable; sample longer")
+    for k, e in res.dG.items():
+        if not (math.isfinite(e.value) and math.isfinite(e.error)):
+            out.append(f"ΔG by {k} is not a number: the estimator failed")
+    ti, mbar = res.dG.get("TI"), res.dG.get("MBAR")
+    if ti and mbar and all(map(math.isfinite, (ti.value, ti.error, mbar.value, mbar.error))):
+        sig = math.hypot(ti.error, mbar.error)
+        if abs(ti.value - mbar.value) > 2 * sig:
+            out.append(f"TI and MBAR differ by {abs(ti.value - mbar.value):.2f} kcal/mol (> 2σ = {2 * sig:.2f}): "
+                       "the λ schedule is too coarse or the windows are not converged")
+    return out
 
 
 def _model_server_stats(log_file: Path):
@@ -247,7 +282,10 @@ def summary_lines(result: HydrationResult) -> list[str]:
     lines += freesolv_lines(res, 17)
     if res.get("min_neighbour_overlap") is not None:
         lines.append(f"  smallest neighbour overlap {res['min_neighbour_overlap']:.3f}"
-                     + ("  (LOW: add windows or sample longer)" if res["min_neighbour_overlap"] < 0.03 else ""))
+                     + ("  (LOW: add windows or sample longer)" if res["min_neighbour_overlap"] < MIN_OVERLAP else ""))
+    if res.get("warnings"):
+        lines.append(f"  !!! {len(res['warnings'])} WARNING(S): the number is not supported as it stands !!!")
+        lines += [f"  WARNING: {w}" for w in res["warnings"]]
     return lines
 
 
@@ -259,6 +297,9 @@ def report_markdown(result: HydrationResult) -> str:
     L.append(f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ")
     L.append(f"Model: **{res['model']}**, host: **{res['host']}**, T = {res['temperature_K']} K, "
              f"{res['windows']} λ windows × {res['ns_per_window']:.3g} ns.")
+    if res.get("warnings"):
+        L += ["", "## ⚠ WARNINGS: overlap or sampling cannot support the number", ""]
+        L += [f"- **{w}**" for w in res["warnings"]]
     L += ["", "| quantity | kcal/mol |", "|---|---|"]
     for k, label in (("dG_TI", "ΔG (TI, trapezoid)"), ("dG_MBAR", "ΔG (MBAR)"), ("dG_BAR", "ΔG (BAR)"),
                      ("dG_reorg_gas", "ΔG_reorg = ⟨E_ML⟩_water − ⟨E_ML⟩_gas (gas run)"),

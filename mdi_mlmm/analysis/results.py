@@ -139,6 +139,7 @@ class HydrationResult:
     plots: Optional[dict] = None
     e_ml: Optional[dict] = field(default=None, repr=False, compare=False)
     units: str = "kcal/mol"
+    warnings: list = field(default_factory=list)   # one line each: overlap or sampling cannot support the number
 
     @property
     def reorg(self) -> Optional[Reorganization]:
@@ -175,6 +176,7 @@ class HydrationResult:
             d["molecule"] = self.molecule
         if self.plots is not None:
             d["plots"] = self.plots
+        d["warnings"] = list(self.warnings)
         return d
 
     @classmethod
@@ -191,7 +193,7 @@ class HydrationResult:
                    combined={k: CombinedEstimate.from_json(d[f"dG_{k}_plus_reorg"]) for k in COMBINED
                              if f"dG_{k}_plus_reorg" in d},
                    model_server=d.get("model_server"), freesolv=d.get("freesolv"), molecule=d.get("molecule"),
-                   plots=d.get("plots"), units=d.get("units", "kcal/mol"))
+                   plots=d.get("plots"), units=d.get("units", "kcal/mol"), warnings=list(d.get("warnings", [])))
 
     def __str__(self) -> str:
         from .report import summary_lines
