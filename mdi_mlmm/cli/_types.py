@@ -113,10 +113,10 @@ def port_or_any(text: str) -> int:
 # ------------------------------------------------------------------ time step
 TIMESTEP_HELP = (
     "Time-step limits: the fastest motion is the X-H bond stretch (about 3000-3700 1/cm, a period of 9-11 fs), "
-    "and velocity Verlet needs about 10 steps per period to conserve energy. The ML region is never "
-    "constrained (and LAMMPS and `md` leave the solute's X-H bonds flexible), so above 1 fs a warning is "
-    "printed and above 2 fs the run is refused. With X-H bonds constrained (hydration --model mm --host "
-    "gromacs: h-bonds) the fastest motions left are bends near 1600 1/cm (about 20 fs): warning above 2 fs, "
+    "and velocity Verlet needs about 10 steps per period to conserve energy. With flexible X-H bonds (the "
+    "default of `md` and of the ML/MM hydration windows) above 1 fs a warning is printed and above 2 fs the run "
+    "is refused. With X-H bonds constrained (`md --host gromacs --constraints h-bonds`, the ML region's "
+    "included; hydration --model mm --host gromacs: h-bonds) the fastest motions left are bends near 1600 1/cm (about 20 fs): warning above 2 fs, "
     "refused above 4 fs. --allow-large-dt runs anyway (for tests and experiments).")
 
 

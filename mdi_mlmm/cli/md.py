@@ -5,6 +5,7 @@ import argparse
 
 from ..errors import UserInputError
 from ..hosts import registry as hosts
+from ..protocol.timestep import CONSTRAINTS
 from ._types import (TIMESTEP_HELP, add_timestep_override, check_timestep, nonneg_int, port, positive_float,
                      positive_int)
 from .engine import add_model_options
@@ -29,6 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--dt", type=positive_float, default=0.5,
                    help="time step, fs (default 0.5; warning above 1, refused above 2: see below)")
     add_timestep_override(p)
+    p.add_argument("--constraints", choices=CONSTRAINTS, default="none",
+                   help="--host gromacs: none (default: every bond flexible, waters rigid) or h-bonds: every X-H bond, "
+                        "the ML region's included, constrained at its force-field length b0 (the [ bonds ] "
+                        "parameter; LINCS), which allows --dt 2 (see below and docs/gromacs.md)")
     p.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt", help="default nvt")
     p.add_argument("--temperature", type=positive_float, default=298.15, help="K (initial velocities, thermostat)")
     p.add_argument("--pressure", type=positive_float, default=1.0, help="bar (npt)")
@@ -74,8 +79,8 @@ def handler(args: argparse.Namespace) -> int:
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
-    # the ML region is never constrained, and neither host constrains the solute's X-H bonds in `md`
-    check_timestep(args.dt, constrained_xh=False, allow_large=args.allow_large_dt)
+    # X-H bonds (the ML region's too) are flexible unless --constraints h-bonds (GROMACS host)
+    check_timestep(args.dt, constrained_xh=args.constraints == "h-bonds", allow_large=args.allow_large_dt)
     if is_ml(args.model):
         from ..potentials import check_model_spec
 
@@ -110,7 +115,8 @@ def handler(args: argparse.Namespace) -> int:
 
 
 #: options of one host or another: run_md keyword -> (option, its value in args)
-_HOST_OPTIONS = {"cutoff_A": ("--cutoff", "cutoff"), "maxwarn": ("--maxwarn", "maxwarn")}
+_HOST_OPTIONS = {"cutoff_A": ("--cutoff", "cutoff"), "maxwarn": ("--maxwarn", "maxwarn"),
+                 "constraints": ("--constraints", "constraints")}
 
 
 def _host_options(args, host) -> dict:

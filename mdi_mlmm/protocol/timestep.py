@@ -14,6 +14,10 @@ from ..errors import UserInputError
 DT_LIMITS_FLEXIBLE = (1.0, 2.0)
 DT_LIMITS_CONSTRAINED = (2.0, 4.0)
 
+#: the X–H bond treatments of an ML/MM ``md`` run (``--constraints``): ``none`` (every bond flexible, the
+#: default) or ``h-bonds`` (every X–H bond constrained at its force-field length b0, the ML region's included)
+CONSTRAINTS = ("none", "h-bonds")
+
 
 def check_timestep(dt_fs: float, *, constrained_xh: bool, allow_large: bool, stream=None) -> None:
     """Refuse (:class:`UserInputError`) or warn (one ``warning:`` line on ``stream``, default stderr)

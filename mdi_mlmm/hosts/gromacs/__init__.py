@@ -6,7 +6,7 @@ The host interface of :mod:`mdi_mlmm.hosts.registry`; the work is done in :mod:`
 from __future__ import annotations
 
 #: ``run_md`` keywords only this host has: gmx grompp warnings to accept
-MD_OPTIONS = {"maxwarn": 0}
+MD_OPTIONS = {"maxwarn": 0, "constraints": "none"}
 
 
 def run_window(spec, progress=None) -> dict:

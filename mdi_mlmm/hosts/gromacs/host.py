@@ -127,6 +127,24 @@ def mdp_text(ensemble: str, steps: int, dt_fs: float, *, ml_group: str | None = 
     return mdp_templates.render(ens, o)
 
 
+def constraint_mdp(constraints: str) -> dict[str, object]:
+    """mdp keys for ``constraints`` (``none`` or ``h-bonds``; :data:`mdi_mlmm.protocol.timestep.CONSTRAINTS`).
+
+    With ``h-bonds`` grompp turns every bond with a hydrogen into a constraint of length b0 (the
+    ``[ bonds ]`` parameter) before the MDI module edits the ML molecule; the module keeps constraints
+    (grompp's summary: ``Kept: ... 6 Constraint`` for ethanol) and removes only the remaining ML–ML bond
+    energy terms, so no X–H bond is counted twice and E_ML is the model's energy of the constrained
+    geometry. LINCS with FreeSolv's order 12 and 2 iterations: tight enough for NVE (bench/README.md).
+    """
+    from ...protocol.timestep import CONSTRAINTS
+
+    if constraints not in CONSTRAINTS:
+        raise UserInputError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {constraints!r}")
+    if constraints == "none":
+        return {"constraints": "none"}
+    return {"constraints": "h-bonds", "constraint-algorithm": "LINCS", "lincs-order": 12, "lincs-iter": 2}
+
+
 def grompp(gmx: Path, mdp: Path, gro: Path, top: Path, tpr: Path, ndx: Path | None = None,
            maxwarn: int = 0, cwd: Path | None = None, maxwarn_option: str | None = "--maxwarn") -> str:
     """``gmx grompp`` (through :func:`mdi_mlmm.prep.tools.grompp`); returns its output (contains the
@@ -292,7 +310,8 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
            energy_every: int = 1, traj_every: int = 100, engine_port: int | None = None,
            engine_args: Sequence[str] = (), mdp_overrides: Mapping[str, object] | None = None,
            ntomp: int | None = None, gmx: Path | None = None, maxwarn: int = 0, timeout: float | None = None,
-           progress: bool = True, name: str = "md", minimize: bool = False) -> MDResult:
+           progress: bool = True, name: str = "md", minimize: bool = False,
+           constraints: str = "none") -> MDResult:
     """ML/MM MD of ``top``/``gro`` with the ML atoms described by ``model`` (GROMACS host).
 
     ml_selection: MDAnalysis selection (``"resname MOL"``), or None with ``ndx`` + ``ml_group``;
@@ -305,7 +324,9 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     accepted; minimize: classical steepest descent first with the ML atoms frozen
     (:func:`minimize_before_md`; the minimized coordinates have no velocities, so new ones are
     drawn; ``mdi-mlmm md`` does this unless ``--no-minimize``, the default here is off so that
-    a given configuration is run as it is). Files go to ``out_dir``.
+    a given configuration is run as it is); constraints: ``none`` (default: every bond flexible, waters
+    SETTLE) or ``h-bonds`` (:func:`constraint_mdp`: every X–H bond, the ML region's too, constrained at the
+    force field's b0; the time step may then be 2 fs). Files go to ``out_dir``.
     Returns an :class:`MDResult` (energies in kJ/mol, ``E_ML`` among them).
     """
     t0 = time.monotonic()
@@ -334,6 +355,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
                             "nstxout-compressed": traj_every, "gen-seed": seed, "ld-seed": seed}
     if ensemble.lower() == "npt":
         o["ref-p"] = pressure_bar
+    o.update(constraint_mdp(constraints))
     if energy_every and energy_every % o["nstcalcenergy"]:
         o["nstcalcenergy"] = 1  # nstenergy must be a multiple of nstcalcenergy
     o.update(dict(mdp_overrides or {}))
