@@ -15,6 +15,8 @@ _LAZY = {
     "load_potential": "mdi_mlmm.api",
     "hydration_defaults": "mdi_mlmm.api",
     "FreeSolvBenchmark": "mdi_mlmm.api",
+    "analyze_md": "mdi_mlmm.api",
+    "mmgbsa": "mdi_mlmm.api",
     "HydrationResult": "mdi_mlmm.analysis.results",
     "Estimate": "mdi_mlmm.analysis.results",
     "register_model": "mdi_mlmm.potentials.registry",

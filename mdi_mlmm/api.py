@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .protocol.plan import Plan
 
 __all__ = ["HydrationFreeEnergy", "FreeSolvBenchmark", "analyze", "load_result", "load_potential", "DEFAULT_EQUIL_FRACTION",
-           "hydration_defaults"]
+           "hydration_defaults", "analyze_md", "mmgbsa"]
 
 #: fraction of each window dropped as equilibration before decorrelation (analysis)
 DEFAULT_EQUIL_FRACTION = 0.1
@@ -285,3 +285,35 @@ def load_potential(spec: str, **options) -> "Potential":
     from .potentials import load_potential as _load
 
     return _load(spec, **options)
+
+
+def analyze_md(runs, out, *, pdb=None, protein: str = "protein", ligand: Optional[str] = None,
+               backbone: str = "backbone", bfactor_atoms: str = "name CA", start: Optional[int] = None,
+               stop: Optional[int] = None, step: Optional[int] = None):
+    """Stability of protein–ligand MD runs (``mdi-mlmm analyze-md``, docs/analyze_md.md): backbone RMSD,
+    ligand RMSD in the backbone fit, per-residue B-factors 8π²/3·RMSF² (Pearson r against ``pdb``'s), runs
+    side by side. ``runs``: dicts ``{"topology": ..., "trajectories": [...], "label": ...}`` (the first two
+    are compared); selections in MDAnalysis syntax (``ligand`` None: ``resname MOL LIG UNL`` when present).
+    Writes summary.json, report.md, rmsd.png, bfactors.png, rmsd.csv, bfactors.csv into ``out`` and
+    returns a :class:`~mdi_mlmm.analysis.md.MDAnalysisReport`."""
+    from .analysis.md import analyze_md as _analyze_md
+
+    return _analyze_md(runs, out, pdb=pdb, protein=protein, ligand=ligand, backbone=backbone,
+                       bfactor_atoms=bfactor_atoms, start=start, stop=stop, step=step)
+
+
+def mmgbsa(runs, out, *, complex_prmtop, receptor_prmtop, ligand_prmtop, gb: str = "OBC2", salt_molar: float = 0.0,
+           complex_selection: Optional[str] = None, ligand: str = "resname MOL", start: Optional[int] = None,
+           stop: Optional[int] = None, step: Optional[int] = None, n_blocks: int = 5, platform: str = "CPU"):
+    """Single-trajectory MM-GBSA over the frames of one or more runs (``mdi-mlmm mmgbsa``, docs/analyze_md.md):
+    ΔE_bind = E(complex) − E(receptor) − E(ligand) per frame (kcal/mol) with OpenMM's ``gb`` implicit solvent
+    and ACE surface term, no cutoff, from the dry Amber topologies; mean ± SEM by ``n_blocks`` block
+    averaging. ``runs`` as for :func:`analyze_md`. The complex atoms (``complex_selection``, default the
+    first atoms) are checked by name against ``complex_prmtop``. Writes mmgbsa.json, mmgbsa.md,
+    mmgbsa_frames.csv, mmgbsa.png and returns a :class:`~mdi_mlmm.analysis.mmgbsa.MMGBSAReport`."""
+    from .analysis.mmgbsa import mmgbsa as _mmgbsa
+
+    return _mmgbsa(runs, out, complex_prmtop=complex_prmtop, receptor_prmtop=receptor_prmtop,
+                   ligand_prmtop=ligand_prmtop, gb=gb, salt_molar=salt_molar, platform=platform,
+                   complex_selection=complex_selection, ligand=ligand, start=start, stop=stop, step=step,
+                   n_blocks=n_blocks)
