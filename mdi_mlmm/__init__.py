@@ -17,6 +17,7 @@ _LAZY = {
     "FreeSolvBenchmark": "mdi_mlmm.api",
     "analyze_md": "mdi_mlmm.api",
     "mmgbsa": "mdi_mlmm.api",
+    "compare_dg": "mdi_mlmm.api",
     "HydrationResult": "mdi_mlmm.analysis.results",
     "Estimate": "mdi_mlmm.analysis.results",
     "register_model": "mdi_mlmm.potentials.registry",

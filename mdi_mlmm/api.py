@@ -31,12 +31,13 @@ from .errors import UserInputError
 from .hosts import registry as _hosts
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .analysis.compare_dg import DGComparison
     from .analysis.results import HydrationResult
     from .potentials.base import Potential
     from .protocol.plan import Plan
 
 __all__ = ["HydrationFreeEnergy", "FreeSolvBenchmark", "analyze", "load_result", "load_potential", "DEFAULT_EQUIL_FRACTION",
-           "hydration_defaults", "analyze_md", "mmgbsa"]
+           "hydration_defaults", "analyze_md", "mmgbsa", "compare_dg"]
 
 #: fraction of each window dropped as equilibration before decorrelation (analysis)
 DEFAULT_EQUIL_FRACTION = 0.1
@@ -275,6 +276,18 @@ def load_result(run_dir) -> "HydrationResult":
     from .analysis.report import load_result as _load
 
     return _load(run_dir)
+
+
+def compare_dg(run_a, run_b) -> "DGComparison":
+    """ΔG_hyd of two finished, analysed hydration runs of the same molecule side by side (``mdi-mlmm
+    compare-dg``, docs/compare.md): each estimator's ΔG ± σ in both runs (TI, MBAR, BAR and, for ML
+    models, each + the reorganization energy), ΔΔG = A − B with σ = √(σ_A² + σ_B²), and whether
+    |ΔΔG| ≤ 2σ. Refuses (one line) runs of different molecules or temperatures, unfinished runs, runs
+    without an analysis and damaged results. Returns a :class:`~mdi_mlmm.analysis.compare_dg.DGComparison`
+    (``.rows``, ``.agree``, ``.table()``, ``.to_json()``)."""
+    from .analysis.compare_dg import compare_dg as _compare
+
+    return _compare(run_a, run_b)
 
 
 def load_potential(spec: str, **options) -> "Potential":

@@ -18,7 +18,9 @@ def register(subparsers) -> None:
                     "described by the ML model, everything else by the force field; ML-MM interactions are "
                     "classical (mechanical embedding). The ML engine is started here, or a running one is "
                     "accepted on --engine-port. --model mm (LAMMPS host) runs plain MM without an engine. "
-                    "Writes energies.csv, traj.dcd + topology.gro, summary.json. See docs/lammps.md. " + TIMESTEP_HELP)
+                    "Writes energies.csv and summary.json (the same columns and keys on both hosts; docs/lammps.md) "
+                    "next to the engine's own files (LAMMPS: traj.dcd + topology.gro; GROMACS: md.edr, md.xtc). "
+                    + TIMESTEP_HELP)
     p.add_argument("--host", choices=hosts.names(), default=hosts.names()[0], help="MM host (default %(default)s)")
     p.add_argument("--top", required=True, help="GROMACS topology (.top)")
     p.add_argument("--gro", required=True, help="GROMACS coordinates (.gro) with the box; should be equilibrated")

@@ -38,4 +38,7 @@ def run_md(top, gro, ml_selection, model, steps, dt_fs, ensemble, out_dir, *, en
 
 
 def format_md(result) -> str:
-    return str(result)
+    """The same lines as the LAMMPS host's (:func:`mdi_mlmm.protocol.outputs.format_md_summary`)."""
+    from ...protocol.outputs import format_md_summary
+
+    return format_md_summary(result.summary) if result.summary else str(result)

@@ -8,7 +8,9 @@
    ``mdi-ml-group = ML``, the requested steps and time step) and runs ``gmx grompp``;
 3. starts the engine (``mdi-mlmm engine --model ...``) on a free TCP port and runs
    ``gmx mdrun -ntmpi 1 -mdi "-role DRIVER -name gromacs -method TCP -port PORT"``;
-4. reads the energies (pyedr when installed, else ``gmx energy``), E_ML included.
+4. reads the energies (pyedr when installed, else ``gmx energy``), E_ML included, and writes
+   ``energies.csv`` and ``summary.json`` in the format both hosts share
+   (:mod:`mdi_mlmm.protocol.outputs`; kcal/mol, Å, K, bar) next to ``md.edr``/``md.xtc``/``md.log``.
 
 Units: GROMACS units throughout (nm, ps, kJ/mol); ``dt_fs`` is in fs.
 The lower-level pieces (:func:`grompp`, :func:`mdrun_mdi`, :func:`read_energies`) are
@@ -272,6 +274,65 @@ def performance_ns_per_day(md_log: Path) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def mdrun_wall_seconds(md_log: Path) -> float | None:
+    """The dynamics' wall time (s) of md.log's ``Time:`` line (core t, wall t, %), None if absent."""
+    m = re.search(r"^\s*Time:\s+[0-9.]+\s+([0-9.]+)", Path(md_log).read_text(), re.M)
+    return float(m.group(1)) if m else None
+
+
+#: .edr terms summed into energies.csv's split columns (those the run has; kJ/mol)
+_EDR_VDW = ("LJ (SR)", "LJ-14", "Disper. corr.", "Buck.ham (SR)")
+_EDR_COUL = ("Coulomb (SR)", "Coul. recip.", "Coulomb-14", "Coulomb (LR)")
+_EDR_BONDED = ("Bond", "G96Bond", "Morse", "Angle", "G96Angle", "U-B", "Proper Dih.", "Ryckaert-Bell.",
+               "Improper Dih.", "Per. Imp. Dih.", "CMAP Dih.")
+
+
+def gro_volume_A3(gro: Path) -> float:
+    """The box volume (Å³) of a .gro file's last line (GROMACS boxes are lower triangular)."""
+    from ... import units
+
+    v = [float(x) for x in Path(gro).read_text().rstrip().splitlines()[-1].split()]
+    return v[0] * v[1] * v[2] * units.NM_TO_ANGSTROM ** 3
+
+
+def md_energy_columns(energies: Mapping[str, np.ndarray], dt_fs: float, volume_A3: float) -> dict[str, np.ndarray]:
+    """The :data:`~mdi_mlmm.protocol.outputs.MD_ENERGY_COLUMNS` of ``mdi-mlmm md`` from an .edr's terms
+    (:func:`read_energies`, GROMACS units): kJ/mol → kcal/mol, nm³ → Å³, E_ML (0 without the MDI
+    module) and E_MM = E_pot − E_ML; E_conserved is NaN when the run has none (the ``sd`` integrator).
+    ``volume_A3``: the box volume when the .edr has none (fixed box)."""
+    from ... import units
+
+    kcal = units.factor("energy", "kJ/mol", "kcal/mol")
+    t = np.asarray(energies["Time"], dtype=float)
+    n = len(t)
+
+    def term(name, default=None):
+        if name in energies:
+            return np.asarray(energies[name], dtype=float)
+        if default is None:
+            raise HostError(f"the .edr has no {name!r} term")
+        return np.full(n, float(default))
+
+    def total(names):
+        return sum((term(k) for k in names if k in energies), np.zeros(n))
+
+    e_ml = term(E_ML_TERM, 0.0)
+    e_pot = term("Potential")
+    e_kin = term("Kinetic En.")
+    e_tot = term("Total Energy")
+    vol = term("Volume") * units.NM_TO_ANGSTROM ** 3 if "Volume" in energies else np.full(n, float(volume_A3))
+    return {
+        "step": np.rint(t * 1000.0 / dt_fs), "time_ps": t,
+        "E_ML_hartree": e_ml / units.HARTREE_IN_KJ_PER_MOL, "E_ML_kcal_mol": e_ml * kcal,
+        "E_MM_kcal_mol": (e_pot - e_ml) * kcal, "E_pot_kcal_mol": e_pot * kcal, "E_kin_kcal_mol": e_kin * kcal,
+        # GROMACS's sd integrator reports no conserved energy: NaN there (summary.json: null), never E_tot
+        "E_tot_kcal_mol": e_tot * kcal, "E_conserved_kcal_mol": term("Conserved En.", np.nan) * kcal,
+        "T_K": term("Temperature"), "P_bar": term("Pressure"), "volume_A3": vol,
+        "E_vdw_kcal_mol": total(_EDR_VDW) * kcal, "E_coul_kcal_mol": total(_EDR_COUL) * kcal,
+        "E_bonded_kcal_mol": total(_EDR_BONDED) * kcal,
+    }
+
+
 # ----------------------------------------------------------------------------- run_md
 @dataclass
 class MDResult:
@@ -284,6 +345,8 @@ class MDResult:
     ml_atoms: list[int] = field(repr=False)
     wall_seconds: float = 0.0
     minimization: dict | None = None   #: :func:`minimize_before_md`'s record, None with minimize=False
+    #: ``summary.json`` (:func:`mdi_mlmm.protocol.outputs.md_summary`: the same keys as the LAMMPS host's)
+    summary: dict | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         e = self.energies
@@ -372,13 +435,46 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     if progress:
         print(f"[gromacs] {steps} steps of {dt_fs} fs ({ensemble}), {len(atoms)} ML atoms, model {model}, "
               f"output in {out}", file=sys.stderr, flush=True)
+    t_md = time.monotonic()
     mdrun_mdi(gmx, tpr, name, None if mm_only else model, cwd=out, ntomp=ntomp, engine_args=engine_args,
               timeout=timeout, port=engine_port, start_engine=engine_port is None)
+    t_end = time.monotonic()
     edr = out / f"{name}.edr"
     energies = read_energies(edr, gmx)
-    res = MDResult(out, tpr, edr, out / f"{name}.log", energies, performance_ns_per_day(out / f"{name}.log"),
-                   atoms, time.monotonic() - t0, minimization=em)
+    md_log = out / f"{name}.log"
+    res = MDResult(out, tpr, edr, md_log, energies, performance_ns_per_day(md_log), atoms, t_end - t0,
+                   minimization=em)
+    res.summary = write_md_outputs(res, start, model=model, steps=steps, dt_fs=dt_fs, ensemble=ensemble.lower(),
+                                   temperature=temperature, pressure_bar=pressure_bar, engine_port=engine_port,
+                                   mdrun_s=t_end - t_md, name=name, traj=bool(traj_every))
     return res
+
+
+def write_md_outputs(res: MDResult, start_gro: Path, *, model: str, steps: int, dt_fs: float, ensemble: str,
+                     temperature: float, pressure_bar: float, engine_port: int | None, mdrun_s: float, name: str,
+                     traj: bool) -> dict:
+    """``energies.csv`` and ``summary.json`` of ``mdi-mlmm md`` next to GROMACS's own files, in the
+    common format of :mod:`mdi_mlmm.protocol.outputs` (the LAMMPS host writes the same). The wall
+    time of the dynamics is md.log's (engine start and set-up excluded, as on the LAMMPS host);
+    ``ml_calls``/``ml_seconds`` are null (mdrun does not count them)."""
+    from ...protocol.outputs import md_summary, write_md_energies, write_md_summary
+
+    out = res.out_dir
+    write_md_energies(out / "energies.csv", md_energy_columns(res.energies, dt_fs, gro_volume_A3(start_gro)))
+    wall = mdrun_wall_seconds(res.log) or mdrun_s
+    n_atoms = int(Path(start_gro).read_text().splitlines()[1].split()[0])
+    engine = ("none (plain MM)" if not is_ml(model) else f"user-started, accepted on port {engine_port}"
+              if engine_port else f"started here: mdi-mlmm engine --model {model}")
+    files = {"energies": out / "energies.csv", "trajectory": out / f"{name}.xtc" if traj else None,
+             "topology": start_gro, "log": res.log, "edr": res.edr, "tpr": res.tpr, "summary": out / "summary.json"}
+    summary = md_summary(out / "energies.csv", host="gromacs", model=model, ensemble=ensemble, steps=steps,
+                         dt_fs=dt_fs, wall_s=wall, setup_s=max(0.0, res.wall_seconds - wall), n_atoms=n_atoms,
+                         n_ml_atoms=len(res.ml_atoms), temperature_K=temperature, pressure_bar=pressure_bar,
+                         ml_calls=None, ml_seconds=None, engine=engine,
+                         files={k: v for k, v in files.items() if v is not None}, minimization=res.minimization,
+                         ns_per_day=res.ns_per_day)
+    write_md_summary(out / "summary.json", summary)
+    return summary
 
 
 def mdi_command_line(port: int) -> str:

@@ -20,7 +20,6 @@ traj.dcd)``; unwrapped coordinates), ``summary.json``, ``lammps.log``, ``engine.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -34,6 +33,7 @@ from ... import units
 from ...errors import HostError, MdiMlmmError, PeerDisconnected, UserInputError
 from ...progress import MDStatus
 from ...potentials.registry import is_ml
+from ...protocol.outputs import MD_ENERGY_COLUMNS, format_md_summary, md_summary, read_md_energies, write_md_summary
 from ...topology.pbc import WholeMaker, check_within_half_box
 from ..ewald_exclusions import FarPairCorrection
 
@@ -46,22 +46,25 @@ EXCL_FIX_ID = "mlexcl"
 QQR2E_REAL = units.LAMMPS_QQR2E_REAL  # LAMMPS qqr2e in units real (read from LAMMPS where it can be)
 ENSEMBLES = ("nve", "nvt", "npt")
 
-CSV_COLUMNS = [  # (header, LAMMPS equal-style expression)
-    ("step", "step"),
-    ("time_ps", "time/1000.0"),
-    ("E_ML_hartree", f"f_{FIX_ID}/{HA2KCAL!r}"),
-    ("E_ML_kcal_mol", f"f_{FIX_ID}"),
-    ("E_MM_kcal_mol", f"pe-f_{FIX_ID}"),
-    ("E_pot_kcal_mol", "pe"),
-    ("E_kin_kcal_mol", "ke"),
-    ("E_tot_kcal_mol", "etotal"),
-    ("T_K", "temp"),
-    ("P_bar", f"press*{ATM_IN_BAR!r}"),
-    ("volume_A3", "vol"),
-    ("E_vdw_kcal_mol", "evdwl"),
-    ("E_coul_kcal_mol", "ecoul+elong"),
-    ("E_bonded_kcal_mol", "ebond+eangle+edihed+eimp"),
-]
+#: the LAMMPS equal-style expression of each :data:`~mdi_mlmm.protocol.outputs.MD_ENERGY_COLUMNS` column
+_CSV_EXPRESSIONS = {
+    "step": "step",
+    "time_ps": "time/1000.0",
+    "E_ML_hartree": f"f_{FIX_ID}/{HA2KCAL!r}",
+    "E_ML_kcal_mol": f"f_{FIX_ID}",
+    "E_MM_kcal_mol": f"pe-f_{FIX_ID}",
+    "E_pot_kcal_mol": "pe",
+    "E_kin_kcal_mol": "ke",
+    "E_tot_kcal_mol": "etotal",
+    "E_conserved_kcal_mol": "econserve",
+    "T_K": "temp",
+    "P_bar": f"press*{ATM_IN_BAR!r}",
+    "volume_A3": "vol",
+    "E_vdw_kcal_mol": "evdwl",
+    "E_coul_kcal_mol": "ecoul+elong",
+    "E_bonded_kcal_mol": "ebond+eangle+edihed+eimp",
+}
+CSV_COLUMNS = [(c, _CSV_EXPRESSIONS[c]) for c, _ in MD_ENERGY_COLUMNS]  # (header, LAMMPS expression)
 
 
 def _ranges(idx: Sequence[int]) -> str:
@@ -247,12 +250,6 @@ def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=No
     return coupling
 
 
-def _drift(t_ps: np.ndarray, e: np.ndarray) -> float:
-    if len(t_ps) < 3 or np.ptp(t_ps) == 0:
-        return float("nan")
-    return float(np.polyfit(t_ps, e, 1)[0])
-
-
 def close_quietly(*objs):
     """Close LAMMPS instances, evaluators and engine connections in ``finally`` blocks; None is skipped,
     a LAMMPS close that fails during an error path must not hide the original error."""
@@ -419,17 +416,23 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
                 break
         wall = time.perf_counter() - t0
         lmp.command(f"write_data {out / 'final.data'} nocoeff")
-        summary = _summarise(out, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system,
-                             temperature, pressure_bar)
+        extra = {}
         if excl is not None and excl.half_box_warning:
-            summary["warnings"] = [excl.half_box_warning]
+            extra["warnings"] = [excl.half_box_warning]
         if excl is not None:
-            summary["ml_ml_far_pairs_max"] = excl.max_far_pairs
-            summary["ml_ml_far_coulomb_removed_kcal_mol"] = -excl.last_leftover
-        summary["minimization"] = em_record
-        summary["engine"] = ("none (plain MM)" if pure_mm else
-                             f"user-started, accepted on port {engine_port}" if engine_port else
-                             f"started here: mdi-mlmm engine --model {model}")
+            extra["ml_ml_far_pairs_max"] = excl.max_far_pairs
+            extra["ml_ml_far_coulomb_removed_kcal_mol"] = -excl.last_leftover
+        engine = ("none (plain MM)" if pure_mm else f"user-started, accepted on port {engine_port}" if engine_port
+                  else f"started here: mdi-mlmm engine --model {model}")
+        files = {k: out / v for k, v in (("energies", "energies.csv"), ("trajectory", "traj.dcd"),
+                                         ("topology", "topology.gro"), ("log", "lammps.log"),
+                                         ("final_data", "final.data"), ("summary", "summary.json"))}
+        summary = md_summary(out / "energies.csv", host="lammps", model=model, ensemble=ensemble, steps=steps,
+                             dt_fs=dt_fs, wall_s=wall, setup_s=t_setup, n_atoms=system.natoms, n_ml_atoms=len(ml_idx),
+                             temperature_K=temperature, pressure_bar=pressure_bar,
+                             ml_calls=coupling.ncalls if coupling else 0,
+                             ml_seconds=coupling.seconds if coupling else 0.0, engine=engine, files=files,
+                             minimization=em_record, **extra)
     except Exception as exc:  # a LAMMPS command failed (lost atoms, blow-up, ...): one line, not a traceback
         herr = lammps_error(exc, out / "lammps.log", where=_step_text(lmp))
         if herr is None:
@@ -437,7 +440,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         raise herr from exc
     finally:
         close_quietly(lmp, conn)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_md_summary(out / "summary.json", summary)
     return summary
 
 
@@ -493,54 +496,7 @@ def minimize_mm(lmp, ml_indices: Sequence[int], constraints: str = "", *, etol: 
     return rec
 
 
-def read_energies(path) -> dict:
-    """energies.csv → {column: np.ndarray}."""
-    import numpy as _np
-
-    path = Path(path)
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    header = lines[0].lstrip("# ").split(",")
-    data = _np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]) if len(lines) > 1 else \
-        _np.zeros((0, len(header)))
-    return {h: data[:, k] for k, h in enumerate(header)}
-
-
-def _summarise(out: Path, steps, dt_fs, ensemble, wall, t_setup, model, ml_idx, coupling, system, temperature,
-               pressure_bar) -> dict:
-    e = read_energies(out / "energies.csv")
-    t, etot = e["time_ps"], e["E_tot_kcal_mol"]
-    nsday = steps * dt_fs * 1e-6 / wall * 86400 if wall > 0 and steps else 0.0
-    s = {
-        "host": "lammps", "model": model, "ensemble": ensemble, "steps": steps, "dt_fs": dt_fs,
-        "simulated_ps": steps * dt_fs / 1000.0, "wall_s": wall, "setup_s": t_setup, "ns_per_day": nsday,
-        "ms_per_step": 1000 * wall / steps if steps else None, "n_atoms": system.natoms, "n_ml_atoms": len(ml_idx),
-        "temperature_target_K": temperature, "pressure_target_bar": pressure_bar if ensemble == "npt" else None,
-        "ml_calls": coupling.ncalls if coupling else 0,
-        "ml_seconds": coupling.seconds if coupling else 0.0,
-        "rows": int(len(t)),
-    }
-    if len(t):
-        s.update({
-            "E_tot_mean_kcal_mol": float(etot.mean()), "E_tot_std_kcal_mol": float(etot.std()),
-            "E_tot_drift_kcal_mol_per_ps": _drift(t, etot),
-            "E_ML_final_hartree": float(e["E_ML_hartree"][-1]), "E_MM_final_kcal_mol": float(e["E_MM_kcal_mol"][-1]),
-            "T_mean_K": float(e["T_K"].mean()), "P_mean_bar": float(e["P_bar"].mean()),
-            "volume_mean_A3": float(e["volume_A3"].mean()),
-        })
-    s["files"] = {k: str(out / v) for k, v in (("energies", "energies.csv"), ("trajectory", "traj.dcd"),
-                                               ("topology", "topology.gro"), ("log", "lammps.log"),
-                                               ("final_data", "final.data"), ("summary", "summary.json"))}
-    return s
-
-
-def format_summary(s: dict) -> str:
-    """A few human-readable lines of a :func:`run_md` summary."""
-    lines = [f"{s['host']} {s['ensemble'].upper()} with {s['model']}: {s['steps']} steps × {s['dt_fs']} fs = "
-             f"{s['simulated_ps']:.3f} ps in {s['wall_s']:.1f} s ({s['ns_per_day']:.3f} ns/day, "
-             f"{s['n_atoms']} atoms, {s['n_ml_atoms']} ML)"]
-    if "E_tot_mean_kcal_mol" in s:
-        lines.append(f"E_tot {s['E_tot_mean_kcal_mol']:.4f} ± {s['E_tot_std_kcal_mol']:.4f} kcal/mol, drift "
-                     f"{s['E_tot_drift_kcal_mol_per_ps']:.4g} kcal/mol/ps, <T> {s['T_mean_K']:.1f} K, "
-                     f"<P> {s['P_mean_bar']:.0f} bar, final E_ML {s['E_ML_final_hartree']:.8f} Ha")
-    lines.append(f"outputs: {Path(s['files']['energies']).parent}")
-    return "\n".join(lines)
+#: energies.csv → {column: np.ndarray} (:func:`~mdi_mlmm.protocol.outputs.read_md_energies`)
+read_energies = read_md_energies
+#: a few human-readable lines of a :func:`run_md` summary (:func:`~mdi_mlmm.protocol.outputs.format_md_summary`)
+format_summary = format_md_summary
