@@ -76,16 +76,22 @@ def select(atoms, selection: str, what: str, *, required: bool = True):
 
 
 def add_bonds(u, bonds: np.ndarray) -> None:
-    """Give ``u`` the bonds (pairs of indices into ``u.atoms``) when its topology has none (a .gro, .pdb
-    without CONECT): needed to make molecules whole."""
-    if hasattr(u, "bonds") and len(u.bonds):
+    """Give ``u`` the bonds (pairs of indices into ``u.atoms``) unless its topology has bonds for those atoms
+    already (a .gro, or a .pdb with CONECT records for some residues only, has none): needed to make
+    molecules whole."""
+    bonds = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    if not len(bonds):
         return
-    u.add_TopologyAttr("bonds", [tuple(map(int, b)) for b in np.asarray(bonds).reshape(-1, 2)])
+    pairs = [tuple(map(int, b)) for b in bonds]
+    if not hasattr(u, "bonds"):
+        u.add_TopologyAttr("bonds", pairs)
+    elif not len(u.atoms[np.unique(bonds)].bonds):
+        u.add_bonds(pairs)
 
 
 def ensure_bonds(u, solute) -> None:
-    """Bonds for the solute: the topology's, else guessed from distances (van der Waals radii) within
-    the solute."""
+    """Bonds for the solute: the topology's, else guessed from distances (van der Waals radii, minimum
+    image) within the solute."""
     if hasattr(u, "bonds") and len(solute.bonds):
         return
     from MDAnalysis.guesser.default_guesser import DefaultGuesser
