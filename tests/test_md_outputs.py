@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,26 @@ def test_summary_is_strict_json_when_the_run_blew_up(tmp_path):
     assert back["extra"] is None and back["E_tot_std_kcal_mol"] is None
     with pytest.raises(ValueError, match="columns"):
         write_md_energies(tmp_path / "bad.csv", {"step": [0]})
+
+
+@pytest.mark.skipif(shutil.which("gmx") is None, reason="needs GROMACS (gmx) on PATH")
+def test_gromacs_nve_conserved_energy_is_e_tot(tmp_path):
+    """md-vv NVE writes no ``Conserved En.``: E_conserved is E_tot there, so its drift is reported (stock gmx,
+    plain MM: no MDI build needed)."""
+    root = tmp_path / "cache"
+    (root / "gromacs" / "current" / "bin").mkdir(parents=True)
+    (root / "gromacs" / "current" / "bin" / "gmx").symlink_to(shutil.which("gmx"))
+    env = dict(os.environ, MDI_MLMM_CACHE=str(root),
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "nve"
+    p = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", "gromacs", "--top", str(ETH / "topol.top"),
+                        "--gro", str(ETH / "conf.gro"), "--model", "mm", "--steps", "10", "--ensemble", "nve",
+                        "--no-minimize", "--quiet", "--out", str(out)], capture_output=True, text=True, env=env,
+                       cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr
+    e = read_md_energies(out / "energies.csv")
+    np.testing.assert_array_equal(e["E_conserved_kcal_mol"], e["E_tot_kcal_mol"])
+    assert np.all(e["E_ML_hartree"] == 0) and np.all(e["E_MM_kcal_mol"] == e["E_pot_kcal_mol"])
+    s = json.loads((out / "summary.json").read_text())
+    assert s["E_conserved_drift_kcal_mol_per_ps"] == pytest.approx(s["E_tot_drift_kcal_mol_per_ps"])
+    assert s["n_ml_atoms"] == 0 and s["engine"] == "none (plain MM)" and abs(s["E_tot_std_kcal_mol"]) < 0.5

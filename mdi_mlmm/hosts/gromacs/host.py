@@ -295,10 +295,12 @@ def gro_volume_A3(gro: Path) -> float:
     return v[0] * v[1] * v[2] * units.NM_TO_ANGSTROM ** 3
 
 
-def md_energy_columns(energies: Mapping[str, np.ndarray], dt_fs: float, volume_A3: float) -> dict[str, np.ndarray]:
+def md_energy_columns(energies: Mapping[str, np.ndarray], dt_fs: float, volume_A3: float,
+                      nve: bool = False) -> dict[str, np.ndarray]:
     """The :data:`~mdi_mlmm.protocol.outputs.MD_ENERGY_COLUMNS` of ``mdi-mlmm md`` from an .edr's terms
     (:func:`read_energies`, GROMACS units): kJ/mol → kcal/mol, nm³ → Å³, E_ML (0 without the MDI
-    module) and E_MM = E_pot − E_ML; E_conserved is NaN when the run has none (the ``sd`` integrator).
+    module) and E_MM = E_pot − E_ML; E_conserved is E_tot in NVE (``nve``) when the .edr has no
+    ``Conserved En.``, and NaN when a thermostatted run has none (the ``sd`` integrator).
     ``volume_A3``: the box volume when the .edr has none (fixed box)."""
     from ... import units
 
@@ -326,7 +328,9 @@ def md_energy_columns(energies: Mapping[str, np.ndarray], dt_fs: float, volume_A
         "E_ML_hartree": e_ml / units.HARTREE_IN_KJ_PER_MOL, "E_ML_kcal_mol": e_ml * kcal,
         "E_MM_kcal_mol": (e_pot - e_ml) * kcal, "E_pot_kcal_mol": e_pot * kcal, "E_kin_kcal_mol": e_kin * kcal,
         # GROMACS's sd integrator reports no conserved energy: NaN there (summary.json: null), never E_tot
-        "E_tot_kcal_mol": e_tot * kcal, "E_conserved_kcal_mol": term("Conserved En.", np.nan) * kcal,
+        "E_tot_kcal_mol": e_tot * kcal,
+        "E_conserved_kcal_mol": term("Conserved En.") * kcal if "Conserved En." in energies else
+        (e_tot * kcal if nve else np.full(n, np.nan)),
         "T_K": term("Temperature"), "P_bar": term("Pressure"), "volume_A3": vol,
         "E_vdw_kcal_mol": total(_EDR_VDW) * kcal, "E_coul_kcal_mol": total(_EDR_COUL) * kcal,
         "E_bonded_kcal_mol": total(_EDR_BONDED) * kcal,
@@ -460,7 +464,8 @@ def write_md_outputs(res: MDResult, start_gro: Path, *, model: str, steps: int, 
     from ...protocol.outputs import md_summary, write_md_energies, write_md_summary
 
     out = res.out_dir
-    write_md_energies(out / "energies.csv", md_energy_columns(res.energies, dt_fs, gro_volume_A3(start_gro)))
+    columns = md_energy_columns(res.energies, dt_fs, gro_volume_A3(start_gro), nve=ensemble == "nve")
+    write_md_energies(out / "energies.csv", columns)
     wall = mdrun_wall_seconds(res.log) or mdrun_s
     n_atoms = int(Path(start_gro).read_text().splitlines()[1].split()[0])
     engine = ("none (plain MM)" if not is_ml(model) else f"user-started, accepted on port {engine_port}"
