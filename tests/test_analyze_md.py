@@ -147,3 +147,24 @@ def test_cli_two_runs_report_and_one_line_errors(tiny, tmp_path, capsys):
         assert main(["analyze-md", *args, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and what in err[0], err
+
+
+def test_run_directory_of_the_lammps_host(tiny, tmp_path):
+    """``--run DIR``: the LAMMPS host's topology.gro + traj.dcd (unwrapped) are found and read."""
+    import shutil
+
+    from mdi_mlmm.cli.main import main
+
+    u = _universe(tiny)
+    x0 = u.atoms.positions.astype(float)
+    run = tmp_path / "md_lammps"
+    run.mkdir()
+    shutil.copy(tiny["gro"], run / "topology.gro")
+    lig = u.select_atoms("resname MOL").indices
+    x1 = x0.copy()
+    x1[lig] += [0.0, 2.0, 0.0]
+    write_traj(u, [x0, x1], run / "traj.dcd", wrap=False)
+    assert main(["analyze-md", "--run", str(run), "--out", str(tmp_path / "r")]) == 0
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["runs"][0]["rmsd_ligand_A"]["final"] == pytest.approx(2.0, abs=1e-3)
+    assert s["runs"][0]["topology"].endswith("topology.gro")

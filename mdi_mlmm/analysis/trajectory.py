@@ -151,3 +151,20 @@ def frame_slice(n_frames: int, start: Optional[int], stop: Optional[int], step: 
         raise UserInputError(f"no frames between start={start} stop={stop} step={step} "
                              f"(the trajectory has {n_frames})")
     return r
+
+
+#: the topology and trajectory ``mdi-mlmm md`` writes, per host (first match wins)
+MD_RUN_FILES = (("md.tpr", "md.xtc"), ("topology.gro", "traj.dcd"))
+
+
+def md_run_files(run_dir) -> tuple:
+    """(topology, [trajectory]) of an ``mdi-mlmm md`` output directory: GROMACS's md.tpr + md.xtc, or
+    the LAMMPS host's topology.gro + traj.dcd; one line when there is neither."""
+    d = os.fspath(run_dir)
+    if not os.path.isdir(d):
+        raise UserInputError(f"run directory {d} does not exist")
+    for top, traj in MD_RUN_FILES:
+        if os.path.isfile(os.path.join(d, top)) and os.path.isfile(os.path.join(d, traj)):
+            return os.path.join(d, top), [os.path.join(d, traj)]
+    raise UserInputError(f"{d} has no MD trajectory of mdi-mlmm md ("
+                         + " or ".join(f"{a} + {b}" for a, b in MD_RUN_FILES) + "): give --top and --traj")

@@ -7,11 +7,14 @@ from ._types import positive_int
 
 def add_run_options(p) -> None:
     """Options naming the run(s) shared by ``analyze-md`` and ``mmgbsa``."""
-    p.add_argument("--top", required=True, help="topology of the run: .tpr, .gro, .pdb, .prmtop, LAMMPS data, ...")
-    p.add_argument("--traj", required=True, nargs="+", help="trajectory file(s) of the run: .xtc, .trr, .dcd, ...")
+    p.add_argument("--run", metavar="DIR", help="output directory of mdi-mlmm md (md.tpr + md.xtc of GROMACS, "
+                                                "topology.gro + traj.dcd of LAMMPS) instead of --top/--traj")
+    p.add_argument("--top", help="topology of the run: .tpr, .gro, .pdb, .prmtop, LAMMPS data, ...")
+    p.add_argument("--traj", nargs="+", help="trajectory file(s) of the run: .xtc, .trr, .dcd, ...")
     p.add_argument("--label", default="ML/MM", help="name of the run in tables and plots (default %(default)s)")
     p.add_argument("--reference-run", nargs="+", metavar=("TOP", "TRAJ"),
-                   help="a second run of the same system (e.g. classical MM): its topology then trajectory file(s)")
+                   help="a second run of the same system (e.g. classical MM): its topology then trajectory file(s), "
+                        "or its mdi-mlmm md directory")
     p.add_argument("--reference-label", default="MM", help="name of the reference run (default %(default)s)")
     p.add_argument("--start", type=int, default=None, help="first frame (Python slice; default: the first)")
     p.add_argument("--stop", type=int, default=None, help="frame to stop before (default: the end)")
@@ -22,12 +25,24 @@ def add_run_options(p) -> None:
 def runs_of(args) -> list:
     from ..errors import UserInputError
 
-    runs = [{"topology": args.top, "trajectories": args.traj, "label": args.label}]
+    from ..analysis.trajectory import md_run_files
+
+    if args.run and (args.top or args.traj):
+        raise UserInputError("give the run as --run DIR or as --top TOP --traj TRAJ, not both")
+    if args.run:
+        top, traj = md_run_files(args.run)
+    elif args.top and args.traj:
+        top, traj = args.top, args.traj
+    else:
+        raise UserInputError("give the run as --top TOP --traj TRAJ (or --run DIR)")
+    runs = [{"topology": top, "trajectories": traj, "label": args.label}]
     if args.reference_run:
-        if len(args.reference_run) < 2:
-            raise UserInputError("--reference-run needs a topology and at least one trajectory")
-        runs.append({"topology": args.reference_run[0], "trajectories": args.reference_run[1:],
-                     "label": args.reference_label})
+        ref = args.reference_run
+        if len(ref) == 1:
+            top, traj = md_run_files(ref[0])
+        else:
+            top, traj = ref[0], ref[1:]
+        runs.append({"topology": top, "trajectories": traj, "label": args.reference_label})
     return runs
 
 
