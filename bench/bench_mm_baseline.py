@@ -1,7 +1,8 @@
 """MM baseline: our workflow with the plain GAFF topology vs FreeSolv's calculated GAFF values.
 
-Runs ``mdi-mlmm hydration --model mm --host gromacs`` (stock Debian gmx, FreeSolv's
-20-state schedule, sd integrator, PME, h-bond constraints, 2 fs) for a few small FreeSolv
+Runs ``mdi-mlmm hydration --model mm --host gromacs --protocol freesolv`` (stock Debian gmx, FreeSolv's
+20-state schedule and own settings: sd integrator, PME 1.2 nm, LJ switched 0.9-1.0 nm with dispersion
+correction, NPT, h-bond constraints, 2 fs) for a few small FreeSolv
 molecules and compares ΔG (MBAR, TI) with FreeSolv's GAFF value, within the combined
 uncertainty. FreeSolv's own runs were 5 ns per window; the default here is shorter, so the
 statistical error is larger, and our AM1-BCC charges come from AmberTools 26's sqm, not
@@ -33,6 +34,7 @@ def main():
         out = Path(a.out) / fid
         t0 = time.time()
         cmd = [sys.executable, "-m", "mdi_mlmm", "hydration", "--freesolv", fid, "--model", "mm", "--host", "gromacs",
+               "--protocol", "freesolv",
                "--ns-per-window", str(a.ns), "--equil-ps", "100", "--window-equil-ps", "20", "--workers",
                str(a.workers), "--no-progress", "--out", str(out)]
         r = subprocess.run(cmd, capture_output=True, text=True)

@@ -52,14 +52,19 @@ class HydrationFreeEnergy:
     The solute: ``freesolv_id`` (e.g. ``"mobley_2310185"``, ethanol) or ``smiles`` (with an optional
     ``name``). The defaults are those of ``mdi-mlmm hydration`` (which reads them from here):
 
+    protocol: the physical model (docs/hosts.md): ``default`` is the same on both hosts (LJ cut at 1.0 nm
+    and shifted, no dispersion correction, Ewald 1.0 nm, NVT windows at the equilibrated volume, flexible
+    solute, rigid water); ``freesolv`` is FreeSolv's GROMACS protocol (switched LJ, dispersion correction,
+    NPT windows, h-bond constraints on an MM solute; GROMACS host only), for comparisons with FreeSolv.
+
     model: ``ani2x`` | ``ani1x`` | ``ani1ccx`` | ``mace:PATH`` | ``python:FILE:FACTORY`` | ``mm`` (plain GAFF)
     or a name added with :func:`mdi_mlmm.potentials.register_model`; host: ``lammps`` or ``gromacs`` (the
     host table, :mod:`mdi_mlmm.hosts.registry`);
     windows: number of λ windows (None: FreeSolv's 20; fewer thins the schedule; at least 3);
     ns_per_window: production per window (ns); window_equil_ps: equilibration at each λ (ps);
     equil_ps: NVT and NPT equilibration of the system (ps each); gas_ns: gas-phase ML run (ns; None:
-    ``ns_per_window``); dt_fs: time step (fs; None: 1, or 2 for ``mm`` on GROMACS, which constrains
-    h-bonds; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
+    ``ns_per_window``); dt_fs: time step (fs; None: 1, or 2 for ``mm`` with protocol ``freesolv``, which
+    constrains h-bonds; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
     samples; checkpoint_every: steps between checkpoints of a running window; temperature (K);
     forcefield: ``gaff`` or ``gaff2``; workers: windows run at once here (None: the number of cores);
     scheduler: a Dask distributed scheduler address to run the windows on; shared_model: ML windows running
@@ -99,6 +104,7 @@ class HydrationFreeEnergy:
     shared_model: bool = True
     device: str = "cpu"
     seed: int = 2025
+    protocol: str = "default"
     route: str = "direct"
     leg_windows: int = 3
     leg_ps: float = 20.0
@@ -116,16 +122,19 @@ class HydrationFreeEnergy:
 
         if self.route not in ROUTES:
             raise UserInputError(f"unknown route {self.route!r}; choose {' or '.join(ROUTES)}")
+        from .protocol.physics import check_protocol
+
+        check_protocol(self.protocol, self.host)
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
 
     @property
     def constrained(self) -> bool:
-        """Whether the windows constrain X–H bonds: GROMACS MM windows do (h-bonds; on the endpoint route
-        every λ window is one), nothing else does."""
+        """Whether the windows constrain X–H bonds: GROMACS MM windows of protocol ``freesolv`` and the
+        endpoint route's MM windows do (h-bonds), nothing else does."""
         from .potentials.registry import is_ml
 
-        return self.route == "endpoint" or (not is_ml(self.model) and self.host == "gromacs")
+        return self.route == "endpoint" or (not is_ml(self.model) and self.protocol == "freesolv")
 
     @property
     def timestep_fs(self) -> float:
@@ -153,7 +162,7 @@ class HydrationFreeEnergy:
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
                          shared_model=self.shared_model, device=self.device, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
-                         leg_sample_every=self.leg_sample_every)
+                         leg_sample_every=self.leg_sample_every, protocol=self.protocol)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

@@ -40,8 +40,14 @@ def test_command_line_defaults_are_the_api_defaults():
 def test_plan_has_the_commands_settings(tmp_path):
     from mdi_mlmm import HydrationFreeEnergy
 
-    p = HydrationFreeEnergy(freesolv_id="mobley_2310185", model="mm", host="gromacs", windows=5, workers=2).plan(tmp_path)
+    # FreeSolv's protocol constrains the MM solute's h-bonds: 2 fs; the default (the same model on both hosts,
+    # flexible solute) runs 1 fs (issue 12)
+    p = HydrationFreeEnergy(freesolv_id="mobley_2310185", model="mm", host="gromacs", windows=5, workers=2,
+                            protocol="freesolv").plan(tmp_path)
     assert p.dt_fs == 2.0 and p.steps_per_window == 100_000 and len(p.windows) == 5 and p.gas_steps == 0
+    assert p.protocol == "freesolv"
+    p = HydrationFreeEnergy(freesolv_id="mobley_2310185", model="mm", host="gromacs", windows=5, workers=2).plan(tmp_path)
+    assert p.dt_fs == 1.0 and p.steps_per_window == 200_000 and p.protocol == "default"
     assert not (tmp_path / "plan.json").exists()  # nothing written before run()
     p = HydrationFreeEnergy(smiles="CCO", model="mm", workers=1).plan(tmp_path)
     assert p.dt_fs == 1.0 and len(p.windows) == 20 and p.equil_ps == 20.0 and p.window_equil_steps == 10_000

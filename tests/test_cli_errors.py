@@ -139,8 +139,9 @@ def test_dt_above_limit_is_refused_without_override(tmp_path):
     assert not (tmp_path / "md").exists()
     r = run_cli(*hydration("--dt", "2.5", "--out", tmp_path / "h"))
     assert_one_error(r, "--dt 2.5 fs is above the 2 fs limit", code=2)
-    # GROMACS MM windows constrain h-bonds: a higher limit, still a limit
-    r = run_cli(*hydration("--model", "mm", "--host", "gromacs", "--dt", "5", "--out", tmp_path / "h"))
+    # GROMACS MM windows of FreeSolv's protocol constrain h-bonds: a higher limit, still a limit
+    r = run_cli(*hydration("--model", "mm", "--host", "gromacs", "--protocol", "freesolv", "--dt", "5",
+                           "--out", tmp_path / "h"))
     assert_one_error(r, "--dt 5 fs is above the 4 fs limit for constrained X-H bonds", code=2)
     assert not (tmp_path / "h").exists()
 
@@ -158,10 +159,10 @@ def test_dt_grey_zone_warns_once_and_runs(tmp_path):
 
 
 def test_dt_grey_zone_with_constraints_warns_but_is_not_refused(tmp_path):
-    """3 fs for GROMACS MM windows (h-bonds constrained): a warning, then the run goes on to the next
-    check — here a plan too short for one sample, which ends it before any preparation."""
-    r = run_cli(*hydration("--model", "mm", "--host", "gromacs", "--dt", "3", "--ns-per-window", "0.00001",
-                           "--out", tmp_path / "h"))
+    """3 fs for GROMACS MM windows of FreeSolv's protocol (h-bonds constrained): a warning, then the run goes
+    on to the next check — here a plan too short for one sample, which ends it before any preparation."""
+    r = run_cli(*hydration("--model", "mm", "--host", "gromacs", "--protocol", "freesolv", "--dt", "3",
+                           "--ns-per-window", "0.00001", "--out", tmp_path / "h"))
     warnings = lines_starting(r.stderr, "warning:")
     assert len(warnings) == 1 and "--dt 3 fs is above 2 fs" in warnings[0], r.stderr
     assert_one_error(r, "fewer than 10 samples", code=2)

@@ -26,13 +26,18 @@ def register(subparsers) -> None:
                         "note when there is no MDI-enabled build)")
     p.add_argument("--cutoff", type=positive_float, default=1.0, help="real-space cutoff, nm (default 1.0)")
     p.add_argument("--ewald-rtol", type=open_fraction, default=1e-6, help="erfc(beta r_c), fixes beta everywhere (default 1e-6)")
+    p.add_argument("--production", action="store_true",
+                   help="each host's own default production settings instead of the matched ones (GROMACS and LAMMPS "
+                        "only; --cutoff/--ewald-rtol are then not used; --model mm: plain MM, no ML region; "
+                        "docs/hosts.md)")
     p.add_argument("--json", metavar="OUT", help="also write all numbers to this JSON file")
     p.add_argument("--workdir", help="keep the engines' files here (default: a temporary directory)")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
-    if (args.ml is None) == (args.ml_group is None):
+    plain_mm = args.production and args.model == "mm"
+    if not plain_mm and (args.ml is None) == (args.ml_group is None):
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
@@ -42,7 +47,8 @@ def handler(args: argparse.Namespace) -> int:
 
     cmp = compare(args.top, args.gro, args.ml, ndx=args.ndx, ml_group=args.ml_group, model=args.model,
                   engines=parse_engines(args.engines),
-                  settings=Settings(cutoff_nm=args.cutoff, ewald_rtol=args.ewald_rtol), workdir=args.workdir)
+                  settings=Settings(cutoff_nm=args.cutoff, ewald_rtol=args.ewald_rtol, production=args.production),
+                  workdir=args.workdir)
     print(cmp.table())
     if args.json:
         write_json(cmp, args.json)

@@ -29,8 +29,8 @@ def register(sub):
     p.add_argument("--equil-ps", type=nonneg_float, default=D["equil_ps"], help="NVT and NPT equilibration of the system, ps each (default %(default)s)")
     p.add_argument("--gas-ns", type=positive_float, default=D["gas_ns"], help="gas-phase ML run, ns (default: --ns-per-window)")
     p.add_argument("--dt", dest="dt_fs", type=positive_float, default=D["dt_fs"],
-                   help="time step, fs (default 1; 2 for --model mm on GROMACS, which constrains h-bonds; "
-                        "limits below)")
+                   help="time step, fs (default 1; 2 for --model mm with --protocol freesolv, which constrains "
+                        "h-bonds; limits below)")
     add_timestep_override(p)
     p.add_argument("--checkpoint-every", type=positive_int, default=D["checkpoint_every"],
                    help="steps between checkpoints of a running window (default %(default)s)")
@@ -48,6 +48,9 @@ def register(sub):
                    help="where the ML model runs: cpu (default), cuda, cuda:N or auto; with the shared model server "
                         "one GPU serves every window")
     p.add_argument("--seed", type=positive_int, default=D["seed"], help="random seed (default %(default)s)")
+    p.add_argument("--protocol", choices=["default", "freesolv"], default=D["protocol"],
+                   help="physical model (default %(default)s: the same on both hosts, docs/hosts.md; freesolv: "
+                        "FreeSolv's GROMACS settings, switched LJ + dispersion correction + NPT, GROMACS only)")
     e = p.add_argument_group("route", "how the ML/MM hydration free energy is reached (docs/endpoint.md)")
     e.add_argument("--route", choices=["direct", "endpoint"], default=D["route"],
                    help="direct (default): E_ML on in every λ window; endpoint: the plain-MM decoupling on GROMACS "

@@ -89,6 +89,13 @@ class Settings:
     lammps_kspace_accuracy: float = 1e-10  # relative force accuracy of the LAMMPS k-space solver
     openmm_grid_spacing_nm: float = 0.02   # OpenMM PME grid (order 5, fixed in OpenMM)
     gmx_ntomp: int = 1
+    #: each host's own default production settings instead of the matched ones above: GROMACS the package
+    #: mdp templates (only the output and the 0-step evaluation set here), LAMMPS ``run_md``'s defaults
+    #: (:func:`lammps_production_settings`); no OpenMM column (it has no potential-shifted LJ)
+    production: bool = False
+    #: the gmx binary of the GROMACS column (None: the MDI-enabled build; e.g. Debian's double-precision
+    #: ``gmx_d`` for a plain-MM column without single-precision rounding)
+    gmx_binary: Optional[str] = None
 
     @property
     def beta_per_nm(self) -> float:
@@ -98,6 +105,11 @@ class Settings:
 
     def describe(self) -> list[str]:
         rc = self.cutoff_nm
+        if self.production:
+            lmp = lammps_production_settings()
+            return ["each host's default production settings (docs/hosts.md): GROMACS the package mdp "
+                    "templates (0-step evaluation), LAMMPS run_md's defaults "
+                    + ", ".join(f"{k}={v!r}" for k, v in lmp.items())]
         return [
             f"matched settings: r_c = {rc:g} nm (LJ and real-space Coulomb); Ewald β = {self.beta_per_nm:.6f} /nm "
             f"(erfc(β r_c) = {self.ewald_rtol:g}) in every engine; LJ plain cut-off, no shift, no dispersion "
@@ -164,7 +176,8 @@ class Comparison:
                 big = mag > 1.0
                 out[f"{eng[a]}-{eng[b]}"] = {
                     "max_all": float(d.max()), "rms_all": float(np.sqrt(np.mean(d ** 2))),
-                    "max_ml": float(d[ml].max()), "rms_ml": float(np.sqrt(np.mean(d[ml] ** 2))),
+                    "max_ml": float(d[ml].max()) if len(ml) else 0.0,
+                    "rms_ml": float(np.sqrt(np.mean(d[ml] ** 2))) if len(ml) else 0.0,
                     "argmax_all": int(d.argmax()), "F_at_argmax": float(mag[d.argmax()]),
                     "max_rel": float((d[big] / mag[big]).max()) if big.any() else 0.0,
                 }
@@ -251,6 +264,29 @@ def _gmx_mdp(settings: Settings) -> dict:
     }
 
 
+def _gmx_eval_mdp() -> dict:
+    """The 0-step evaluation of a production mdp: output and start settings only, no physics."""
+    return {"integrator": "md", "nsteps": 0, "continuation": "yes", "gen-vel": "no", "constraints": "none",
+            "nstxout": 1, "nstfout": 1, "nstvout": 0, "nstxout-compressed": 0, "nstcalcenergy": 1, "nstenergy": 1,
+            "nstlog": 0, "comm-mode": "None"}
+
+
+def lammps_production_settings() -> dict:
+    """The nonbonded keywords of the LAMMPS host's ``run_md`` at their defaults (what ``mdi-mlmm md``
+    uses), as :func:`.lammps.convert.convert` keywords."""
+    import inspect
+
+    from .lammps.convert import convert
+    from .lammps.host import run_md
+
+    md = inspect.signature(run_md).parameters
+    conv = inspect.signature(convert).parameters
+    out = {k: md[k].default for k in ("cutoff_A", "lj_shift", "kspace_accuracy", "coul_table") if k in md}
+    for k in ("kspace", "ewald_rtol"):
+        out[k] = md[k].default if k in md else conv[k].default
+    return out
+
+
 def _read_trr_frame(trr: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(positions nm, forces kJ/mol/nm, box nm (3,3)) of the first frame, as float64 of the stored float32."""
     from MDAnalysis.lib.formats.libmdaxdr import TRRFile
@@ -268,8 +304,11 @@ def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settin
     from .gromacs import host
 
     t0 = time.monotonic()
-    res = host.run_md(top, gro, selection, model=model, steps=0, dt_fs=0.5, ensemble="nve", out_dir=workdir,
-                      ndx=ndx, ml_group=ml_group, mdp_overrides=_gmx_mdp(settings), ntomp=settings.gmx_ntomp,
+    overrides = _gmx_eval_mdp() if settings.production else _gmx_mdp(settings)
+    res = host.run_md(top, gro, selection, model=model, steps=0, dt_fs=0.5,
+                      ensemble="nvt" if settings.production else "nve", out_dir=workdir,
+                      ndx=ndx, ml_group=ml_group, mdp_overrides=overrides, ntomp=settings.gmx_ntomp,
+                      gmx=Path(settings.gmx_binary) if settings.gmx_binary else None,
                       report_every=0, energy_every=1, traj_every=0, progress=False, name="compare",
                       minimize=False)
     e = res.energies
@@ -278,7 +317,7 @@ def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settin
         raise HostError(f"{res.edr}: no Potential term")
     inter = [n for n in names[names.index("Time") + 1 if "Time" in names else 0:names.index("Potential")]]
     raw = {n: float(e[n][0]) for n in inter + ["Potential"]}
-    e_ml = raw.get("E_ML")
+    e_ml = raw.get("E_ML", 0.0 if not is_ml(model) else None)
     if e_ml is None:
         raise HostError(f"{res.edr}: no E_ML term (is the MDI module active?)")
     lj = sum(raw[n] for n in inter if n in _GMX_LJ)
@@ -308,9 +347,14 @@ def run_lammps(structure, top, gro, ml: Sequence[int], positions_nm: np.ndarray,
     from .lammps import convert as lc
 
     t0 = time.monotonic()
-    system = lc.convert(top, gro, workdir, ml_indices=list(ml), cutoff_A=settings.cutoff_nm * NM2A, lj_shift=False,
-                        kspace=settings.lammps_kspace, kspace_accuracy=settings.lammps_kspace_accuracy,
-                        ewald_rtol=settings.ewald_rtol, coul_table=0, structure=structure)
+    if settings.production:
+        system = lc.convert(top, gro, workdir, ml_indices=list(ml), structure=structure,
+                            **lammps_production_settings())
+    else:
+        system = lc.convert(top, gro, workdir, ml_indices=list(ml), cutoff_A=settings.cutoff_nm * NM2A,
+                            lj_shift=False, kspace=settings.lammps_kspace,
+                            kspace_accuracy=settings.lammps_kspace_accuracy, ewald_rtol=settings.ewald_rtol,
+                            coul_table=0, structure=structure)
     from ..topology.mlregion import region_bonds
     from .lammps.host import install_exclusion_correction
 
@@ -322,7 +366,7 @@ def run_lammps(structure, top, gro, ml: Sequence[int], positions_nm: np.ndarray,
         lmp.command("variable mlstop internal 0")
         ml_sorted = sorted(int(i) for i in ml)
         excl = install_exclusion_correction(lmp, system, ml_sorted, [structure.atoms[i].charge for i in ml_sorted],
-                                            region_bonds(structure, ml_sorted))
+                                            region_bonds(structure, ml_sorted)) if ml_sorted else None
         # the box of the other engines (GROMACS: float32); a box differing in the 8th digit moves the periodic
         # images of close contacts enough to change forces by ~0.3 kJ/mol/nm in an unrelaxed box
         xhi, yhi, zhi, xy, xz, yz = (float(v) for v in lc.box_to_lammps(box_nm * NM2A))
@@ -553,15 +597,21 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     for p in (top, gro):
         if not p.is_file():
             raise UserInputError(f"no such file: {p}")
-    if not is_ml(str(model)):
-        raise UserInputError("compare needs an ML model (ani2x, mace:PATH, zero, ...), not 'mm'")
+    mm_only = not is_ml(str(model))
+    if mm_only and not settings.production:
+        raise UserInputError("compare needs an ML model (ani2x, mace:PATH, zero, ...), not 'mm' "
+                             "(plain MM: with the production settings, --production)")
     structure = load_gromacs(top, gro)
-    try:
-        region = ml_region(top, gro, selection, ndx, ml_group, structure=structure)
-    except UserInputError as exc:
-        raise UserInputError(" ".join(str(exc).split())) from exc
-    ml = np.asarray(region.indices, dtype=int)
+    region = None
+    if not mm_only:
+        try:
+            region = ml_region(top, gro, selection, ndx, ml_group, structure=structure)
+        except UserInputError as exc:
+            raise UserInputError(" ".join(str(exc).split())) from exc
+    ml = np.asarray(region.indices if region is not None else [], dtype=int)
     avail = available_engines()
+    if settings.production:
+        avail["openmm"] = "not with the production settings (OpenMM has no potential-shifted LJ)"
     skipped = {}
     if engines is None:
         chosen = [e for e in ENGINES if avail[e] is None]
@@ -573,11 +623,12 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
             raise HostError("; ".join(missing))
     if not chosen:
         raise HostError("no engine to compare: " + "; ".join(f"{e}: {w}" for e, w in skipped.items()))
-    if potential is None:
+    if potential is None and not mm_only:
         from ..potentials import load_potential
 
         potential = load_potential(model)
-    potential.check_elements(list(region.atomic_numbers))
+    if not mm_only:
+        potential.check_elements(list(region.atomic_numbers))
 
     tmp = None
     if workdir is None:
@@ -590,7 +641,8 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
         results = {}
         e_ml_edr = None
         if "gromacs" in chosen:
-            r, pos, box = run_gromacs(top, gro, selection, ndx, ml_group, model, settings, wd / "gromacs")
+            r, pos, box = run_gromacs(top, gro, None if mm_only else selection, None if mm_only else ndx,
+                                      None if mm_only else ml_group, model, settings, wd / "gromacs")
             results["gromacs"] = r
             e_ml_edr = r.terms["E_ML"]
             source = "GROMACS .trr frame (float32 of the .gro, wrapped as mdrun did), used by every engine"
@@ -605,12 +657,14 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
         from ..topology.pbc import WholeMaker, check_within_half_box
         from .ewald_exclusions import max_pair_distance
 
-        whole = WholeMaker(len(ml), region.bonds).whole(pos[ml] * NM2A, box * NM2A)
-        check_within_half_box(whole, box * NM2A)
-        ml_width_nm = max_pair_distance(whole) / NM2A
-        t0 = time.monotonic()
-        e_ml, f_ml = ml_term(potential, region.atomic_numbers, pos[ml], box)
-        t_ml = time.monotonic() - t0
+        e_ml, f_ml, t_ml, ml_width_nm = 0.0, np.zeros((0, 3)), 0.0, 0.0
+        if not mm_only:
+            whole = WholeMaker(len(ml), region.bonds).whole(pos[ml] * NM2A, box * NM2A)
+            check_within_half_box(whole, box * NM2A)
+            ml_width_nm = max_pair_distance(whole) / NM2A
+            t0 = time.monotonic()
+            e_ml, f_ml = ml_term(potential, region.atomic_numbers, pos[ml], box)
+            t_ml = time.monotonic() - t0
         if "lammps" in chosen:
             r = run_lammps(structure, top, gro, ml, pos, box, settings, wd / "lammps")
             r.seconds += t_ml
@@ -622,7 +676,9 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     finally:
         if tmp is not None:
             tmp.cleanup()
-    return Comparison(top=str(top), gro=str(gro), ml_description=region.description, ml_indices=[int(i) for i in ml],
+    return Comparison(top=str(top), gro=str(gro),
+                      ml_description=region.description if region is not None else "none (plain MM)",
+                      ml_indices=[int(i) for i in ml],
                       natoms=len(structure.atoms), model=model, settings=settings, results=results,
                       e_ml_potential_kj=e_ml, e_ml_gromacs_edr_kj=e_ml_edr, positions_source=source,
                       skipped=skipped, ml_max_distance_nm=ml_width_nm)

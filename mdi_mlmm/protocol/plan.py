@@ -23,7 +23,7 @@ PLAN_NAME = "plan.json"
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
-              "leg_sample_every")
+              "leg_sample_every", "protocol")
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -72,6 +72,9 @@ class Plan:
     leg_equil_steps: int = 0
     leg_dt_fs: float = 1.0
     leg_sample_every: int = 0
+    #: the physical model (:mod:`mdi_mlmm.protocol.physics`): ``default`` (the same on both hosts) or
+    #: ``freesolv`` (FreeSolv's GROMACS settings)
+    protocol: str = "default"
     version: str = __version__
 
     @property
@@ -93,6 +96,8 @@ class Plan:
     @classmethod
     def from_json(cls, d: dict) -> "Plan":
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        # plans written before the protocol existed: GROMACS ran FreeSolv's settings, LAMMPS today's default
+        d.setdefault("protocol", "freesolv" if d.get("host") == "gromacs" else "default")
         d["windows"] = [Window(**w) for w in d.get("windows", [])]
         d["schedule"] = [tuple(x) for x in d.get("schedule", [])]
         return cls(**d)
@@ -108,12 +113,16 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000,
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
-              leg_sample_every: int = 20) -> Plan:
+              leg_sample_every: int = 20, protocol: str = "default") -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
     ``leg_ps`` of production (after ``leg_equil_ps``) at ``leg_dt_fs``, sampled every ``leg_sample_every``
-    steps; the leg settings are ignored on the direct route."""
+    steps; the leg settings are ignored on the direct route. protocol: the physical model
+    (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only)."""
+    from .physics import check_protocol
+
+    check_protocol(protocol, host)
     if route not in ROUTES:
         raise UserInputError(f"unknown route {route!r}; choose {' or '.join(ROUTES)}")
     sched = decoupling_schedule(windows)
@@ -141,7 +150,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 temperature=temperature, sample_every=sample_every,
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
-                shared_model=shared_model, device=device, **legs)
+                shared_model=shared_model, device=device, protocol=protocol, **legs)
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:

@@ -64,6 +64,10 @@ class WindowSpec(UnitSpec):
     state: int
     schedule: list
     equil_steps: int = 0
+    #: the physical model (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv``: GROMACS only)
+    protocol: str = "default"
+    #: constrain the MM solute's X–H bonds (GROMACS h-bonds; the endpoint route's MM windows, protocol freesolv)
+    constrain_hbonds: bool = False
 
     def __post_init__(self):
         self.schedule = [(float(c), float(v)) for c, v in self.schedule]

@@ -92,7 +92,7 @@ def _run_endpoint(plan: Plan, *, progress: bool, analyze: bool):
              ", ".join(f"{x:g}" for x in plan.leg_lambdas), plan.model, plan.host)
     system, gro_eq = prepare_and_equilibrate(plan)
     legs = leg_specs(plan, system, gro_eq)
-    mm = unit_specs(mm_plan(plan), system, gro_eq)
+    mm = unit_specs(mm_plan(plan), system, gro_eq, constrain_hbonds=True)  # at the plan's 2 fs
     todo_legs = [s for s in legs if not (Path(s.out_dir) / "done.json").exists()]
     use_server = plan.shared_model and not plan.scheduler and min(int(plan.workers), len(todo_legs)) >= 2
     server = start_model_server(plan, todo_legs) if use_server else None

@@ -17,13 +17,16 @@ log = logging.getLogger(__name__)
 
 
 def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, temperature: float,
-                seed: int) -> Path:
+                seed: int, protocol: str = "default") -> Path:
     """EM → NVT → NPT with the plain MM topology (stock gmx); returns the equilibrated .gro.
+    protocol: the physical model (:mod:`mdi_mlmm.protocol.physics`); its NPT volume is the one both hosts'
+    NVT windows run at.
 
     The solute is equilibrated classically (standard practice before switching on the ML
     description); each λ window equilibrates further at its own state.
     """
     from ..prep import mdp
+    from ..protocol.physics import gromacs_equilibration_overrides
 
     out.mkdir(parents=True, exist_ok=True)
     final = out / "npt.gro"
@@ -37,7 +40,7 @@ def equilibrate(top: Path, gro: Path, ndx: Path, out: Path, *, equil_ps: float, 
     for name, ov, start in stages:
         if (out / f"{name}.gro").exists():
             continue
-        text = mdp.render(name, ov)
+        text = mdp.render(name, {**gromacs_equilibration_overrides(protocol), **ov})
         (out / f"{name}.mdp").write_text(text)
         _grompp(gmx, f"{name}.mdp", start, top, f"{name}.tpr", ndx, out, 1, f"gmx grompp ({name})", ref=start)
         log.info("equilibration: %s", name)

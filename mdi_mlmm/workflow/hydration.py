@@ -58,12 +58,16 @@ def prepare_and_equilibrate(plan: Plan) -> tuple[dict, Path]:
     root = Path(system["root"])
     solv = system["solvated"]
     gro_eq = equilibrate(root / solv["top"], root / solv["gro"], root / solv["ndx"], plan.path("equil"),
-                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed)
+                         equil_ps=plan.equil_ps, temperature=plan.temperature, seed=plan.seed,
+                         protocol=plan.protocol)
     return system, gro_eq
 
 
-def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[UnitSpec]:
-    """The plan's λ windows (and gas leg) as typed unit specs."""
+def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool | None = None) -> list[UnitSpec]:
+    """The plan's λ windows (and gas leg) as typed unit specs. constrain_hbonds: constrain the MM solute's
+    X–H bonds in the windows (None: with protocol freesolv only)."""
+    if constrain_hbonds is None:
+        constrain_hbonds = not plan.ml and plan.protocol == "freesolv"
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
@@ -74,7 +78,8 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path) -> list[UnitSpec]:
         specs.append(WindowSpec(**common, state=w.state, schedule=plan.schedule,
                                 steps=plan.steps_per_window, equil_steps=plan.window_equil_steps,
                                 top=str(root / solv["top"]), gro=str(gro_eq), ndx=str(root / solv["ndx"]),
-                                out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state))
+                                out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state,
+                                protocol=plan.protocol, constrain_hbonds=bool(constrain_hbonds)))
     if plan.ml and plan.gas_steps > 0:
         specs.append(GasSpec(**common, steps=plan.gas_steps, top=str(root / gas["top"]),
                              gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),

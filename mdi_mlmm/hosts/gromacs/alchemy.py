@@ -102,10 +102,16 @@ def _ntomp() -> int:
 
 
 def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: int, temperature: float, seed: int,
-                ml: bool, equil: bool) -> str:
+                ml: bool, equil: bool, protocol: str = "default", constrain_hbonds: bool = False) -> str:
+    """mdp of one stage of a λ window: template ``lambda`` (the default physical model, NVT, flexible solute)
+    with ``protocol``'s overrides (:mod:`mdi_mlmm.protocol.physics`); ``constrain_hbonds``: h-bonds (MM only)."""
     from ...prep import mdp
+    from ...protocol.physics import gromacs_window_overrides
 
     ov = mdp.fep_overrides(state, schedule=schedule)
+    ov.update(gromacs_window_overrides(protocol))
+    if constrain_hbonds and not ml:
+        ov["constraints"] = "h-bonds"
     ov.update({"nsteps": steps, "dt": dt_fs / 1000.0, "nstdhdl": sample_every,
                "nstcalcenergy": sample_every, "nstenergy": sample_every, "ref-t": temperature, "ld-seed": seed,
                "gen-vel": "no", "continuation": "no" if equil else "yes", "nstlog": _nstlog(steps, sample_every)})
@@ -149,7 +155,7 @@ def run_window(spec: WindowSpec, progress=None) -> dict:
             continue
         mdp_text = _lambda_mdp(spec.state, spec.schedule, nsteps, spec.dt_fs, spec.sample_every,
                                spec.temperature, spec.seed + (0 if stage == "prod" else 7919), ml,
-                               equil=stage == "eq")
+                               equil=stage == "eq", protocol=spec.protocol, constrain_hbonds=spec.constrain_hbonds)
         (out / f"{stage}.mdp").write_text(mdp_text)
         if not (out / f"{stage}.tpr").exists():
             _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,

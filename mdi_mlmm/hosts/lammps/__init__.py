@@ -18,7 +18,13 @@ def _common(spec) -> dict:
 def run_window(spec, progress=None) -> dict:
     """One λ window (:class:`~mdi_mlmm.protocol.specs.WindowSpec`): :func:`.alchemy.run_window`."""
     from . import alchemy
+    from ...errors import UserInputError
+    from ...protocol.physics import check_protocol
 
+    check_protocol(spec.protocol, "lammps")
+    if spec.constrain_hbonds:
+        raise UserInputError("the LAMMPS host does not constrain the solute's X-H bonds (the endpoint route's MM "
+                             "windows run on GROMACS)")
     return alchemy.run_window(spec.top, spec.gro, spec.ml_indices, spec.model, spec.state, spec.schedule,
                               spec.steps, spec.dt_fs, spec.out_dir, equil_steps=spec.equil_steps,
                               progress=progress, **_common(spec))
