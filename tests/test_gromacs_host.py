@@ -365,7 +365,11 @@ def test_dead_engine_ends_mdrun_quickly_with_message(gmx, system, tmp_path):
         while time.monotonic() < deadline and not (tmp_path / "md.edr").exists():
             time.sleep(0.2)
         time.sleep(1.0)
-        assert md.poll() is None
+        if md.poll() is not None:  # CI saw a SIGSEGV here once (not reproduced): keep what mdrun said
+            out, _ = md.communicate()
+            log = (tmp_path / "md.log").read_text(errors="replace")[-3000:] if (tmp_path / "md.log").exists() else ""
+            pytest.fail(f"mdrun ended with rc {md.returncode} before the engine was killed:\n{out[-3000:]}\n"
+                        f"md.log tail:\n{log}")
         os.killpg(eng.pid, signal.SIGKILL)
         t_kill = time.monotonic()
         out, _ = md.communicate(timeout=30)
