@@ -79,14 +79,15 @@ def minimize(top: Path, gro: Path, workdir: Path, *, template: str = "em", ndx: 
              freeze_group: str | None = None, gmx: str | Path = "gmx", maxwarn: int = 0,
              overrides: Mapping[str, object] | None = None, name: str = "em", ntomp: int = 1,
              maxwarn_option: str | None = "--maxwarn", error: type[MdiMlmmError] = ExternalToolError,
-             timeout: float = 1800.0, reprod: bool = True) -> MinimizationResult:
+             timeout: float = 1800.0, reprod: bool = True, ref: Path | None = None) -> MinimizationResult:
     """Steepest descent of ``top``/``gro`` with mdp ``template`` (``em``, ``gas_em``) in ``workdir``.
 
     ``freeze_group`` (a group of ``ndx``) is held fixed (``freezegrps``, all three dimensions).
     ``overrides``: further mdp keys. Files: ``NAME.mdp``, ``NAME.tpr``, ``NAME.grompp.out``,
     ``NAME.log``, ``NAME.mdrun.out`` and the result ``NAME.gro`` (no velocities). ``ntomp=1`` with
     ``reprod`` (``mdrun -reprod``: FFT plans not chosen by timing; without it two runs of 1000s of
-    steps end in different minima) makes the result reproducible. Failures raise ``error`` with GROMACS's own reason.
+    steps end in different minima) makes the result reproducible. ``ref``: grompp's ``-r`` (reference
+    coordinates of position restraints, e.g. with ``define = -DPOSRES``). Failures raise ``error`` with GROMACS's own reason.
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,8 @@ def minimize(top: Path, gro: Path, workdir: Path, *, template: str = "em", ndx: 
     mdp_path = mdp.write(template, workdir / f"{name}.mdp", o)
     emtol = float(mdp.parse(mdp_path.read_text()).get("emtol", "10"))
     tools.grompp(gmx, mdp_path, Path(gro).resolve(), Path(top).resolve(), workdir / f"{name}.tpr",
-                 ndx=Path(ndx).resolve() if ndx else None, maxwarn=maxwarn, cwd=workdir,
+                 ndx=Path(ndx).resolve() if ndx else None, ref=Path(ref).resolve() if ref else None,
+                 maxwarn=maxwarn, cwd=workdir,
                  what=f"gmx grompp ({template} minimization)", maxwarn_option=maxwarn_option, error=error,
                  timeout=timeout)
     code, out = tools._execute([str(gmx), "-quiet", "mdrun", "-deffnm", name, "-ntmpi", "1", "-ntomp", str(ntomp),
