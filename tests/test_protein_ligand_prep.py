@@ -191,3 +191,19 @@ def test_prepare_complex_amber_files_line_up(prepared):
     assert abs(sum(a.charge for a in am["complex"].atoms) - 8) < 1e-3
     assert abs(sum(a.charge for a in am["ligand"].atoms)) < 1e-3
     assert {a.solvent_radius for a in am["complex"].atoms} >= {1.2, 1.3}   # mbondi2: H 1.2 / H-N 1.3
+
+
+def test_fixer_restores_missing_side_chain_atoms(tmp_path):
+    """A lysine without CD CE NZ (as in many crystal structures) comes back whole."""
+    from mdi_mlmm.prep import complex as cx
+
+    lines = PDB.read_text().splitlines()
+    lys = next(ln[22:26] for ln in lines if ln.startswith("ATOM") and ln[17:20] == "LYS")
+    cut = [ln for ln in lines if not (ln.startswith("ATOM") and ln[22:26] == lys and ln[12:16].strip() in ("CD", "CE", "NZ"))]
+    assert len(cut) == len(lines) - 3
+    pdb = tmp_path / "cut.pdb"
+    pdb.write_text("\n".join(cut) + "\n")
+    topo, _, report = cx.fix_protein(pdb, 7.0)
+    assert report["missing_heavy_atoms_added"] >= 3
+    res = next(r for r in topo.residues() if r.id.strip() == lys.strip())
+    assert {"CD", "CE", "NZ", "HZ1", "HZ2", "HZ3"} <= {a.name for a in res.atoms()}
