@@ -1,5 +1,5 @@
 """A tiny protein–ligand system for the MD-analysis and MM-GBSA tests, built in a second with tleap from
-tests/data/pl_tiny (a capped hexapeptide and a benzene "ligand" MOL stacked on it): the dry Amber topologies
+tests/data/pl_tiny (a hexapeptide with charged termini and a benzene "ligand" MOL stacked on it): the dry Amber topologies
 of complex, receptor and ligand (mbondi2 radii) and the solvated system as GROMACS conf.gro/topol.top
 (ParmEd), atoms in the order of ``mdi-mlmm prepare``'s output (protein, ligand, water)."""
 from __future__ import annotations

@@ -143,7 +143,7 @@ def test_cli_two_runs_report_and_one_line_errors(tiny, tmp_path, capsys):
     dry = mda.Universe(str(tiny["complex"]), str(tiny["inpcrd"]))
     dry.atoms.write(str(tmp_path / "dry.pdb"))
     bad[0][1] = str(tmp_path / "dry.pdb")
-    for args, what in zip(bad, ["has 2371 atoms but topology", "does not exist", "selects no atoms"]):
+    for args, what in zip(bad, ["atoms but topology", "does not exist", "selects no atoms"]):
         assert main(["analyze-md", *args, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and what in err[0], err

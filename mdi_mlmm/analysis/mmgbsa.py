@@ -56,9 +56,12 @@ def block_sem(x, n_blocks: int = DEFAULT_BLOCKS) -> float:
     return float(means.std(ddof=1) / math.sqrt(nb))
 
 
-def _names(prmtop) -> list:
-    """[(atom name, residue name)] of an OpenMM AmberPrmtopFile's topology."""
-    return [(a.name, a.residue.name) for a in prmtop.topology.atoms()]
+def _names(path) -> list:
+    """[(atom name, residue name)] as written in a prmtop (ParmEd; OpenMM's reader renames some atoms to PDB
+    conventions, e.g. Amber's N-terminal H1 to H, which a trajectory written from the prmtop does not)."""
+    import parmed
+
+    return [(a.name, a.residue.name) for a in parmed.load_file(str(path)).atoms]
 
 
 class GBEnergy:
@@ -83,6 +86,7 @@ class GBEnergy:
             force.setForceGroup(k)
             self.groups[k] = type(force).__name__
         self.n_atoms = system.getNumParticles()
+        self.names = _names(self.path)
         plat = mm.Platform.getPlatformByName(platform)
         self.context = mm.Context(system, mm.VerletIntegrator(0.001), plat)
         self._kj = unit.kilojoule_per_mole
@@ -128,7 +132,7 @@ class MMGBSARun:
     def stats(self, component: str = "total") -> dict:
         x = self.dE[component]
         return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-                "sem_block": block_sem(x, self.n_blocks),
+                "sem_block": block_sem(x, self.n_blocks), "blocks": min(self.n_blocks, len(x)),
                 "sem_naive": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan"),
                 "n_frames": int(len(x))}
 
@@ -139,11 +143,11 @@ class MMGBSARun:
 
 class ComplexMapping:
     """Where the dry complex, receptor and ligand atoms are in a solvated trajectory, checked name by name
-    against their prmtops."""
+    against their prmtops (:class:`GBEnergy` of each)."""
 
     def __init__(self, u, complex_prmtop, receptor_prmtop, ligand_prmtop, *, complex_selection: Optional[str],
                  ligand_selection: str):
-        n_c = complex_prmtop.topology.getNumAtoms()
+        n_c = complex_prmtop.n_atoms
         if complex_selection:
             cplx = select(u.atoms, complex_selection, "--complex")
         else:
@@ -151,17 +155,17 @@ class ComplexMapping:
                 raise UserInputError(f"the trajectory has {u.atoms.n_atoms} atoms, fewer than the complex "
                                      f"topology's {n_c}: not this system")
             cplx = u.atoms[:n_c]
-        _same(cplx, _names(complex_prmtop), "complex")
+        _same(cplx, complex_prmtop.names, "complex")
         lig = select(cplx, ligand_selection, "--ligand")
         rec = cplx - lig
-        _same(rec, _names(receptor_prmtop), "receptor")
-        _same(lig, _names(ligand_prmtop), "ligand")
+        _same(rec, receptor_prmtop.names, "receptor")
+        _same(lig, ligand_prmtop.names, "ligand")
         pos = {int(i): k for k, i in enumerate(cplx.indices)}
         self.complex, self.receptor, self.ligand = cplx, rec, lig
         self.rec_idx = np.array([pos[int(i)] for i in rec.indices])
         self.lig_idx = np.array([pos[int(i)] for i in lig.indices])
         # bonds of the complex (for making it whole when the trajectory's topology has none)
-        bonds = [(b.atom1.index, b.atom2.index) for b in complex_prmtop.topology.bonds()]
+        bonds = [(b.atom1.index, b.atom2.index) for b in complex_prmtop.prmtop.topology.bonds()]
         add_bonds(u, np.array([(cplx.indices[a], cplx.indices[b]) for a, b in bonds], dtype=int).reshape(-1, 2))
 
 
@@ -190,7 +194,7 @@ def mmgbsa_run(topology, trajectories, complex_prmtop, receptor_prmtop, ligand_p
                                GBEnergy(receptor_prmtop, gb, salt_molar, platform),
                                GBEnergy(ligand_prmtop, gb, salt_molar, platform))
     u = open_universe(topology, trajectories)
-    m = ComplexMapping(u, ec.prmtop, er.prmtop, el.prmtop, complex_selection=complex_selection,
+    m = ComplexMapping(u, ec, er, el, complex_selection=complex_selection,
                        ligand_selection=ligand)
     whole_solute(u, m.complex, m.receptor, m.ligand)
     frames = frame_slice(len(u.trajectory), start, stop, step)
@@ -219,7 +223,7 @@ class MMGBSAReport:
         for r in self.runs:
             s = r.stats()
             lines.append(f"{r.label}: ΔE_bind(MM-GBSA, {self.gb}) = {s['mean']:.2f} ± {s['sem_block']:.2f} kcal/mol "
-                         f"(SEM, {r.n_blocks} blocks; sd {s['sd']:.2f}; {s['n_frames']} frames)")
+                         f"(SEM, {s['blocks']} blocks; sd {s['sd']:.2f}; {s['n_frames']} frames)")
         if len(self.runs) > 1:
             a, b = self.runs[0].stats(), self.runs[1].stats()
             lines.append(f"{self.runs[0].label} − {self.runs[1].label}: {a['mean'] - b['mean']:.2f} ± "
@@ -292,7 +296,7 @@ def mmgbsa(runs: Sequence[dict], out, *, complex_prmtop, receptor_prmtop, ligand
              "| run | frames | ΔE_bind | SEM (blocks) | sd | ΔE vdW+elec | ΔG GB+SA | Δ bonded |", "|---|---|---|---|---|---|---|---|"]
     for r in res:
         s = r.stats()
-        lines.append(f"| {r.label} | {s['n_frames']} | {s['mean']:.2f} | {s['sem_block']:.2f} ({r.n_blocks}) | {s['sd']:.2f} | "
+        lines.append(f"| {r.label} | {s['n_frames']} | {s['mean']:.2f} | {s['sem_block']:.2f} ({s['blocks']}) | {s['sd']:.2f} | "
                      f"{r.stats('vdw_elec')['mean']:.2f} | {r.stats('gb_sa')['mean']:.2f} | {r.stats('bonded')['mean']:.2g} |")
     if "difference" in summary:
         d = summary["difference"]
