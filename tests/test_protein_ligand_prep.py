@@ -105,6 +105,8 @@ def _edit_ligand(tmp_path: Path, how: str) -> Path:
         m.GetAtomWithIdx(c).SetAtomicNum(7)
         m.GetAtomWithIdx(c).SetFormalCharge(1)
     Chem.SanitizeMol(m)
+    if how == "no_hydrogens":
+        m = Chem.RemoveHs(m)
     out = tmp_path / f"{how}.sdf"
     Chem.MolToMolFile(m, str(out))
     return out
@@ -114,13 +116,14 @@ def _edit_ligand(tmp_path: Path, how: str) -> Path:
     ("far", ["is not in a pocket", "--pocket-cutoff"]),
     ("bromine", ["ani2x", "Br"]),
     ("charged", ["net charge +1", "ani2x"]),
+    ("no_hydrogens", ["lacks explicit hydrogens"]),
     ("garbage", ["the fixer cannot read protein", "garbage.pdb"]),
     ("no_protein", ["no amino-acid residues"]),
     ("no_ligand", ["--protein and --ligand go together"]),
 ])
 def test_bad_input_one_line_each(tmp_path, case, causes):
     protein, ligand = PDB, SDF
-    if case in ("far", "bromine", "charged"):
+    if case in ("far", "bromine", "charged", "no_hydrogens"):
         ligand = _edit_ligand(tmp_path, case)
     elif case == "garbage":
         protein = tmp_path / "garbage.pdb"
