@@ -281,7 +281,8 @@ def lammps_production_settings() -> dict:
 
     md = inspect.signature(run_md).parameters
     conv = inspect.signature(convert).parameters
-    out = {k: md[k].default for k in ("cutoff_A", "lj_shift", "kspace_accuracy", "coul_table") if k in md}
+    out = {k: md[k].default for k in ("cutoff_A", "lj_shift", "kspace_accuracy", "coul_table", "fourier_spacing_A",
+                                      "pme_order") if k in md and k in conv}
     for k in ("kspace", "ewald_rtol"):
         out[k] = md[k].default if k in md else conv[k].default
     return out
