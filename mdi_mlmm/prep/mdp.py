@@ -102,7 +102,10 @@ def render(name: str, overrides: Mapping[str, Any] | None = None, **kw: Any) -> 
             if kk not in todo and kk in defaults and _PLACEHOLDER.search(body):
                 todo[kk] = defaults[kk]
             if kk in todo:
-                line = f"{k.rstrip():<24} = {todo.pop(kk)}" + (f"   ;{comment}" if sep else "")
+                old, new = body.split("=", 1)[1].strip(), todo.pop(kk)
+                if sep and new != old and not _PLACEHOLDER.search(old):
+                    comment = f" set by the caller (template: {old})"  # the template's reason no longer applies
+                line = f"{k.rstrip():<24} = {new}" + (f"   ;{comment}" if sep else "")
         lines.append(line)
     if todo:
         lines.append("; --- set by the caller ---")
