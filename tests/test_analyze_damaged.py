@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import _prepared
+
 pytestmark = pytest.mark.skipif(not any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":")),
                                 reason="needs Debian gromacs (gmx) for preparation/equilibration")
 
@@ -43,7 +45,10 @@ def hydration(out: Path, *args, reuse: Path | None = None) -> Path:
         out.mkdir(parents=True)
         for part in ("system", "equil"):
             shutil.copytree(reuse / part, out / part)
+    else:
+        _prepared.seed(out)      # an earlier module's preparation, if any
     r = mdi_mlmm("hydration", *HYDRATION, *args, "--out", out)
+    _prepared.remember(out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "analysis" / "results.json").exists()
     return out

@@ -16,6 +16,7 @@ import pytest
 
 from mdi_mlmm.errors import UserInputError
 from mdi_mlmm.protocol.plan import load_or_create, make_plan
+from tests import _prepared
 
 pytestmark = pytest.mark.skipif(not any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":")),
                                 reason="needs Debian gromacs (gmx) for preparation, equilibration and the MM part")
@@ -84,6 +85,7 @@ def test_endpoint_gromacs_end_to_end_resume_and_analyze(tmp_path):
     if gmx_path() is None:
         pytest.fail("no MDI-enabled GROMACS build: run `mdi-mlmm gromacs build` first")
     out = tmp_path / "run"
+    _prepared.seed(out)          # the prepared, equilibrated system of an earlier test, if any
     cmd = endpoint_cmd(out, "gromacs")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     first = out / "legs" / "water" / "00"
@@ -97,6 +99,7 @@ def test_endpoint_gromacs_end_to_end_resume_and_analyze(tmp_path):
         pytest.fail("the run did not get far enough in time")
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    _prepared.remember(out)
     first_mtime = (first / "done.json").stat().st_mtime
     assert not (out / "analysis" / "results.json").exists()
 
@@ -129,7 +132,9 @@ def test_endpoint_gromacs_end_to_end_resume_and_analyze(tmp_path):
 def test_endpoint_lammps_end_to_end(tmp_path):
     """The legs on LAMMPS (solute frames in a DCD), the MM part on GROMACS."""
     out = tmp_path / "run"
+    _prepared.seed(out)
     r = subprocess.run(endpoint_cmd(out, "lammps"), capture_output=True, text=True, timeout=1500)
+    _prepared.remember(out)
     assert r.returncode == 0, r.stderr[-3000:]
     _check_results(out, "lammps")
     assert (out / "legs" / "gas" / "02" / "solute.dcd").exists()

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from mdi_mlmm.hosts.gromacs import build as gbuild
+from tests import _prepared
 
 HAVE_STOCK_GMX = any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":"))
 needs_gmx = pytest.mark.skipif(not HAVE_STOCK_GMX, reason="needs Debian gromacs (gmx) for preparation/equilibration")
@@ -122,6 +123,7 @@ def test_sigterm_stops_windows_engines_and_model_server_then_rerun_resumes(tmp_p
     task takes its engine with it; SIGTERM of the run stops every unit, engine and the server
     (nothing left, exit 143, one error line); the same command then resumes and finishes."""
     out = tmp_path / "run"
+    _prepared.seed(out)          # the prepared, equilibrated system of an earlier test, if any
     cmd = hydration_cmd(out, "--ns-per-window", "0.0008", "--checkpoint-every", "100", model="ani2x")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen: list[psutil.Process] = []
@@ -159,6 +161,7 @@ def test_sigterm_stops_windows_engines_and_model_server_then_rerun_resumes(tmp_p
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
         _kill_all(seen)
+        _prepared.remember(out)
     saved = {u.name: (_progress(u) or {}).get("done", 0) for u in (out / "windows").glob("*")}
 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -184,6 +187,7 @@ def test_sigterm_stops_units_running_on_dask_workers(tmp_path):
     cluster = [subprocess.Popen([dask, "scheduler", "--scheduler-file", str(sf), "--port", "0", "--no-dashboard"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     out = tmp_path / "run"
+    _prepared.seed(out)
     p = None
     seen: list[psutil.Process] = []
     try:
@@ -224,6 +228,7 @@ def test_sigterm_stops_units_running_on_dask_workers(tmp_path):
                 c.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(c.pid, signal.SIGKILL)
+        _prepared.remember(out)
     assert list(out.glob("windows/*/stop.request")), "the stop went through request files"
     # the same command without a cluster clears the requests and resumes from the checkpoints
     r = subprocess.Popen(hydration_cmd(out, "--ns-per-window", "0.02", "--checkpoint-every", "100"),
@@ -244,6 +249,7 @@ def test_gromacs_window_progress_moves_and_sigterm_leaves_no_mdrun(tmp_path):
     window task stops its mdrun (which leaves a checkpoint); SIGTERM of the run leaves nothing;
     the rerun continues from the checkpoints and finishes."""
     out = tmp_path / "run"
+    _prepared.seed(out)
     cmd = hydration_cmd(out, "--ns-per-window", "0.02", host="gromacs")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen: list[psutil.Process] = []
@@ -279,6 +285,7 @@ def test_gromacs_window_progress_moves_and_sigterm_leaves_no_mdrun(tmp_path):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
         _kill_all(seen)
+        _prepared.remember(out)
     assert not (w / "done.json").exists()
 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)

@@ -15,6 +15,7 @@ import pytest
 
 from mdi_mlmm.errors import UserInputError
 from mdi_mlmm.protocol.plan import load_or_create, make_plan
+from tests import _prepared
 
 pytestmark = pytest.mark.skipif(not any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":")),
                                 reason="needs Debian gromacs (gmx) for preparation/equilibration")
@@ -71,6 +72,7 @@ def test_end_to_end_ml_run_lammps(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run(hydration_cmd(out, "--ns-per-window", "0.0002", model="ani2x"), capture_output=True,
                        text=True, timeout=1500)
+    _prepared.remember(out)   # this test prepares its own system; later ones may start from it
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "analysis" / "results.json").read_text())
     _check_ml_results(res, out, ("windows/00", "windows/02", "gas"))
@@ -93,6 +95,7 @@ def test_end_to_end_ml_run_gromacs(tmp_path):
     if gmx_path() is None:
         pytest.fail("no MDI-enabled GROMACS build: run `mdi-mlmm gromacs build` first")
     out = tmp_path / "run"
+    _prepared.seed(out)          # the prepared, equilibrated system of an earlier test, if any
     r = subprocess.run(hydration_cmd(out, "--ns-per-window", "0.0002", model="ani2x", host="gromacs"),
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -105,6 +108,7 @@ def test_end_to_end_ml_run_gromacs(tmp_path):
 
 def test_resume_after_kill_loses_nothing_and_redoes_nothing(tmp_path):
     out = tmp_path / "run"
+    _prepared.seed(out)
     cmd = hydration_cmd(out, "--ns-per-window", "0.0006", "--checkpoint-every", "100", "--workers", "1")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     # wait until window 0 has finished and window 1 is part way, past a checkpoint
