@@ -83,6 +83,35 @@ def ewald_beta(cutoff_A: float, rtol: float) -> float:
     return 0.5 * (lo + hi)
 
 
+#: GROMACS's PME grid of the package's mdp templates (``fourierspacing = 0.10`` nm, ``pme-order = 6``), in Å:
+#: :func:`convert` with these gives a LAMMPS PPPM of the same (measured: lower) force error, see
+#: ``bench/README.md`` ("LAMMPS host speed") and ``tests/test_lammps_kspace.py``.
+GROMACS_FOURIER_SPACING_A = 1.0
+GROMACS_PME_ORDER = 6
+
+
+def pppm_mesh(box_A: Sequence[float], spacing_A: float) -> tuple[int, int, int]:
+    """PPPM mesh like GROMACS's PME grid: per box vector (a, b, c: ``box_A`` = xhi, yhi, zhi, xy, xz,
+    yz) the smallest n ≥ |vector| / spacing whose only prime factors are 2, 3 and 5 (LAMMPS's
+    PPPM enlarges any other n to such a one itself)."""
+    xhi, yhi, zhi, xy, xz, yz = (float(v) for v in box_A)
+    lengths = (xhi, math.hypot(xy, yhi), math.sqrt(xz * xz + yz * yz + zhi * zhi))
+
+    def smooth(n: int) -> bool:
+        for f in (2, 3, 5):
+            while n % f == 0:
+                n //= f
+        return n == 1
+
+    out = []
+    for length in lengths:
+        n = max(2, math.ceil(length / spacing_A - 1e-9))
+        while not smooth(n):
+            n += 1
+        out.append(n)
+    return tuple(out)
+
+
 def box_to_lammps(box_vectors_A: np.ndarray):
     """(3,3) row box vectors (GROMACS: lower triangular) → (xhi, yhi, zhi, xy, xz, yz), origin 0."""
     a, b, c = np.asarray(box_vectors_A, dtype=float)
@@ -154,6 +183,8 @@ class LammpsSystem:
     g_ewald: Optional[float] = None
     kspace: str = "pppm"
     kspace_accuracy: float = 1e-6
+    pppm_mesh: Optional[list] = None
+    pppm_order: Optional[int] = None
     lj_shift: bool = True
     fudge_lj: float = 0.5
     fudge_qq: float = 0.8333
@@ -170,7 +201,8 @@ class LammpsSystem:
 def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cutoff_A: float = 10.0,
             lj_shift: bool = True, kspace: str = "pppm", kspace_accuracy: float = 1e-6,
             ewald_rtol: Optional[float] = 1e-6, rigid_water: bool = True,
-            coul_table: int = 0, defines: Optional[dict] = None, structure=None) -> LammpsSystem:
+            coul_table: int = 0, defines: Optional[dict] = None, structure=None,
+            fourier_spacing_A: Optional[float] = None, pme_order: Optional[int] = None) -> LammpsSystem:
     """Write a LAMMPS version of the GROMACS system ``top`` + ``gro`` into ``out_dir``.
 
     ml_indices: 0-based atoms of the ML region (whole molecules); their classical
@@ -182,6 +214,10 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     ``fix shake``; otherwise keep their bonds as harmonic springs. coul_table: LAMMPS
     ``pair_modify table`` (0: analytic erfc, exact; 12: LAMMPS's faster default,
     ~1e-6 relative error). structure: the ParmEd structure if already loaded.
+    fourier_spacing_A, pme_order: a PPPM mesh chosen as GROMACS chooses its PME grid
+    (:func:`pppm_mesh`) and that interpolation order (``kspace_modify mesh ... order ...``;
+    :data:`GROMACS_FOURIER_SPACING_A` / :data:`GROMACS_PME_ORDER`: the GROMACS host's); either
+    None/0: LAMMPS picks the mesh for ``kspace_accuracy`` (order 5).
     """
     s = structure if structure is not None else load_gromacs(top, gro, defines)
     out = Path(out_dir)
@@ -434,6 +470,10 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     S.append(f"kspace_style {kspace} {kspace_accuracy:g}")
     if beta:
         S.append(f"kspace_modify gewald {_fmt(beta)}")
+    mesh = None
+    if kspace == "pppm" and fourier_spacing_A and pme_order:
+        mesh = pppm_mesh((xhi, yhi, zhi, xy, xz, yz), fourier_spacing_A)
+        S.append("kspace_modify mesh {} {} {} order {}".format(*mesh, int(pme_order)))
     (out / SETTINGS_NAME).write_text("\n".join(S) + "\n")
 
     system = LammpsSystem(
@@ -442,7 +482,9 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
         masses=[float(a.mass) for a in s.atoms], ml_indices=ml,
         water_bond_types=sorted(water_btypes) if rigid else [], water_angle_types=sorted(water_atypes) if rigid else [],
         n_waters=len(seen_water) if rigid else len({water_of[i] for i in water_of}), cutoff_A=cutoff_A, g_ewald=beta,
-        kspace=kspace, kspace_accuracy=kspace_accuracy, lj_shift=lj_shift, fudge_lj=fudge_lj, fudge_qq=fudge_qq,
+        kspace=kspace, kspace_accuracy=kspace_accuracy, lj_shift=lj_shift,
+        pppm_mesh=list(mesh) if mesh else None, pppm_order=int(pme_order) if mesh else None,
+        fudge_lj=fudge_lj, fudge_qq=fudge_qq,
         box_A=[xhi, yhi, zhi, xy, xz, yz], pairs14_removed=sum(1 for (i, j) in top14 if i in mlset))
     (out / META_NAME).write_text(json.dumps(system.to_json(), indent=1))
     log.info("LAMMPS system in %s: %d atoms, %d bonds, %d angles, %d dihedrals, %d impropers, %d ML atoms",

@@ -36,6 +36,7 @@ from ...potentials.registry import is_ml
 from ...protocol.outputs import MD_ENERGY_COLUMNS, format_md_summary, md_summary, read_md_energies, write_md_summary
 from ...topology.pbc import WholeMaker, check_within_half_box
 from ..ewald_exclusions import FarPairCorrection
+from .convert import GROMACS_FOURIER_SPACING_A, GROMACS_PME_ORDER
 
 log = logging.getLogger("mdi_mlmm.lammps")
 
@@ -45,6 +46,9 @@ FIX_ID = "mlext"
 EXCL_FIX_ID = "mlexcl"
 QQR2E_REAL = units.LAMMPS_QQR2E_REAL  # LAMMPS qqr2e in units real (read from LAMMPS where it can be)
 ENSEMBLES = ("nve", "nvt", "npt")
+#: neighbor-list skin of ``run_md``, Å (rebuilt when an atom moved half of it: exact at any value; 1 Å
+#: keeps ~25 % fewer pairs in the list than LAMMPS's 2 Å for units real, ``bench/README.md``)
+NEIGHBOR_SKIN_A = 1.0
 
 #: the LAMMPS equal-style expression of each :data:`~mdi_mlmm.protocol.outputs.MD_ENERGY_COLUMNS` column
 _CSV_EXPRESSIONS = {
@@ -236,18 +240,27 @@ def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=No
     """Add ``fix external`` (id :data:`FIX_ID`, energy and virial tallied) driven by ``conn``, and
     ``fix halt`` on the internal variable ``mlstop``. conn None: a zero-force fix (plain MM).
     bonds: the ML molecule's bonds (positions in ``ml_indices``) for whole-making."""
-    lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
-    lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
     lmp.command("variable mlstop internal 0")
     lmp.command("fix mlhalt all halt 1 v_mlstop > 0.5 error soft message no")
     if conn is None:
-        lmp.set_fix_external_callback(FIX_ID, lambda *a: a[-1].fill(0.0))
-        lmp.fix_external_set_energy_global(FIX_ID, 0.0)
-        lmp.fix_external_set_virial_global(FIX_ID, [0.0] * 6)
+        install_zero_fix(lmp)
         return None
+    lmp.command(f"fix {FIX_ID} all external pf/callback 1 1")
+    lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
     coupling = MLCoupling(lmp, conn, ml_indices, natoms, bonds)
     lmp.set_fix_external_callback(FIX_ID, coupling)
     return coupling
+
+
+def install_zero_fix(lmp) -> None:
+    """Plain MM: fix :data:`FIX_ID` as ``external pf/array`` with zero forces, energy and virial, set
+    once. The fix (``f_mlext`` = 0) exists as with a model, but LAMMPS calls no Python during the run
+    (``bench/README.md``, "LAMMPS host speed")."""
+    lmp.command(f"fix {FIX_ID} all external pf/array 1")
+    lmp.command(f"fix_modify {FIX_ID} energy yes virial yes")
+    lmp.fix_external_set_energy_global(FIX_ID, 0.0)
+    lmp.fix_external_set_virial_global(FIX_ID, [0.0] * 6)
+    lmp.numpy.fix_external_get_force(FIX_ID)[:] = 0.0
 
 
 def close_quietly(*objs):
@@ -266,7 +279,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
            *, ndx=None, ml_group: Optional[str] = None, temperature: float = 298.15, pressure_bar: float = 1.0,
            engine_port: Optional[int] = None, seed: int = 2024, report_every: int = 100, energy_every: int = 1,
            traj_every: int = 100, progress: bool = True, cutoff_A: float = 10.0, kspace_accuracy: float = 1e-6,
-           lj_shift: bool = True, coul_table: int = 12, tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
+           lj_shift: bool = True, coul_table: int = 12,
+           fourier_spacing_A: Optional[float] = GROMACS_FOURIER_SPACING_A, pme_order: int = GROMACS_PME_ORDER, neighbor_skin_A: float = NEIGHBOR_SKIN_A, omp_threads: int = 0,
+           tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
            engine_options: Sequence[str] = (), engine_log: Optional[str] = None,
            accept_timeout: float = 180.0, stream=None, minimize: bool = False) -> dict:
     """ML/MM molecular dynamics with LAMMPS as the MM host; returns a summary dict.
@@ -284,6 +299,13 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     CSV row interval; traj_every: DCD frame interval (0: none). cutoff_A, lj_shift,
     kspace_accuracy, coul_table: nonbonded settings (:func:`.convert.convert`; the
     default ``coul_table=12`` is LAMMPS's tabulated erfc, ~1e-6 relative, 20 % faster).
+    fourier_spacing_A, pme_order: the PPPM mesh, chosen as GROMACS chooses its PME grid (default: the
+    GROMACS host's, :data:`.convert.GROMACS_FOURIER_SPACING_A` and :data:`.convert.GROMACS_PME_ORDER`,
+    a force error measured no larger than GROMACS's); ``pme_order=0`` (or no spacing) goes back to a
+    mesh that LAMMPS picks for ``kspace_accuracy`` (order 5; 1e-6 was the default before, ~2× slower).
+    neighbor_skin_A: neighbor-list skin (lists are rebuilt whenever an atom has moved half of it, so
+    any value is exact; 2.0 was the default before). omp_threads: > 0 runs LAMMPS's OPENMP styles on
+    that many threads (``package omp``, ``suffix omp``); 0: the plain styles, one thread.
     minimize: :func:`minimize_mm` first (the ML atoms held fixed); ``mdi-mlmm md`` does this unless
     ``--no-minimize``, the default here is off so that a given configuration is run as it is.
     """
@@ -315,7 +337,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         z = [int(v) for v in region.atomic_numbers]
     system = convert(top, gro, out / "lammps", ml_indices=ml_idx, cutoff_A=cutoff_A, lj_shift=lj_shift,
                      kspace="pppm", kspace_accuracy=kspace_accuracy, coul_table=coul_table,
-                     structure=structure)
+                     structure=structure, fourier_spacing_A=fourier_spacing_A, pme_order=pme_order)
     shutil.copyfile(gro, out / "topology.gro")
 
     conn = None
@@ -337,9 +359,12 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
             conn.setup(z)
 
         lmp = new_lammps(out / "lammps.log")
+        if omp_threads and int(omp_threads) > 0:
+            lmp.command(f"package omp {int(omp_threads)}")
+            lmp.command("suffix omp")
         for c in setup_commands(system):
             lmp.command(c)
-        lmp.command("neighbor 2.0 bin")
+        lmp.command(f"neighbor {float(neighbor_skin_A)!r} bin")
         lmp.command("neigh_modify delay 0 every 1 check yes")
         lmp.command(f"timestep {dt_fs!r}")
         if ml_idx:
@@ -399,7 +424,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         first = True
         while True:
             chunk = min(report_every, steps - done) if steps > 0 else 0
-            lmp.command(f"run {chunk} pre {'yes' if first else 'no'} post no")
+            # the last chunk ends lammps.log with LAMMPS's timing breakdown (Pair, Kspace, Neigh, Modify, ...)
+            last = done + chunk >= steps
+            lmp.command(f"run {chunk} pre {'yes' if first else 'no'} post {'yes' if last else 'no'}")
             first = False
             failed = next((c for c in (coupling, excl) if c is not None and c.error is not None), None)
             if failed is not None:
