@@ -11,7 +11,7 @@ Tolerances (kcal/mol) and why; "seen" = this configuration on the development VM
 
 * LJ: 2e-3 — the same shifted LJ in both (seen 3e-5 with the mixed-precision build, 3e-4 with gmx_d).
 * E_MM with a double-precision GROMACS (Debian's stock ``gmx_d``, plain MM): 0.02, the issue's bound
-  (seen 0.011: GROMACS's PME grid 0.10 nm/order 6 vs LAMMPS PPPM 1e-6 with erfc tables; with both
+  (seen 0.010: GROMACS's SPME vs LAMMPS's PPPM on the same 0.10 nm / order-6 grid, erfc tables; with both
   k-space sums converged 0.004).
 * E_MM with the mixed-precision builds that production runs use (the MDI build; stock ``gmx``): 0.02 +
   5e-6 |E_Coulomb| (≈ 0.058 here). GROMACS's single-precision Ewald adds a bias of about 3.5e-6 of the
