@@ -229,8 +229,8 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
 
 def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
     """mdp of one stage (``eq``: unsampled; ``prod``: frames every ``sample_every`` steps in a .trr)
-    of an endpoint-leg window: water = the solvated system at full coupling, NPT (template ``npt``
-    with the λ windows' barostat time constant); gas = the solute alone (template ``gas``). No
+    of an endpoint-leg window: water = the solvated system at full coupling, NVT at the equilibrated
+    volume (template ``npt`` without its barostat), as the λ windows and the LAMMPS legs (docs/hosts.md); gas = the solute alone (template ``gas``). No
     constraints on the solute (E_ML knows none); the ML group's energy comes from the λ-mixed engine."""
     from ..driver import reply_timeout
     from ...prep import mdp
@@ -242,7 +242,7 @@ def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
           "nstxout-compressed": 0, "ref-t": spec.temperature, "ld-seed": seed, "constraints": "none",
           "mdi-active": "yes", "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout()}
     if spec.phase == "water":   # starts from the equilibrated system (its velocities)
-        ov.update({"tau-p": 5.0, "gen-vel": "no", "continuation": "no" if fresh else "yes"})
+        ov.update({"pcoupl": "no", "gen-vel": "no", "continuation": "no" if fresh else "yes"})
         return mdp.render("npt", ov)
     ov.update({"gen-vel": "yes" if fresh else "no", "gen-temp": spec.temperature, "gen-seed": seed,
                "continuation": "no" if fresh else "yes"})
