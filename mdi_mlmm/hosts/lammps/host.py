@@ -94,11 +94,15 @@ def box_matrix(lmp) -> np.ndarray:
 
 def _stop_lammps(callback, exc: BaseException, f) -> None:
     """A ``fix external`` callback failed: keep the error (re-raised after the run), zero its forces,
-    and set ``mlstop`` so that ``fix halt`` ends the run at the end of the step."""
+    set ``mlstop`` and force LAMMPS's timeout, which ends the run at the end of the step.
+
+    (A ``fix halt`` on ``mlstop`` every step did the same, but it makes LAMMPS compute the energy and
+    virial at every step: ~30 % more pair time, bench/README.md "LAMMPS host speed".)"""
     callback.error = exc
     f[:] = 0.0
     try:
         callback.lmp.set_internal_variable("mlstop", 1.0)
+        callback.lmp.force_timeout()
     except Exception:  # pragma: no cover
         pass
 
@@ -109,8 +113,8 @@ class MLCoupling:
     conn: anything with ``compute(pos_A, cell_A) -> (E_Ha, F_Ha_per_A)``
     (an :class:`~mdi_mlmm.hosts.driver.EngineConnection`); ml_indices: 0-based.
     After a failure the callback returns zero forces, stores the exception in
-    ``error`` and sets the LAMMPS internal variable ``mlstop`` so ``fix halt`` stops
-    the run at the end of the step.
+    ``error``, sets the LAMMPS internal variable ``mlstop`` and forces LAMMPS's timeout,
+    which stops the run at the end of the step.
     """
 
     def __init__(self, lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=None):
@@ -237,11 +241,11 @@ def install_exclusion_correction(lmp, system, ml_indices: Sequence[int], charges
 
 
 def install_coupling(lmp, conn, ml_indices: Sequence[int], natoms: int, bonds=None) -> Optional[MLCoupling]:
-    """Add ``fix external`` (id :data:`FIX_ID`, energy and virial tallied) driven by ``conn``, and
-    ``fix halt`` on the internal variable ``mlstop``. conn None: a zero-force fix (plain MM).
+    """Add ``fix external`` (id :data:`FIX_ID`, energy and virial tallied) driven by ``conn``, and the
+    internal variable ``mlstop`` (set, with a forced timeout that ends the run, when a callback fails).
+    conn None: a zero-force fix (plain MM).
     bonds: the ML molecule's bonds (positions in ``ml_indices``) for whole-making."""
     lmp.command("variable mlstop internal 0")
-    lmp.command("fix mlhalt all halt 1 v_mlstop > 0.5 error soft message no")
     if conn is None:
         install_zero_fix(lmp)
         return None
