@@ -89,3 +89,24 @@ def write_if_changed(path, data: Union[bytes, str], **kw) -> bool:
         return False
     write_bytes(path, raw, **kw)
     return True
+
+
+def publish_dir(tmp, out) -> Path:
+    """Put the finished directory ``tmp`` (made by :func:`tempfile.mkdtemp` next to ``out``) in place
+    of ``out``: given a normal directory's permissions (mkdtemp makes it 0700), renamed onto ``out``;
+    an existing ``out`` is moved aside first and removed afterwards, so ``out`` is always either the
+    old or the new directory, whole."""
+    import shutil
+
+    tmp, out = Path(tmp), Path(out)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return out

@@ -79,3 +79,19 @@ def test_progress_file_round_trip_and_md_status_line(tmp_path):
     bar.update_to(3)                                # never back
     assert bar.bar.n == 4
     bar.close()
+
+
+def test_publish_dir_replaces_a_directory_whole(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    for content in ("first", "second"):
+        tmp = Path(tempfile.mkdtemp(prefix=".out.partial-", dir=tmp_path))
+        (tmp / "f.txt").write_text(content)
+        files.publish_dir(tmp, out)
+        assert (out / "f.txt").read_text() == content and not tmp.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask      # not mkdtemp's 0700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]     # nothing left aside

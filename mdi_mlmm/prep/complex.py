@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import files
 from .. import __version__
 from ..errors import MdiMlmmError, PrepError, UserInputError
 from ..potentials import registry
@@ -409,16 +410,7 @@ def prepare_complex(out: Path | str, *, protein: Path | str, ligand: Path | str,
                       em_steps=int(em_steps), nvt_steps=int(nvt_steps), npt_steps=int(npt_steps),
                       temperature_k=temperature_k,
                       maxwarn=int(maxwarn), threads=threads, t0=t0, n=n)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        files.publish_dir(tmp, out)
     except BaseException as exc:
         keep = out.parent / f"{out.name}.failed"
         shutil.rmtree(keep, ignore_errors=True)

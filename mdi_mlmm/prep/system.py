@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, files
 from ..errors import MdiMlmmError, PrepError, UserInputError
 from ..potentials import registry
 from ..topology.index import ML_GROUP
@@ -113,16 +112,7 @@ def prepare_system(out: Path | str, *, smiles: str | None = None, freesolv_id: s
         info = _build(tmp, out, smiles=smiles, entry=entry, name=name, forcefield=forcefield, source=source,
                       charges=charges, box_padding_nm=box_padding_nm, gas_padding_nm=gas_padding_nm,
                       model=model_name, check=check, minimize=minimize, maxwarn=int(maxwarn))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it the permissions of a normal directory
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        files.publish_dir(tmp, out)
     except BaseException as exc:
         exc = _keep_failure_log(exc, tmp, out)
         shutil.rmtree(tmp, ignore_errors=True)
