@@ -8,8 +8,7 @@
 2. extracts it to ``<root>/src/gromacs-<version>`` and hooks our module in
    (:mod:`mdi_mlmm.hosts.gromacs.inject`);
 3. configures with CMake (thread-MPI, OpenMP, AVX2 SIMD when the CPU has it, no GPU,
-   FFTW3, BLAS and LAPACK from the system, no TNG, ccache when available) in
-   ``<root>/build/<version>-<opts>``,
+   FFTW3 from the system, ccache when available) in ``<root>/build/<version>-<opts>``,
    a build tree that is reused across module changes so only changed files recompile;
 4. builds with make (progress condensed to percentage lines; full log kept) and installs
    into ``<root>/<version>-<key>``, where *key* hashes the GROMACS source, our module
@@ -253,24 +252,7 @@ def prepare_source(source, root: Path, progress) -> tuple[Path, str, str]:
 
 
 # ----------------------------------------------------------------------------- configure/build
-_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
-
-
-def system_blas_lapack() -> tuple[Path, Path] | None:
-    """The system's BLAS and LAPACK shared libraries (``libblas.so.3``, ``liblapack.so.3``), or None.
-
-    Debian's ``gromacs`` package, which set-up installs for preparation, depends on both, so they
-    are there wherever set-up ran. Linking them saves compiling GROMACS's ~220 built-in BLAS/LAPACK
-    files, which only analysis tools (``gmx nmeig``, ``covar``...) use, never ``mdrun``."""
-    for d in _LIB_DIRS:
-        blas, lapack = Path(d, "libblas.so.3"), Path(d, "liblapack.so.3")
-        if blas.exists() and lapack.exists():
-            return blas, lapack
-    return None
-
-
-def cmake_options(mdi_dir: Path, simd: str, use_ccache: bool,
-                  blas_lapack: tuple[Path, Path] | None = None) -> list[str]:
+def cmake_options(mdi_dir: Path, simd: str, use_ccache: bool) -> list[str]:
     opts = [
         "-DCMAKE_BUILD_TYPE=Release",
         "-DGMX_GPU=OFF",
@@ -290,12 +272,8 @@ def cmake_options(mdi_dir: Path, simd: str, use_ccache: bool,
         "-DGMX_PYTHON_PACKAGE=OFF",
         "-DGMX_HWLOC=OFF",
         "-DREGRESSIONTEST_DOWNLOAD=OFF",
-        # TNG trajectories: neither mdrun nor grompp needs them here (we write xtc/trr/edr)
-        "-DGMX_USE_TNG=OFF",
         f"-DMDI_MLMM_MDI_DIR={mdi_dir}",
     ]
-    if blas_lapack:
-        opts += [f"-DGMX_BLAS_USER={blas_lapack[0]}", f"-DGMX_LAPACK_USER={blas_lapack[1]}"]
     if use_ccache:
         opts += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
     return opts
@@ -369,7 +347,7 @@ def build(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike 
         libmdi = next(mdi_dir / n for n in ("libmdi.so.1", "libmdi.so") if (mdi_dir / n).is_file())
         use_ccache = shutil.which("ccache") is not None
         simd = detect_simd()
-        opts = cmake_options(mdi_dir, simd, use_ccache, system_blas_lapack())
+        opts = cmake_options(mdi_dir, simd, use_ccache)
         compiler = _tool_version(["c++", "--version"])
         cmake_v = _tool_version(["cmake", "--version"])
         opt_key = hashlib.sha256(json.dumps([source_id, version, opts, compiler, cmake_v]).encode()).hexdigest()
