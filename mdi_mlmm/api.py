@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Optional
 
 from .errors import UserInputError
 from .hosts import registry as _hosts
+from .potentials.registry import DEFAULT_DTYPE, check_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis.compare_dg import DGComparison
@@ -66,6 +67,8 @@ class HydrationFreeEnergy:
     ``ns_per_window``); dt_fs: time step (fs; None: 1, or 2 for ``mm`` with protocol ``freesolv``, which
     constrains h-bonds; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
     samples; checkpoint_every: steps between checkpoints of a running window; temperature (K);
+    dtype: the ML model's precision in every engine of the run, ``float32`` (default) or ``float64``
+    (bench/README.md, "Which precision by default");
     forcefield: ``gaff`` or ``gaff2``; workers: windows run at once here (None: the number of cores);
     scheduler: a Dask distributed scheduler address to run the windows on; shared_model: ML windows running
     at once share one batching model server; device: where the ML model runs (cpu, cuda, cuda:N, auto);
@@ -103,6 +106,7 @@ class HydrationFreeEnergy:
     scheduler: Optional[str] = None
     shared_model: bool = True
     device: str = "cpu"
+    dtype: str = DEFAULT_DTYPE
     seed: int = 2025
     protocol: str = "default"
     route: str = "direct"
@@ -118,6 +122,7 @@ class HydrationFreeEnergy:
             raise UserInputError("give the solute as smiles= or as freesolv_id= (one of them)")
         if self.host not in _hosts.names():
             raise UserInputError(f"unknown host {self.host!r}; choose {' or '.join(_hosts.names())}")
+        check_dtype(self.dtype)
         from .protocol.plan import ROUTES
 
         if self.route not in ROUTES:
@@ -160,7 +165,7 @@ class HydrationFreeEnergy:
                          equil_ps=self.equil_ps, window_equil_ps=self.window_equil_ps,
                          workers=self.workers or (os.cpu_count() or 1), scheduler=self.scheduler,
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
-                         shared_model=self.shared_model, device=self.device, route=self.route,
+                         shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol)
 
@@ -303,7 +308,7 @@ def load_potential(spec: str, **options) -> "Potential":
     """The ML potential named by ``spec`` (``ani2x``, ``mace:PATH``, ``python:FILE:FACTORY``, a registered
     name, ...), loaded in this process: ``potential.compute(elements, positions, cell=None)`` (positions and
     cell in Å) gives a result with ``energy`` (Hartree) and ``forces`` (Hartree/Å). options: ``model_dir``,
-    ``member``, ``dtype``, ``threads``, ``device``."""
+    ``member``, ``dtype`` (``float32``, the default, or ``float64``), ``threads``, ``device``."""
     from .potentials import load_potential as _load
 
     return _load(spec, **options)

@@ -81,7 +81,7 @@ def eth(tmp_path_factory, shared_dir) -> Path:
 def ani():
     from mdi_mlmm.potentials import load_potential
 
-    return load_potential("ani2x")
+    return load_potential("ani2x", dtype="float64")  # compare's precision (REFERENCE_DTYPE)
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def _reference_whole(raw, box):
 def test_window_delta_u(trr):
     import MDAnalysis as mda
 
-    ani = load_potential("ani2x")
+    ani = load_potential("ani2x", dtype="float64")
     mm = MMIntra.from_gromacs(ETH / "topol.top", moleculetype="MOL")
     csv = window_delta_u(trr / "broken.gro", trr / "md.trr", trr / "delta_u.csv", potential=ani, mm=mm,
                          atoms=range(9), batch=2)

@@ -25,11 +25,11 @@ SYM = {1: "H", 6: "C", 8: "O"}
 
 @lru_cache(maxsize=None)
 def ani2x():
-    return load_potential("ani2x")
+    return load_potential("ani2x", dtype="float64")
 
 
 def start_engine(port, *extra, model="ani2x"):
-    cmd = [sys.executable, "-m", "mdi_mlmm", "engine", "--model", model, *extra,
+    cmd = [sys.executable, "-m", "mdi_mlmm", "engine", "--model", model, "--dtype", "float64", *extra,
            "-mdi", f"-role ENGINE -name ML -method TCP -port {port} -hostname localhost"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -205,7 +205,7 @@ def test_python_driver_client_against_engine(tmp_path):
         "import numpy as np, json, sys\n"
         "from mdi_mlmm.hosts.driver import start_local_engine\n"
         "from tests.drivers.scenarios import ETHANOL\n"
-        "c = start_local_engine('ani2x', log_path=sys.argv[1])\n"
+        "c = start_local_engine('ani2x', log_path=sys.argv[1], extra=['--dtype', 'float64'])\n"
         "c.setup(ETHANOL[0])\n"
         "e, f = c.compute(ETHANOL[1], np.eye(3) * 25)\n"
         "c.close()\n"

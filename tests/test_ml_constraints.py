@@ -57,7 +57,7 @@ def ani():
     from mdi_mlmm.potentials import load_potential
 
     try:
-        return load_potential("ani2x")
+        return load_potential("ani2x", dtype="float64")
     except Exception as exc:  # model files / torchani missing
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
@@ -73,7 +73,7 @@ def test_h_bonds_constrained_at_b0_and_e_ml_unchanged(tmp_path, ani):
 
     res = host.run_md(DATA / "topol.top", DATA / "conf.gro", "resname MOL", model="ani2x", steps=20, dt_fs=2.0,
                       ensemble="nve", out_dir=tmp_path, mdp_overrides=FAST, constraints="h-bonds",
-                      engine_args=["--call-log", str(tmp_path / "calls.csv")], ntomp=1)
+                      engine_args=["--call-log", str(tmp_path / "calls.csv"), "--dtype", "float64"], ntomp=1)
     summary = (tmp_path / "md.grompp.out").read_text()
     assert "2 Bond" in summary and "6 Constraint" in summary  # C-C, C-O removed; 5 C-H + O-H constrained
 

@@ -24,7 +24,7 @@ SYMBOLS = ["C", "C", "O"] + ["H"] * 6
 
 @lru_cache(maxsize=None)
 def ani2x():
-    return load_potential("ani2x")
+    return load_potential("ani2x", dtype="float64")
 
 
 def ethanol(seed):
@@ -37,7 +37,7 @@ def ethanol(seed):
 @pytest.fixture
 def server(tmp_path):
     info = tmp_path / "server.json"
-    proc = start_server_process("ani2x", info, tmp_path / "server.log", extra=("--max-wait-ms", "200"))
+    proc = start_server_process("ani2x", info, tmp_path / "server.log", extra=("--max-wait-ms", "200", "--dtype", "float64"))
     yield proc, info
     stop_server_process(proc)
 
@@ -212,6 +212,6 @@ def test_max_batch_splits_a_round(tmp_path):
 
 def test_mace_through_the_server(tmp_path):
     """The test-only MACE model batched by the server equals the direct call."""
-    mace = load_potential(f"mace:{HERE / 'data' / 'mace_test_small.model'}")
+    mace = load_potential(f"mace:{HERE / 'data' / 'mace_test_small.model'}", dtype="float64")
     worst, stats = _in_step(mace, WATERS, tmp_path, max_wait_ms=300)
     assert worst < 1e-12 and stats["batch_sizes"] == {"3": 1}

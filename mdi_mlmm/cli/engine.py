@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import UserInputError
+from ..potentials.registry import DEFAULT_DTYPE, DTYPES
 from ._types import nonneg_int, positive_float, positive_int
 
 log = logging.getLogger("mdi_mlmm.engine")
@@ -18,7 +19,9 @@ def add_model_options(p):
                    help="folder holding the ANI model zoo (*.info files); default: $MDI_MLMM_ANI_DIR, "
                         "then ./shared/models/ani-model-zoo and ../shared/models/ani-model-zoo, ...")
     p.add_argument("--member", type=nonneg_int, default=None, help="use one ensemble member (ANI) instead of all 8")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
+    p.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
+                   help="model precision: float32 (default: the same NVE drift and free energies as float64, "
+                        "faster; bench/README.md) or float64")
     p.add_argument("--device", default="cpu",
                    help="where the model runs: cpu (default), cuda, cuda:N, or auto (cuda when available)")
     p.add_argument("--threads", type=positive_int, default=1,

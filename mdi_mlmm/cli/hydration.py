@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..api import hydration_defaults
 from ..hosts import registry as hosts
+from ..potentials.registry import DTYPES
 from ._types import (TIMESTEP_HELP, add_timestep_override, int_at_least, nonneg_float,
                      positive_float, positive_int)
 
@@ -47,6 +48,10 @@ def register(sub):
     p.add_argument("--device", default=D["device"],
                    help="where the ML model runs: cpu (default), cuda, cuda:N or auto; with the shared model server "
                         "one GPU serves every window")
+    p.add_argument("--dtype", choices=DTYPES, default=D["dtype"],
+                   help="the ML model's precision in every engine of the run (windows, gas run, endpoint legs, "
+                        "the shared model server): float32 (default; the same ΔG as float64 to 1e-5 kcal/mol, "
+                        "bench/README.md) or float64")
     p.add_argument("--seed", type=positive_int, default=D["seed"], help="random seed (default %(default)s)")
     p.add_argument("--protocol", choices=["default", "freesolv"], default=D["protocol"],
                    help="physical model (default %(default)s: the same on both hosts, docs/hosts.md; freesolv: "

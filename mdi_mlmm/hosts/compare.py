@@ -61,6 +61,9 @@ from ..potentials.registry import is_ml
 log = logging.getLogger("mdi_mlmm.compare")
 
 ENGINES = ("gromacs", "lammps", "openmm")
+#: the ML model's precision in a comparison (its potential and the GROMACS column's engine): float64, a
+#: reference, although engines default to float32 (:data:`mdi_mlmm.potentials.registry.DEFAULT_DTYPE`)
+REFERENCE_DTYPE = "float64"
 LABELS = {"gromacs": "GROMACS", "lammps": "LAMMPS", "openmm": "OpenMM"}
 TERMS = ("bonded", "LJ", "Coulomb", "E_MM", "E_ML", "E_total")
 
@@ -300,8 +303,10 @@ def _read_trr_frame(trr: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     raise HostError(f"{trr}: no frame with positions and forces")
 
 
-def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settings, workdir: Path):
-    """GROMACS column: (EngineResult, positions nm, box nm). ``model`` is served by an engine over MDI."""
+def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settings, workdir: Path,
+                dtype: str = REFERENCE_DTYPE):
+    """GROMACS column: (EngineResult, positions nm, box nm). ``model`` is served by an engine over MDI in
+    precision ``dtype``."""
     from .gromacs import host
 
     t0 = time.monotonic()
@@ -311,7 +316,7 @@ def run_gromacs(top, gro, selection, ndx, ml_group, model: str, settings: Settin
                       ndx=ndx, ml_group=ml_group, mdp_overrides=overrides, ntomp=settings.gmx_ntomp,
                       gmx=Path(settings.gmx_binary) if settings.gmx_binary else None,
                       report_every=0, energy_every=1, traj_every=0, progress=False, name="compare",
-                      minimize=False)
+                      minimize=False, engine_args=["--dtype", dtype])
     e = res.energies
     names = list(e)
     if "Potential" not in names:
@@ -582,13 +587,14 @@ def parse_engines(spec: Optional[str]) -> Optional[list[str]]:
 
 def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Optional[str] = None,
             model: str = "ani2x", engines: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
-            workdir=None, potential=None) -> Comparison:
+            workdir=None, potential=None, dtype: str = REFERENCE_DTYPE) -> Comparison:
     """Energies and forces of one configuration from GROMACS, LAMMPS and OpenMM (module docstring).
 
     selection: MDAnalysis selection of the ML atoms, or ``ndx`` + ``ml_group``. engines: subset of
     :data:`ENGINES`; None = every engine usable here (GROMACS skipped, with a note, without a build).
     workdir: keep the engines' files there (default: a temporary directory). potential: an already
-    loaded potential for ``model`` (saves loading it again).
+    loaded potential for ``model`` (saves loading it again), in the precision ``dtype``. dtype: the ML
+    model's precision here and in the GROMACS column's engine (:data:`REFERENCE_DTYPE`).
     """
     from ..topology.mlregion import ml_region
     from ..topology.gromacs import load_gromacs
@@ -627,7 +633,7 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
     if potential is None and not mm_only:
         from ..potentials import load_potential
 
-        potential = load_potential(model)
+        potential = load_potential(model, dtype=dtype)
     if not mm_only:
         potential.check_elements(list(region.atomic_numbers))
 
@@ -643,7 +649,7 @@ def compare(top, gro, selection: Optional[str] = None, *, ndx=None, ml_group: Op
         e_ml_edr = None
         if "gromacs" in chosen:
             r, pos, box = run_gromacs(top, gro, None if mm_only else selection, None if mm_only else ndx,
-                                      None if mm_only else ml_group, model, settings, wd / "gromacs")
+                                      None if mm_only else ml_group, model, settings, wd / "gromacs", dtype)
             results["gromacs"] = r
             e_ml_edr = r.terms["E_ML"]
             source = "GROMACS .trr frame (float32 of the .gro, wrapped as mdrun did), used by every engine"

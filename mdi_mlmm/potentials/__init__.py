@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .base import Potential, Result  # noqa: F401
-from .registry import ModelSpec, is_ml, register_model, resolve, unregister_model  # noqa: F401
+from .registry import DEFAULT_DTYPE, DTYPES, ModelSpec, is_ml, register_model, resolve, unregister_model  # noqa: F401
 
 
 def check_model_spec(spec: str, *, model_dir=None, files: bool = True) -> ModelSpec:
@@ -20,7 +20,8 @@ def check_model_spec(spec: str, *, model_dir=None, files: bool = True) -> ModelS
     return m.check_files(model_dir) if files else m
 
 
-def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, dtype: str = "float64",
+def load_potential(spec: str, *, model_dir=None, member: Optional[int] = None, dtype: str = DEFAULT_DTYPE,
                    threads: Optional[int] = None, device: str = "cpu") -> Potential:
-    """Build the potential named by ``spec`` (see :mod:`.registry`)."""
+    """Build the potential named by ``spec`` (see :mod:`.registry`); dtype: ``float32`` (default,
+    :data:`~.registry.DEFAULT_DTYPE`) or ``float64``."""
     return resolve(spec).load(model_dir=model_dir, member=member, dtype=dtype, threads=threads, device=device)

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import ModelError, ModelFilesNotFound
 from .base import ATOMIC_NUMBER, Potential, Result, torch_device
+from .registry import DEFAULT_DTYPE, DTYPES
 
 ENV_VAR = "MDI_MLMM_ANI_DIR"
 
@@ -174,7 +175,8 @@ class ANIPotential(Potential):
     """An ANI model built from NeuroChem files.
 
     model: "ani2x" | "ani1x" | "ani1ccx"; member: None for the full ensemble mean
-    (8 members) or an index for one member; dtype: "float64" (default) or "float32";
+    (8 members) or an index for one member; dtype: "float32" (default, :data:`.registry.DEFAULT_DTYPE`)
+    or "float64";
     device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (inputs and outputs stay NumPy on the host);
     backend: ``fast`` (default: :mod:`.ani_fast`, weights cached, specialised to the molecule, TorchScript,
     gradient written out) or ``torchani`` (torchani's own modules; the reference the fast path is
@@ -185,7 +187,7 @@ class ANIPotential(Potential):
     BACKENDS = ("fast", "torchani")
 
     def __init__(self, model: str = "ani2x", model_dir=None, member: Optional[int] = None,
-                 dtype: str = "float64", threads: Optional[int] = None, fused: bool = True, device: str = "cpu",
+                 dtype: str = DEFAULT_DTYPE, threads: Optional[int] = None, fused: bool = True, device: str = "cpu",
                  backend: str = "fast"):
         import torch
 
@@ -194,8 +196,8 @@ class ANIPotential(Potential):
             raise ModelError(f"unknown ANI model {model!r}; choose from {', '.join(MODELS)}")
         if backend not in self.BACKENDS:
             raise ModelError(f"ANI backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
-        if dtype not in ("float32", "float64"):
-            raise ModelError(f"dtype must be float32 or float64, got {dtype}")
+        if dtype not in DTYPES:
+            raise ModelError(f"dtype must be {' or '.join(DTYPES)}, got {dtype}")
         self.name = model + ("" if member is None else f"[member {member}]")
         self.backend = backend
         self.info_file = find_info_file(model, model_dir)

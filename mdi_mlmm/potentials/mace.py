@@ -13,17 +13,21 @@ import numpy as np
 from .. import units
 from ..errors import ModelError, ModelFilesNotFound
 from .base import SYMBOLS, Potential, Result, torch_device
+from .registry import DEFAULT_DTYPE, DTYPES
 
 
 class MACEPotential(Potential):
-    """A MACE model file. dtype: "float64" (default) or "float32"; the model is cast to it.
+    """A MACE model file. dtype: "float32" (default, the one default of every model:
+    :data:`.registry.DEFAULT_DTYPE`) or "float64"; the model is cast to it.
     device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``."""
 
     accepts_charge = False
 
-    def __init__(self, path, dtype: str = "float64", threads: Optional[int] = None, device: str = "cpu"):
+    def __init__(self, path, dtype: str = DEFAULT_DTYPE, threads: Optional[int] = None, device: str = "cpu"):
         import torch
 
+        if dtype not in DTYPES:
+            raise ModelError(f"dtype must be {' or '.join(DTYPES)}, got {dtype}")
         p = Path(path).expanduser()
         if not p.is_file():
             raise ModelFilesNotFound(f"MACE model file {p} not found (give mace:/path/to/file.model)")

@@ -37,6 +37,14 @@ from ..errors import ChargedSystemError, ModelError, ModelFilesNotFound, Unsuppo
 
 #: the options a loader may receive (the engine's ``--model-dir``, ``--member``, ... options)
 LOAD_OPTIONS = ("model_dir", "member", "dtype", "threads", "device")
+#: the precisions a model runs in (the ``dtype`` load option, ``--dtype``)
+DTYPES = ("float32", "float64")
+#: the one default precision of every ML model, wherever one is loaded (engines, the model server, the
+#: hydration windows, gas run and endpoint legs, ``load_potential``). float32 since issue 13: ANI-2x NVE
+#: drift is the same as in float64 and ΔA(float64 → float32) is 9e-6 kcal/mol, and it is faster (10 ps NVE
+#: of ethanol in water: 139 s against 187 s; bench/README.md, "Which precision by default");
+#: ``dtype="float64"`` / ``--dtype float64`` for the old default
+DEFAULT_DTYPE = "float32"
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,13 @@ def check_model(spec: str, elements: Iterable[str], net_charge: int) -> str:
     return resolve(spec).check_solute(list(elements), net_charge)
 
 
+def check_dtype(dtype) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`, else a one-line :class:`~mdi_mlmm.errors.UserInputError`."""
+    if dtype not in DTYPES:
+        raise UserInputError(f"dtype must be {' or '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
 def load(spec: str, **options):
     """Build the potential of ``spec`` (see :data:`LOAD_OPTIONS`)."""
     return resolve(spec).load(**options)
@@ -276,7 +291,7 @@ def _ani(name):
     return dict(loader=load, check_files=check_files)
 
 
-def _load_mace(path, *, dtype="float64", threads=None, device="cpu", **_):
+def _load_mace(path, *, dtype=DEFAULT_DTYPE, threads=None, device="cpu", **_):
     from .mace import MACEPotential
 
     return MACEPotential(path, dtype=dtype, threads=threads, device=device)

@@ -15,12 +15,12 @@ import numpy as np
 
 from .. import __version__, files
 from ..errors import UserInputError
-from ..potentials.registry import is_ml
+from ..potentials.registry import DEFAULT_DTYPE, check_dtype, is_ml
 from .schedule import decoupling_schedule
 
 PLAN_NAME = "plan.json"
 #: settings that define the physics; a resume must match them exactly
-KEY_FIELDS = ("smiles", "freesolv_id", "model", "host", "forcefield", "schedule", "steps_per_window",
+KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
               "leg_sample_every", "protocol")
@@ -64,6 +64,10 @@ class Plan:
     shared_model: bool = True
     #: where the ML model runs (cpu, cuda, cuda:N, auto)
     device: str = "cpu"
+    #: the ML model's precision (``float32`` or ``float64``) in every engine of the run (windows, gas run,
+    #: endpoint legs, the shared model server) and in the legs' ΔU; plans written before the option ran
+    #: float64 and read so
+    dtype: str = DEFAULT_DTYPE
     #: ``direct`` or ``endpoint`` (:data:`ROUTES`). On the endpoint route the λ windows above are the
     #: plain-MM decoupling (GROMACS, h-bond constraints) and the legs run at ``leg_lambdas``
     route: str = "direct"
@@ -88,6 +92,11 @@ class Plan:
     def path(self, *parts) -> Path:
         return self.root.joinpath(*parts)
 
+    def engine_options(self) -> list:
+        """The ``mdi-mlmm engine`` / ``model-server`` options of every engine of the run: one torch thread,
+        the plan's device and precision."""
+        return ["--threads", "1", "--device", self.device, "--dtype", self.dtype]
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["units"] = {"dt": "fs", "temperature": "K", "box_padding": "nm", "energies": "kcal/mol"}
@@ -98,6 +107,7 @@ class Plan:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         # plans written before the protocol existed: GROMACS ran FreeSolv's settings, LAMMPS today's default
         d.setdefault("protocol", "freesolv" if d.get("host") == "gromacs" else "default")
+        d.setdefault("dtype", "float64")   # plans written before float32 became the default ran float64
         d["windows"] = [Window(**w) for w in d.get("windows", [])]
         d["schedule"] = [tuple(x) for x in d.get("schedule", [])]
         return cls(**d)
@@ -110,7 +120,7 @@ class Plan:
 def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name=None, windows: Optional[int] = None,
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
-              box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000,
+              box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000, dtype: str = DEFAULT_DTYPE,
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
               leg_sample_every: int = 20, protocol: str = "default") -> Plan:
@@ -147,7 +157,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     return Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
                 forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
-                temperature=temperature, sample_every=sample_every,
+                temperature=temperature, sample_every=sample_every, dtype=check_dtype(dtype),
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device, protocol=protocol, **legs)
@@ -160,11 +170,14 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         new.write()
         return new, False
     old = Plan.from_json(json.loads(p.read_text()))
-    diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))]
+    diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))
+             and (k != "dtype" or new.ml)]   # a plain-MM run loads no model: its dtype does not matter
     if diffs:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
+        hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
+            "; runs started before float32 became the default ran float64" if old.dtype == "float64" else "") + ")")
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
-                             "rerun with the original options to resume, or choose another --out")
+                             f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts
     old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
     old.shared_model, old.device = new.shared_model, new.device

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
 #: run settings that may change between attempts (how to run, not what is computed)
 HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_every")
+#: settings added since a benchmark on disk may have been started, with the value its runs had then
+#: (compared as such; other settings only one side knows are not compared)
+ADDED_SINCE = {"dtype": "float64"}
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]
@@ -240,12 +243,16 @@ def check_settings(out, settings: dict) -> None:
     new = json.loads(json.dumps(settings))
     if path.exists():
         old = json.loads(path.read_text())
+        old.update({k: v for k, v in ADDED_SINCE.items() if k in new and k not in old})
         keys = sorted((set(old) & set(new)) - set(HOW_TO_RUN))   # a setting added since: its default then
+        if not registry.is_ml(new.get("model")):
+            keys = [k for k in keys if k != "dtype"]   # plain MM loads no model
         diffs = [k for k in keys if old.get(k) != new.get(k)]
         if diffs:
             listed = ", ".join(f"{k}: {old.get(k)!r} on disk vs {new.get(k)!r} now" for k in diffs[:4])
+            hint = f" (--dtype {old['dtype']})" if "dtype" in diffs else ""
             raise UserInputError(f"{out} holds a benchmark with other settings ({listed}); rerun with the original "
-                                 "options to continue it, or choose another --out")
+                                 f"options{hint} to continue it, or choose another --out")
     files.write_json(path, new, indent=1)
 
 

@@ -59,7 +59,7 @@ def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.leg_dt_fs, temperature=plan.temperature,
                   sample_every=plan.leg_sample_every, ml_indices=list(system["ml_atoms"]),
                   checkpoint_every=plan.checkpoint_every, steps=plan.leg_steps, equil_steps=plan.leg_equil_steps,
-                  engine_args=["--threads", "1", "--device", plan.device], mm_intra_top=str(root / gas["top"]))
+                  engine_args=plan.engine_options(), mm_intra_top=str(root / gas["top"]))
     files = {"water": (root / solv["top"], gro_eq, root / solv["ndx"]),
              "gas": (root / gas["top"], root / gas["gro"], root / gas["ndx"])}
     specs = []
@@ -133,7 +133,7 @@ def compute_delta_u(plan: Plan, system: dict, legs: list[UnitSpec], *, progress:
     structure = load_gromacs(root / gas["top"], root / gas["gro"])
     bonds = region_bonds(structure, list(range(len(structure.atoms))))
     threads = max(1, min(int(plan.workers), os.cpu_count() or 1))
-    potential = load_potential(plan.model, threads=threads, device=plan.device)
+    potential = load_potential(plan.model, threads=threads, device=plan.device, dtype=plan.dtype)
     bar = progress_display.Bar(len(todo), unit="window", desc="ΔU over the leg frames", enabled=progress)
     try:
         for k, d in enumerate(todo):

@@ -72,7 +72,7 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
                   sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]),
-                  checkpoint_every=plan.checkpoint_every, engine_args=["--threads", "1", "--device", plan.device])
+                  checkpoint_every=plan.checkpoint_every, engine_args=plan.engine_options())
     specs = []
     for w in plan.windows:
         specs.append(WindowSpec(**common, state=w.state, schedule=plan.schedule,
@@ -205,7 +205,7 @@ def start_model_server(plan: Plan, specs: list[UnitSpec]):
 
     info = plan.path("model_server", "server.json")
     proc = start_server_process(plan.model, info, plan.path("model_server", "server.log"),
-                                extra=("--threads", "1", "--device", plan.device))
+                                extra=plan.engine_options())
     for s in specs:
         s.engine_model = f"server:{info}"
     log.info("model server for %s started (pid %d, %s); the windows' engines share it", plan.model, proc.pid, info)
