@@ -72,15 +72,19 @@ class HydrationFreeEnergy:
     forcefield: ``gaff`` or ``gaff2``; workers: windows run at once here (None: the number of cores);
     scheduler: a Dask distributed scheduler address to run the windows on; shared_model: ML windows running
     at once share one batching model server; device: where the ML model runs (cpu, cuda, cuda:N, auto);
-    seed: random seed.
+    seed: random seed; constraints: the solute's X–H bonds, ``none`` (flexible, default) or ``h-bonds``
+    (constrained at the force field's b0, the ML region's included; GROMACS host only): the windows and gas
+    run of the direct route, the legs of the endpoint route (``dt_fs`` / ``leg_dt_fs`` None: 2 fs).
 
     route: ``direct`` (above) or ``endpoint`` (docs/endpoint.md): ΔG_hyd(ML/MM) = ΔG_hyd(MM) +
     ΔA_MM→ML(water) − ΔA_MM→ML(gas). The λ windows are then the plain-MM decoupling on GROMACS (``dt_fs``
     None: 2 fs, h-bond constraints; ``windows``, ``ns_per_window``, ``window_equil_ps``, ``sample_every``
     apply to it) and each leg switches the solute's intramolecular energy from the force field's to the
     model's over ``leg_windows`` evenly spaced λ from 0 to 1 on ``host``: ``leg_ps`` of production after
-    ``leg_equil_ps`` per window at 1 fs, full-precision frames every ``leg_sample_every`` steps; ``gas_ns``
-    is not used. The result is an :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
+    ``leg_equil_ps`` per window at ``leg_dt_fs`` (None: 1 fs flexible, 2 fs with ``constraints="h-bonds"``,
+    which makes the cycle exact for the constrained Hamiltonians), full-precision frames every
+    ``leg_sample_every`` steps; ``gas_ns`` is not used. The result is an
+    :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
 
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
     settings resumes an interrupted run.
@@ -114,6 +118,8 @@ class HydrationFreeEnergy:
     leg_ps: float = 20.0
     leg_equil_ps: float = 2.0
     leg_sample_every: int = 20
+    constraints: str = "none"
+    leg_dt_fs: Optional[float] = None
     #: the analysis of the last :meth:`run`
     result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
 
@@ -130,21 +136,35 @@ class HydrationFreeEnergy:
         from .protocol.physics import check_protocol
 
         check_protocol(self.protocol, self.host)
+        from .protocol.plan import check_constraints
+
+        check_constraints(self.constraints, self.host)
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
 
     @property
     def constrained(self) -> bool:
-        """Whether the windows constrain X–H bonds: GROMACS MM windows of protocol ``freesolv`` and the
-        endpoint route's MM windows do (h-bonds), nothing else does."""
+        """Whether the windows constrain X–H bonds: with ``constraints="h-bonds"``, the GROMACS MM windows of
+        protocol ``freesolv`` and the endpoint route's MM windows (h-bonds); otherwise not."""
         from .potentials.registry import is_ml
 
-        return self.route == "endpoint" or (not is_ml(self.model) and self.protocol == "freesolv")
+        return (self.route == "endpoint" or self.constraints == "h-bonds"
+                or (not is_ml(self.model) and self.protocol == "freesolv"))
 
     @property
     def timestep_fs(self) -> float:
         """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds)."""
         return self.dt_fs or (2.0 if self.constrained else 1.0)
+
+    @property
+    def legs_constrained(self) -> bool:
+        """Whether the endpoint route's legs constrain X–H bonds (``constraints="h-bonds"``)."""
+        return self.constraints == "h-bonds"
+
+    @property
+    def leg_timestep_fs(self) -> float:
+        """The endpoint legs' time step: ``leg_dt_fs``, or 1 fs (2 fs with constrained h-bonds)."""
+        return self.leg_dt_fs or (2.0 if self.legs_constrained else 1.0)
 
     def plan(self, out) -> "Plan":
         """The plan of the run in directory ``out`` (nothing is written or started). Checks the model
@@ -155,6 +175,9 @@ class HydrationFreeEnergy:
 
         dt = self.timestep_fs
         check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt)
+        if self.route == "endpoint":
+            check_timestep(self.leg_timestep_fs, constrained_xh=self.legs_constrained, allow_large=self.allow_large_dt,
+                           option="--leg-dt")
         spec = resolve(self.model)
         if spec.ml:
             spec.check_files()  # a bad spec or missing model files fail now, not in a window's engine
@@ -167,7 +190,8 @@ class HydrationFreeEnergy:
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
-                         leg_sample_every=self.leg_sample_every, protocol=self.protocol)
+                         leg_sample_every=self.leg_sample_every, protocol=self.protocol,
+                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

@@ -101,6 +101,11 @@ def summary_lines(res: dict) -> list[str]:
     return L
 
 
+def _leg_bonds(legs: dict) -> str:
+    """How the legs treated the solute's X–H bonds (results written before the option: flexible)."""
+    return "X–H constrained" if legs.get("constraints") == "h-bonds" else "flexible"
+
+
 def report_markdown(res: dict) -> str:
     """``report.md`` of an endpoint run."""
     legs = res["legs"]
@@ -113,7 +118,8 @@ def report_markdown(res: dict) -> str:
     L += [f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ",
           f"Model: **{res['model']}**; legs on **{res['host']}** ({len(legs['lambdas'])} λ_intra windows "
           f"{', '.join(f'{x:g}' for x in legs['lambdas'])} × {legs['ps_per_window']:g} ps after "
-          f"{legs['equil_ps']:g} ps, {legs['dt_fs']:g} fs, frames every {legs['sample_every']} steps); "
+          f"{legs['equil_ps']:g} ps, {legs['dt_fs']:g} fs, {_leg_bonds(legs)}, frames every {legs['sample_every']} "
+          "steps); "
           f"MM decoupling on gromacs ({res['mm']['windows']} windows × {res['mm']['ns_per_window']:.3g} ns, "
           f"{legs['mm_dt_fs']:g} fs, h-bond constraints); T = {res['temperature_K']} K.", "",
           "ΔG_hyd(ML/MM) = ΔG_hyd(MM) + ΔA_MM→ML(water) − ΔA_MM→ML(gas)", "",
@@ -136,7 +142,10 @@ def report_markdown(res: dict) -> str:
                  f"{fs.get('calculated_uncertainty') or 0:.2f} |")
     L += ["", "The ΔA legs carry the absolute ML energy (it cancels between them). ΔG_hyd(ML/MM) is already the full "
           "ML/MM hydration free energy; the reorganization term is shown separately and added, as on the direct "
-          "route. The MM part runs with h-bond constraints, the legs without (docs/endpoint.md, caveat).", "",
+          "route. " + ("The MM part and the legs run with X–H bonds constrained: the cycle is exact for the constrained "
+                       "ML/MM Hamiltonian (docs/endpoint.md)." if legs.get("constraints") == "h-bonds" else
+                       "The MM part runs with h-bond constraints, the legs without (docs/endpoint.md, constraints)."),
+          "",
           "## Overlap and samples", "",
           "| part | smallest neighbour overlap | windows: uncorrelated samples |", "|---|---|---|"]
     ov = res["mm"].get("min_neighbour_overlap")
@@ -210,7 +219,8 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
          "temperature_K": plan.temperature, "units": "kcal/mol",
          "legs": {"lambdas": list(plan.leg_lambdas), "ps_per_window": leg_ps,
                   "equil_ps": plan.leg_equil_steps * plan.leg_dt_fs / 1000.0, "dt_fs": plan.leg_dt_fs,
-                  "sample_every": plan.leg_sample_every, "mm_dt_fs": plan.dt_fs},
+                  "sample_every": plan.leg_sample_every, "mm_dt_fs": plan.dt_fs,
+                  "constraints": plan.constraints},
          "mm": mm_res.to_json()}
     d.update(result.to_json())
     d["warnings"] = warnings

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..api import hydration_defaults
 from ..hosts import registry as hosts
 from ..potentials.registry import DTYPES
+from ..protocol.timestep import CONSTRAINTS
 from ._types import (TIMESTEP_HELP, add_timestep_override, int_at_least, nonneg_float,
                      positive_float, positive_int)
 
@@ -30,8 +31,12 @@ def register(sub):
     p.add_argument("--equil-ps", type=nonneg_float, default=D["equil_ps"], help="NVT and NPT equilibration of the system, ps each (default %(default)s)")
     p.add_argument("--gas-ns", type=positive_float, default=D["gas_ns"], help="gas-phase ML run, ns (default: --ns-per-window)")
     p.add_argument("--dt", dest="dt_fs", type=positive_float, default=D["dt_fs"],
-                   help="time step, fs (default 1; 2 for --model mm with --protocol freesolv, which constrains "
-                        "h-bonds; limits below)")
+                   help="time step, fs (default 1; 2 with --constraints h-bonds, and for --model mm with --protocol "
+                        "freesolv, which constrains h-bonds; limits below)")
+    p.add_argument("--constraints", choices=CONSTRAINTS, default=D["constraints"],
+                   help="the solute's X-H bonds: none (default: flexible, 1 fs) or h-bonds: constrained at the force "
+                        "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
+                        "endpoint route's legs; --host gromacs only)")
     add_timestep_override(p)
     p.add_argument("--checkpoint-every", type=positive_int, default=D["checkpoint_every"],
                    help="steps between checkpoints of a running window (default %(default)s)")
@@ -64,7 +69,9 @@ def register(sub):
     e.add_argument("--leg-windows", type=int_at_least(2, "(λ = 0 and 1)"), default=D["leg_windows"],
                    help="endpoint legs: evenly spaced λ_intra windows from 0 to 1 (default %(default)s)")
     e.add_argument("--leg-ps", type=positive_float, default=D["leg_ps"],
-                   help="endpoint legs: production per window, ps at 1 fs (default %(default)s)")
+                   help="endpoint legs: production per window, ps (default %(default)s)")
+    e.add_argument("--leg-dt", dest="leg_dt_fs", type=positive_float, default=D["leg_dt_fs"],
+                   help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds; limits below)")
     e.add_argument("--leg-equil-ps", type=nonneg_float, default=D["leg_equil_ps"],
                    help="endpoint legs: equilibration at each λ_intra, ps (default %(default)s)")
     e.add_argument("--leg-sample-every", type=positive_int, default=D["leg_sample_every"],

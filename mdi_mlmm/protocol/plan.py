@@ -23,7 +23,7 @@ PLAN_NAME = "plan.json"
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
-              "leg_sample_every", "protocol")
+              "leg_sample_every", "protocol", "constraints")
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -79,6 +79,11 @@ class Plan:
     #: the physical model (:mod:`mdi_mlmm.protocol.physics`): ``default`` (the same on both hosts) or
     #: ``freesolv`` (FreeSolv's GROMACS settings)
     protocol: str = "default"
+    #: the solute's X–H bonds (:data:`~mdi_mlmm.protocol.timestep.CONSTRAINTS`) in the direct route's windows
+    #: and gas run and in the endpoint route's legs: ``none`` (flexible, the default; plans written before the
+    #: option read so) or ``h-bonds`` (constrained at b0, the ML region's included; GROMACS only). The
+    #: endpoint route's MM windows, and MM windows of protocol ``freesolv``, constrain them in any case
+    constraints: str = "none"
     version: str = __version__
 
     @property
@@ -123,16 +128,18 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000, dtype: str = DEFAULT_DTYPE,
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
-              leg_sample_every: int = 20, protocol: str = "default") -> Plan:
+              leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none") -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
     ``leg_ps`` of production (after ``leg_equil_ps``) at ``leg_dt_fs``, sampled every ``leg_sample_every``
     steps; the leg settings are ignored on the direct route. protocol: the physical model
-    (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only)."""
+    (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only). constraints:
+    ``none`` or ``h-bonds`` (:func:`check_constraints`)."""
     from .physics import check_protocol
 
     check_protocol(protocol, host)
+    check_constraints(constraints, host)
     if route not in ROUTES:
         raise UserInputError(f"unknown route {route!r}; choose {' or '.join(ROUTES)}")
     sched = decoupling_schedule(windows)
@@ -160,7 +167,19 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 temperature=temperature, sample_every=sample_every, dtype=check_dtype(dtype),
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
-                shared_model=shared_model, device=device, protocol=protocol, **legs)
+                shared_model=shared_model, device=device, protocol=protocol, constraints=constraints, **legs)
+
+
+def check_constraints(constraints: str, host: str) -> None:
+    """Refuse (one line) an unknown X–H treatment, or ``h-bonds`` on a host that cannot constrain the ML
+    region's X–H bonds (LAMMPS: its ML–ML pairs are length-less ``zero`` bonds)."""
+    from .timestep import CONSTRAINTS
+
+    if constraints not in CONSTRAINTS:
+        raise UserInputError(f"unknown constraints {constraints!r}; choose {' or '.join(CONSTRAINTS)}")
+    if constraints != "none" and host != "gromacs":
+        raise UserInputError(f"--constraints {constraints} needs --host gromacs: the {host} host cannot constrain the "
+                             "ML region's X-H bonds (its ML-ML pairs are length-less zero bonds)")
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:

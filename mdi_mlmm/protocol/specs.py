@@ -19,7 +19,9 @@ class UnitSpec:
     (``mm`` for the classical baseline); engine_model: what the engine loads when it is not ``model``
     itself (``server:INFO.json`` for the shared model server); engine_args: extra ``mdi-mlmm engine``
     options; top/gro: the GROMACS system, ndx: its index file (with the ML group; the GROMACS host
-    needs it); ml_indices: the solute (ML) atoms."""
+    needs it); ml_indices: the solute (ML) atoms; constrain_hbonds: constrain every X–H bond at its
+    force-field length b0, the ML region's included (GROMACS ``constraints = h-bonds``; the LAMMPS host
+    refuses it)."""
 
     kind: ClassVar[str] = ""
     host: str
@@ -37,6 +39,9 @@ class UnitSpec:
     checkpoint_every: int = 1000
     engine_args: list = field(default_factory=lambda: ["--threads", "1"])
     engine_model: Optional[str] = None
+    #: the endpoint route's MM windows, MM windows of protocol freesolv, every unit of a plan with
+    #: constraints h-bonds (ML windows, gas run, endpoint legs)
+    constrain_hbonds: bool = False
 
     @property
     def engine(self) -> str:
@@ -66,8 +71,6 @@ class WindowSpec(UnitSpec):
     equil_steps: int = 0
     #: the physical model (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv``: GROMACS only)
     protocol: str = "default"
-    #: constrain the MM solute's X–H bonds (GROMACS h-bonds; the endpoint route's MM windows, protocol freesolv)
-    constrain_hbonds: bool = False
 
     def __post_init__(self):
         self.schedule = [(float(c), float(v)) for c, v in self.schedule]

@@ -8,7 +8,8 @@ Steps, all in one run directory and resumable like the direct route (:mod:`.hydr
     DIR/system/, DIR/equil/  prepare and equilibrate (as the direct route)
     DIR/windows/NN/          the plain-MM decoupling: stock gmx, 2 fs, h-bond constraints (dhdl.xvg)
     DIR/legs/water/NN/       λ_intra windows of the solvated, fully coupled solute (ML engine serves
-                             λ·E_ML + (1 − λ)·E_MM,intra); full-precision frames
+                             λ·E_ML + (1 − λ)·E_MM,intra); full-precision frames; flexible at 1 fs, or
+                             with the plan's constraints h-bonds X–H constrained as in the MM part (2 fs)
     DIR/legs/gas/NN/         the same for the solute alone
     DIR/legs/*/NN/delta_u.csv  ΔU = E_ML − E_MM,intra at every frame (its own step, after the windows)
     DIR/analysis/            results.json, report.md, plots (:mod:`mdi_mlmm.analysis.endpoint_report`)
@@ -53,13 +54,15 @@ def mm_plan(plan: Plan) -> Plan:
 
 
 def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
-    """The water and gas leg windows of an endpoint plan as typed unit specs."""
+    """The water and gas leg windows of an endpoint plan as typed unit specs (X–H bonds constrained with
+    the plan's constraints h-bonds)."""
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.leg_dt_fs, temperature=plan.temperature,
                   sample_every=plan.leg_sample_every, ml_indices=list(system["ml_atoms"]),
                   checkpoint_every=plan.checkpoint_every, steps=plan.leg_steps, equil_steps=plan.leg_equil_steps,
-                  engine_args=plan.engine_options(), mm_intra_top=str(root / gas["top"]))
+                  engine_args=plan.engine_options(), mm_intra_top=str(root / gas["top"]),
+                  constrain_hbonds=plan.constraints == "h-bonds")
     files = {"water": (root / solv["top"], gro_eq, root / solv["ndx"]),
              "gas": (root / gas["top"], root / gas["gro"], root / gas["ndx"])}
     specs = []

@@ -64,10 +64,11 @@ def prepare_and_equilibrate(plan: Plan) -> tuple[dict, Path]:
 
 
 def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool | None = None) -> list[UnitSpec]:
-    """The plan's λ windows (and gas leg) as typed unit specs. constrain_hbonds: constrain the MM solute's
-    X–H bonds in the windows (None: with protocol freesolv only)."""
+    """The plan's λ windows (and gas leg) as typed unit specs. constrain_hbonds: constrain the solute's
+    X–H bonds in the windows (None: with the plan's constraints h-bonds, and for an MM solute with protocol
+    freesolv); the gas leg follows the plan's constraints."""
     if constrain_hbonds is None:
-        constrain_hbonds = not plan.ml and plan.protocol == "freesolv"
+        constrain_hbonds = plan.constraints == "h-bonds" or (not plan.ml and plan.protocol == "freesolv")
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
@@ -83,7 +84,7 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
     if plan.ml and plan.gas_steps > 0:
         specs.append(GasSpec(**common, steps=plan.gas_steps, top=str(root / gas["top"]),
                              gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),
-                             seed=plan.seed + 7))
+                             seed=plan.seed + 7, constrain_hbonds=plan.constraints == "h-bonds"))
     return specs
 
 

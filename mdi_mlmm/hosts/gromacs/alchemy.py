@@ -104,7 +104,8 @@ def _ntomp() -> int:
 def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: int, temperature: float, seed: int,
                 ml: bool, equil: bool, protocol: str = "default", constrain_hbonds: bool = False) -> str:
     """mdp of one stage of a λ window: template ``lambda`` (the default physical model, NVT, flexible solute)
-    with ``protocol``'s overrides (:mod:`mdi_mlmm.protocol.physics`); ``constrain_hbonds``: h-bonds (MM only)."""
+    with ``protocol``'s overrides (:mod:`mdi_mlmm.protocol.physics`); ``constrain_hbonds``: h-bonds (an ML
+    window: :func:`.host.constraint_mdp`, the ML region's X–H bonds included)."""
     from ...prep import mdp
     from ...protocol.physics import gromacs_window_overrides
 
@@ -118,10 +119,12 @@ def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: in
     if ml:
         from ..driver import reply_timeout
 
-        # the ML solute has no classical bonds left: no constraints on it (water keeps SETTLE);
-        # 1 fs resolves its C-H/O-H vibrations. A hung engine ends the run after the reply limit.
-        ov.update({"constraints": "none", "mdi-active": "yes", "mdi-ml-group": "ML",
-                   "mdi-reply-timeout": reply_timeout()})
+        from .host import constraint_mdp
+
+        # flexible ML solute (water keeps SETTLE): 1 fs resolves its C-H/O-H vibrations; or its X-H bonds
+        # constrained at b0 (2 fs). A hung engine ends the run after the reply limit.
+        ov.update({**constraint_mdp("h-bonds" if constrain_hbonds else "none"), "mdi-active": "yes",
+                   "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout()})
     return mdp.render("lambda", ov)
 
 
@@ -194,7 +197,8 @@ def _write_e_ml(edr: Path, csv: Path) -> Path:
 
 
 def run_gas(spec: GasSpec, progress=None) -> dict:
-    """Gas-phase ML run (the solute alone, E_ML only) with the MDI gmx; writes e_ml.csv."""
+    """Gas-phase ML run (the solute alone, E_ML only) with the MDI gmx; writes e_ml.csv. X–H bonds
+    flexible, or constrained at b0 with ``spec.constrain_hbonds``."""
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / "done.json"
@@ -208,7 +212,7 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
     gmx = require_gmx()
     ov = {"nsteps": spec.steps, "dt": spec.dt_fs / 1000.0, "nstenergy": spec.sample_every,
           "nstcalcenergy": spec.sample_every, "ref-t": spec.temperature, "gen-temp": spec.temperature,
-          "gen-seed": spec.seed, "ld-seed": spec.seed, "constraints": "none", "mdi-active": "yes",
+          "gen-seed": spec.seed, "ld-seed": spec.seed, **_constraints(spec), "mdi-active": "yes",
           "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout(),
           "nstlog": _nstlog(spec.steps, spec.sample_every)}
     (out / "gas.mdp").write_text(mdp.render("gas", ov))
@@ -226,12 +230,20 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
     return res
 
 
+def _constraints(spec) -> dict:
+    """mdp keys of a unit's X–H bonds: flexible, or constrained (h-bonds, :func:`.host.constraint_mdp`)."""
+    from .host import constraint_mdp
+
+    return constraint_mdp("h-bonds" if spec.constrain_hbonds else "none")
+
 
 def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
     """mdp of one stage (``eq``: unsampled; ``prod``: frames every ``sample_every`` steps in a .trr)
     of an endpoint-leg window: water = the solvated system at full coupling, NVT at the equilibrated
-    volume (template ``npt`` without its barostat), as the λ windows and the LAMMPS legs (docs/hosts.md); gas = the solute alone (template ``gas``). No
-    constraints on the solute (E_ML knows none); the ML group's energy comes from the λ-mixed engine."""
+    volume (template ``npt`` without its barostat), as the λ windows and the LAMMPS legs (docs/hosts.md); gas = the solute alone (template ``gas``). The
+    solute flexible, or with ``spec.constrain_hbonds`` its X–H bonds constrained at b0 in every window (U_λ
+    is then the same function on the constrained manifold; docs/endpoint.md); the ML group's energy comes
+    from the λ-mixed engine."""
     from ..driver import reply_timeout
     from ...prep import mdp
 
@@ -239,7 +251,7 @@ def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
     seed = int(spec.seed) + (0 if stage == "prod" else 7919)
     ov = {"nsteps": nsteps, "dt": spec.dt_fs / 1000.0, "nstcalcenergy": se, "nstenergy": se,
           "nstlog": _nstlog(nsteps, se), "nstxout": se if stage == "prod" else 0, "nstvout": 0, "nstfout": 0,
-          "nstxout-compressed": 0, "ref-t": spec.temperature, "ld-seed": seed, "constraints": "none",
+          "nstxout-compressed": 0, "ref-t": spec.temperature, "ld-seed": seed, **_constraints(spec),
           "mdi-active": "yes", "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout()}
     if spec.phase == "water":   # starts from the equilibrated system (its velocities)
         ov.update({"pcoupl": "no", "gen-vel": "no", "continuation": "no" if fresh else "yes"})

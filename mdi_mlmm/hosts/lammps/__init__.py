@@ -15,16 +15,22 @@ def _common(spec) -> dict:
                 engine_options=spec.engine_args)
 
 
+def _refuse_constraints(spec) -> None:
+    """The LAMMPS host runs the solute flexible: its ML–ML pairs are length-less ``zero`` bonds."""
+    if spec.constrain_hbonds:
+        from ...errors import UserInputError
+
+        raise UserInputError("the LAMMPS host does not constrain the solute's X-H bonds (its ML-ML pairs are "
+                             "length-less zero bonds; the endpoint route's MM windows run on GROMACS)")
+
+
 def run_window(spec, progress=None) -> dict:
     """One λ window (:class:`~mdi_mlmm.protocol.specs.WindowSpec`): :func:`.alchemy.run_window`."""
     from . import alchemy
-    from ...errors import UserInputError
     from ...protocol.physics import check_protocol
 
     check_protocol(spec.protocol, "lammps")
-    if spec.constrain_hbonds:
-        raise UserInputError("the LAMMPS host does not constrain the solute's X-H bonds (the endpoint route's MM "
-                             "windows run on GROMACS)")
+    _refuse_constraints(spec)
     return alchemy.run_window(spec.top, spec.gro, spec.ml_indices, spec.model, spec.state, spec.schedule,
                               spec.steps, spec.dt_fs, spec.out_dir, equil_steps=spec.equil_steps,
                               progress=progress, **_common(spec))
@@ -34,6 +40,7 @@ def run_gas(spec, progress=None) -> dict:
     """The gas leg (:class:`~mdi_mlmm.protocol.specs.GasSpec`): :func:`.alchemy.run_gas`."""
     from . import alchemy
 
+    _refuse_constraints(spec)
     return alchemy.run_gas(spec.top, spec.gro, spec.ml_indices, spec.model, spec.steps, spec.dt_fs, spec.out_dir,
                            progress=progress, **_common(spec))
 
@@ -42,6 +49,7 @@ def run_leg(spec, progress=None) -> dict:
     """One endpoint-leg window (:class:`~mdi_mlmm.protocol.specs.LegSpec`): :func:`.alchemy.run_leg`."""
     from . import alchemy
 
+    _refuse_constraints(spec)
     return alchemy.run_leg(spec, progress)
 
 
