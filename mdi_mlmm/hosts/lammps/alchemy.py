@@ -15,7 +15,9 @@ Hamiltonian of state (c, v) (λ = 0 coupled, 1 decoupled; κ_c = 1 − c, κ_v =
   0). A second, static LAMMPS instance (the *evaluator*: ``pair_style coul/long``, same
   special bonds, same β, same PPPM mesh and order, same table setting) computes E(all),
   E(solute q = 0) and E(environment q = 0) at every sample: C = E(all) − E(q_s=0) −
-  E(q_env=0), E_ss = E(q_env=0).
+  E(q_env=0), E_ss = E(q_env=0). The settings are ``run_md``'s (:meth:`AlchemicalSystem.build`):
+  mesh by GROMACS's grid rule at ``GROMACS_FOURIER_SPACING_A`` / ``GROMACS_PME_ORDER``, ``pair_modify
+  table`` :data:`~.convert.COUL_TABLE`, skin :data:`~.host.NEIGHBOR_SKIN_A`.
 
   - ML models: every solute–solute pair is an excluded (weight-0) special pair. ``coul/long``
     removes the reciprocal part of such a pair only inside the cutoff, so E_ss is the
@@ -78,11 +80,12 @@ import numpy as np
 from ... import files, units
 from ...errors import HostError, MdiMlmmError, UserInputError
 from ...potentials.registry import is_ml
+from ...protocol import physics
 from ...protocol.outputs import write_e_ml, write_window_frames
 from ...topology.mlregion import check_region_geometry, region_bonds
 from ...topology.pbc import minimum_image
-from .convert import lammps_error
-from .host import close_quietly
+from .convert import COUL_TABLE, GROMACS_FOURIER_SPACING_A, GROMACS_PME_ORDER, lammps_error
+from .host import NEIGHBOR_SKIN_A, close_quietly
 
 log = logging.getLogger("mdi_mlmm.lammps.alchemy")
 
@@ -90,7 +93,6 @@ HA2KCAL = units.factor("energy", "hartree", "kcal/mol")
 SC_ALPHA = 0.5          # lj/cut/soft alpha_LJ (FreeSolv's sc-alpha)
 SC_N = 1                # lj/cut/soft n (λ^n prefactor)
 LANGEVIN_DAMP_FS = 1000.0
-COUL_TABLE = 0          # pair_modify table: 0 = analytic erfc (the evaluator uses the same)
 CHECKPOINT = "checkpoint.npz"
 DONE = "done.json"
 QQR2E_REAL = units.LAMMPS_QQR2E_REAL  # LAMMPS real units (fallback if extract_global lacks it)
@@ -163,15 +165,23 @@ class AlchemicalSystem:
         self._xc6 = self.cutoff ** 6 / self._ps6
 
     @classmethod
-    def build(cls, top, gro, out_dir, solute, *, ml: bool, structure=None, cutoff_A: float = 10.0,
-              kspace_accuracy: float = 1e-6) -> "AlchemicalSystem":
+    def build(cls, top, gro, out_dir, solute, *, ml: bool, structure=None, cutoff_A: Optional[float] = None,
+              kspace_accuracy: float = 1e-6, fourier_spacing_A: Optional[float] = GROMACS_FOURIER_SPACING_A,
+              pme_order: int = GROMACS_PME_ORDER) -> "AlchemicalSystem":
+        """Convert ``top`` + ``gro`` with the default physical model (:mod:`~mdi_mlmm.protocol.physics`:
+        cut-off, shifted LJ, β from its ``ewald-rtol``) and ``run_md``'s grid rule: the PPPM mesh from
+        ``fourier_spacing_A`` and ``pme_order`` as GROMACS's PME grid (the GROMACS host's, by default);
+        ``pme_order=0`` (or no spacing): a mesh LAMMPS picks for ``kspace_accuracy`` (order 5). The mesh
+        does not follow the cut-off (as in GROMACS): a much shorter cut-off needs a finer spacing."""
         from ...topology.gromacs import load_gromacs
         from .convert import convert
 
         structure = structure if structure is not None else load_gromacs(top, gro)
-        system = convert(top, gro, out_dir, ml_indices=list(solute) if ml else None, cutoff_A=cutoff_A,
-                         lj_shift=True, kspace="pppm", kspace_accuracy=kspace_accuracy, coul_table=COUL_TABLE,
-                         structure=structure)
+        system = convert(top, gro, out_dir, ml_indices=list(solute) if ml else None,
+                         cutoff_A=physics.cutoff_A() if cutoff_A is None else cutoff_A, lj_shift=physics.LJ_SHIFT,
+                         kspace="pppm", kspace_accuracy=kspace_accuracy, ewald_rtol=physics.EWALD_RTOL,
+                         coul_table=COUL_TABLE, structure=structure, fourier_spacing_A=fourier_spacing_A,
+                         pme_order=pme_order)
         types = _read_types(system.data_file, system.natoms)
         obj = cls(system, solute, types, np.asarray(system.charges))
         obj.ml = ml
@@ -193,9 +203,11 @@ class AlchemicalSystem:
         return out
 
     def commands(self, coupling_v: Optional[float], mesh: Optional[Sequence[int]] = None,
-                 evaluator: bool = False, gas: bool = False) -> list[str]:
+                 evaluator: bool = False, gas: bool = False, order: Optional[int] = None) -> list[str]:
         """Set-up commands: the converted system with the alchemical pair style (or, ``evaluator``,
-        Coulomb only; ``gas``, no nonbonded terms at all and no k-space)."""
+        Coulomb only; ``gas``, no nonbonded terms at all and no k-space). mesh, order: pin the PPPM mesh
+        and its order (the evaluator's, :attr:`CoulombEvaluator.mesh` / ``order``; order None: the
+        converted system's, else LAMMPS's default 5); None: the converted settings as they are."""
         rc = self.cutoff
         out = []
         for ln in _settings_lines(self.system):
@@ -208,7 +220,8 @@ class AlchemicalSystem:
                 else:
                     out.append(f"pair_style hybrid/overlay lj/cut/soft {SC_N} {SC_ALPHA!r} {rc!r} coul/long {rc!r}")
             elif w[0] == "pair_modify":
-                out.append(f"pair_modify shift yes tail no table {COUL_TABLE}")
+                out.append(f"pair_modify shift {'yes' if self.system.lj_shift else 'no'} tail no "
+                           f"table {COUL_TABLE}")
                 if gas or evaluator:
                     out.append("pair_coeff * *")
                 else:
@@ -216,11 +229,12 @@ class AlchemicalSystem:
             elif w[0] == "pair_coeff":
                 continue
             elif w[0].startswith("kspace"):
-                if gas:
+                if gas or (mesh is not None and w[:2] == ["kspace_modify", "mesh"]):
                     continue
                 out.append(ln)
                 if w[0] == "kspace_style" and mesh is not None:
-                    out.append("kspace_modify mesh {} {} {} order 5".format(*mesh))
+                    order = order or self.system.pppm_order or 5
+                    out.append("kspace_modify mesh {} {} {} order {}".format(*mesh, int(order)))
             else:
                 out.append(ln)
         return out
@@ -278,7 +292,10 @@ def _read_types(data_file, natoms: int) -> np.ndarray:
 class CoulombEvaluator:
     """A static LAMMPS instance (Coulomb only) computing C(x) and E_ss(x) for given positions.
 
-    Also decides the PPPM mesh (from the full-charge system) that every instance must use.
+    Its PPPM mesh and order (:attr:`mesh`, :attr:`order`), read back from LAMMPS, are the ones every
+    instance of the window uses: the converted system's (GROMACS's grid rule, :meth:`AlchemicalSystem.build`),
+    or, without one, the mesh LAMMPS picks for the full-charge system (which then is pinned: LAMMPS would
+    pick another for scaled charges). The decomposition needs the same mesh, order and β everywhere.
     """
 
     def __init__(self, asys: AlchemicalSystem, log_file: Optional[Path] = None):
@@ -286,7 +303,7 @@ class CoulombEvaluator:
 
         self.asys = asys
         self._tmpdir = None
-        if log_file is None:  # the PPPM grid is read from the log
+        if log_file is None:  # the PPPM grid and order are read from the log
             import tempfile
             self._tmpdir = tempfile.TemporaryDirectory()
             log_file = Path(self._tmpdir.name) / "evaluator.log"
@@ -298,8 +315,8 @@ class CoulombEvaluator:
         lmp.command("atom_modify sort 0 0.0")  # keep the atom order between runs
         lmp.command("thermo_style custom step ecoul elong")
         lmp.command("run 0 post no")
-        self.mesh = self._mesh(log_file)
-        lmp.command("kspace_modify mesh {} {} {} order 5".format(*self.mesh))
+        self.mesh, self.order = self._mesh(log_file)
+        lmp.command("kspace_modify mesh {} {} {} order {}".format(*self.mesh, self.order))
         lmp.command("log none")
         q = asys.charges
         self.q_all = q.copy()
@@ -310,12 +327,14 @@ class CoulombEvaluator:
         self.seconds = 0.0
         self.calls = 0
 
-    def _mesh(self, log_file) -> tuple[int, int, int]:
+    def _mesh(self, log_file) -> tuple[tuple[int, int, int], int]:
+        """(mesh, order) of the PPPM that LAMMPS set up, from its log."""
         text = Path(log_file).read_text()
         m = re.findall(r"grid = (\d+) (\d+) (\d+)", text)
-        if not m:
-            raise HostError("could not read the PPPM grid from the evaluator's LAMMPS log")
-        return tuple(int(v) for v in m[-1])
+        o = re.findall(r"stencil order = (\d+)", text)
+        if not m or not o:
+            raise HostError("could not read the PPPM grid and order from the evaluator's LAMMPS log")
+        return tuple(int(v) for v in m[-1]), int(o[-1])
 
     def _rows(self) -> np.ndarray:
         """Local row of each atom (0-based index)."""
@@ -536,7 +555,7 @@ def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, s
     (:func:`.host.install_exclusion_correction`, factor ``exclusion_scale``). Returns (coupling, correction)."""
     from .host import install_coupling, install_exclusion_correction
 
-    lmp.command("neighbor 2.0 bin")
+    lmp.command(f"neighbor {NEIGHBOR_SKIN_A!r} bin")   # run_md's skin
     lmp.command("neigh_modify delay 0 every 1 check yes")
     lmp.command(f"timestep {float(dt_fs)!r}")
     coupling = install_coupling(lmp, conn, list(solute), system.natoms, bonds=bonds)
@@ -697,7 +716,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
         lmp = new_lammps(None)
         lmp.command(f"log {out / 'lammps.log'} append")
         lmp.mdi_mlmm_log = out / "lammps.log"   # named in LAMMPS errors (_lmp_run)
-        for c in asys.commands(kv, mesh=ev.mesh):
+        for c in asys.commands(kv, mesh=ev.mesh, order=ev.order):
             lmp.command(c)
         qa = lmp.numpy.extract_atom("q")
         nlocal = lmp.extract_global("nlocal")
@@ -770,7 +789,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
             "evaluator_s_per_sample": ev.seconds / max(ev.calls, 1),
             "ns_per_day": nsteps * dt_fs * 1e-6 / wall * 86400 if wall > 0 and nsteps else None,
             "ns_per_day_md_only": nsteps * dt_fs * 1e-6 / md_wall * 86400 if md_wall > 0 and nsteps else None,
-            "pppm_mesh": list(ev.mesh), "kT_kcal_mol": kT,
+            "pppm_mesh": list(ev.mesh), "pppm_order": ev.order, "kT_kcal_mol": kT,
             "mean_dhdl_kT": {"coul": float(np.mean(_dhdl_coul(store, kc))) / kT if n else None,
                              "vdw": float(-np.mean(store.data["dS"])) / kT if n else None},
             "u_nk": str(out / "u_nk.csv"), "dhdl": str(out / "dhdl.csv"),

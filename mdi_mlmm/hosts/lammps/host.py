@@ -36,7 +36,7 @@ from ...potentials.registry import is_ml
 from ...protocol.outputs import MD_ENERGY_COLUMNS, format_md_summary, md_summary, read_md_energies, write_md_summary
 from ...topology.pbc import WholeMaker, check_within_half_box
 from ..ewald_exclusions import FarPairCorrection
-from .convert import GROMACS_FOURIER_SPACING_A, GROMACS_PME_ORDER
+from .convert import COUL_TABLE, GROMACS_FOURIER_SPACING_A, GROMACS_PME_ORDER
 
 log = logging.getLogger("mdi_mlmm.lammps")
 
@@ -283,7 +283,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
            *, ndx=None, ml_group: Optional[str] = None, temperature: float = 298.15, pressure_bar: float = 1.0,
            engine_port: Optional[int] = None, seed: int = 2024, report_every: int = 100, energy_every: int = 1,
            traj_every: int = 100, progress: bool = True, cutoff_A: float = 10.0, kspace_accuracy: float = 1e-6,
-           lj_shift: bool = True, coul_table: int = 12,
+           lj_shift: bool = True, coul_table: int = COUL_TABLE,
            fourier_spacing_A: Optional[float] = GROMACS_FOURIER_SPACING_A, pme_order: int = GROMACS_PME_ORDER, neighbor_skin_A: float = NEIGHBOR_SKIN_A, omp_threads: int = 0,
            tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
            engine_options: Sequence[str] = (), engine_log: Optional[str] = None,
@@ -302,7 +302,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     options: ``engine_options``). report_every: progress/thermo interval; energy_every:
     CSV row interval; traj_every: DCD frame interval (0: none). cutoff_A, lj_shift,
     kspace_accuracy, coul_table: nonbonded settings (:func:`.convert.convert`; the
-    default ``coul_table=12`` is LAMMPS's tabulated erfc, ~1e-6 relative, 20 % faster).
+    default ``coul_table=12``, :data:`.convert.COUL_TABLE`, is LAMMPS's tabulated erfc, ~1e-6 relative,
+    20 % faster; the λ windows use the same).
     fourier_spacing_A, pme_order: the PPPM mesh, chosen as GROMACS chooses its PME grid (default: the
     GROMACS host's, :data:`.convert.GROMACS_FOURIER_SPACING_A` and :data:`.convert.GROMACS_PME_ORDER`,
     a force error measured no larger than GROMACS's); ``pme_order=0`` (or no spacing) goes back to a
