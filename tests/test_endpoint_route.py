@@ -79,6 +79,46 @@ def test_plan_records_route_and_leg_settings(tmp_path):
         make_plan(tmp_path / "mm", **dict(kw, model="mm"))
 
 
+@pytest.mark.parametrize("protocol", ["default", "freesolv"])
+def test_water_legs_take_the_nonbonded_model_of_the_mm_decoupling(tmp_path, protocol):
+    """The cycle needs the water leg at λ_intra = 0 to be the MM decoupling's coupled state: the same LJ
+    treatment, cut-offs, Ewald settings and dispersion correction (FreeSolv's with ``--protocol freesolv``);
+    the legs stay NVT at the equilibrated volume and the gas legs are the solute alone."""
+    from mdi_mlmm.hosts.gromacs.alchemy import _lambda_mdp, _leg_mdp
+    from mdi_mlmm.prep import mdp
+    from mdi_mlmm.workflow.endpoint import leg_specs, mm_plan
+    from mdi_mlmm.workflow.hydration import unit_specs
+
+    kw = dict(model="ani2x", host="gromacs", freesolv_id="mobley_2310185", windows=3, ns_per_window=0.001,
+              dt_fs=2.0, temperature=298.15, sample_every=10, gas_ns=0.001, equil_ps=1, window_equil_ps=0.05,
+              workers=1, route="endpoint", leg_windows=3, leg_ps=0.3, leg_equil_ps=0.05, leg_sample_every=10,
+              protocol=protocol)
+    plan = make_plan(tmp_path, **kw)
+    system = {"root": str(tmp_path), "ml_atoms": list(range(9)),
+              "solvated": {"top": "s.top", "gro": "s.gro", "ndx": "s.ndx"},
+              "gas": {"top": "g.top", "gro": "g.gro", "ndx": "g.ndx"}}
+    legs = leg_specs(plan, system, tmp_path / "eq.gro")
+    assert {s.protocol for s in legs} == {protocol}
+    window = unit_specs(mm_plan(plan), system, tmp_path / "eq.gro", constrain_hbonds=True)[0]
+    coupled = mdp.parse(_lambda_mdp(0, window.schedule, 100, 2.0, 10, 298.15, 1, False, False,
+                                    protocol=window.protocol, constrain_hbonds=True))
+    keys = ("coulombtype", "rcoulomb", "vdwtype", "vdw-modifier", "rvdw", "dispcorr", "fourierspacing", "pme-order",
+            "ewald-rtol")
+    low = lambda o: {k.lower(): str(v).lower() for k, v in o.items()}   # noqa: E731
+    coupled = low(coupled)
+    for leg in legs:
+        o = low(mdp.parse(_leg_mdp(leg, "prod", 100, True)))
+        if leg.phase == "water":
+            assert {k: o.get(k) for k in keys} == {k: coupled.get(k) for k in keys}
+            assert o["pcoupl"] == "no"
+            if protocol == "freesolv":
+                assert (o["dispcorr"], o["rcoulomb"], o["vdw-modifier"]) == ("allenerpres", "1.2", "potential-switch")
+            if "rvdw-switch" in coupled:
+                assert o["rvdw-switch"] == coupled["rvdw-switch"]
+        else:
+            assert o.get("dispcorr", "no") == "no" and o["coulombtype"] == "cut-off"
+
+
 def test_endpoint_gromacs_end_to_end_resume_and_analyze(tmp_path):
     from mdi_mlmm.hosts.gromacs.build import gmx_path
 

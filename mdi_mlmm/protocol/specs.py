@@ -103,6 +103,9 @@ class LegSpec(UnitSpec):
     mm_intra_top: str
     mm_intra_molecule: Optional[str] = None
     equil_steps: int = 0
+    #: the physical model of the water phase's nonbonded terms, that of the MM decoupling's coupled state
+    #: (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv``: GROMACS only)
+    protocol: str = "default"
 
     def __post_init__(self):
         if self.phase not in ("water", "gas"):

@@ -254,6 +254,10 @@ def _leg_mdp(spec: LegSpec, stage: str, nsteps: int, fresh: bool) -> str:
           "nstxout-compressed": 0, "ref-t": spec.temperature, "ld-seed": seed, **_constraints(spec),
           "mdi-active": "yes", "mdi-ml-group": "ML", "mdi-reply-timeout": reply_timeout()}
     if spec.phase == "water":   # starts from the equilibrated system (its velocities)
+        from ...protocol.physics import gromacs_equilibration_overrides
+
+        # the solute–water and water–water nonbonded terms of the MM decoupling's coupled state (its protocol)
+        ov = {**gromacs_equilibration_overrides(spec.protocol), **ov}
         ov.update({"pcoupl": "no", "gen-vel": "no", "continuation": "no" if fresh else "yes"})
         return mdp.render("npt", ov)
     ov.update({"gen-vel": "yes" if fresh else "no", "gen-temp": spec.temperature, "gen-seed": seed,
