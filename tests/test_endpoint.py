@@ -138,3 +138,47 @@ def test_unconverged_sampling_warns():
     assert any("first and the second half" in w for w in bad.warnings), bad.warnings
     assert abs(bad.halves[0].value - bad.halves[1].value) > 0.1
     assert bad.to_json()["dA_MBAR_halves"][0]["value"] == bad.halves[0].value
+
+
+def test_endpoint_results_and_report_say_how_the_run_was_made(tmp_path, monkeypatch):
+    """The endpoint analysis of a synthetic run records the plan's physical model, the legs' X–H treatment,
+    the ML precision and both time steps in results.json and report.md; results written before these were
+    recorded still load. The MM windows are written in the LAMMPS CSV layout and read through it (the GROMACS
+    xvg reader is the only part replaced)."""
+    import dataclasses
+
+    from mdi_mlmm import load_result
+    from mdi_mlmm.analysis import report
+    from mdi_mlmm.analysis.delta_u import write_delta_u
+    from mdi_mlmm.analysis.endpoint_report import EndpointRunResult, report_markdown
+    from tests.test_report_warnings import _synthetic_run
+
+    plan = _synthetic_run(tmp_path / "run", host="gromacs", route="endpoint", protocol="freesolv",
+                          constraints="h-bonds", dtype="float64", dt_fs=2.0, leg_dt_fs=1.5, leg_ps=0.3,
+                          leg_equil_ps=0.03, leg_sample_every=10)
+    for ph, mu in (("water", -97010.0), ("gas", -97000.0)):
+        for k, leg in enumerate(gaussian_leg(mu, 0.3, plan.leg_lambdas, n=300, seed=len(ph))):
+            plan.path("legs", ph, f"{k:02d}").mkdir(parents=True)
+            write_delta_u(plan.path("legs", ph, f"{k:02d}", "delta_u.csv"), leg.time_ps, leg.e_ml,
+                          leg.e_ml - leg.delta_u)
+    load_windows = report.load_windows
+    monkeypatch.setattr(report, "load_windows", lambda p, d: load_windows(dataclasses.replace(p, host="lammps"), d))
+    report.analyze(plan.root, plots=False)
+    d = json.loads(plan.path("analysis", "results.json").read_text())
+    assert (d["protocol"], d["constraints"], d["dtype"]) == (plan.protocol, plan.constraints, plan.dtype) == \
+        ("freesolv", "h-bonds", "float64")
+    assert (d["legs"]["dt_fs"], d["legs"]["mm_dt_fs"], d["legs"]["constraints"]) == (1.5, 2.0, "h-bonds")
+    assert (d["mm"]["protocol"], d["mm"]["constraints"], d["mm"]["dtype"], d["mm"]["dt_fs"]) == \
+        ("freesolv", "h-bonds", None, 2.0)                              # the MM part loads no model
+    back = load_result(plan.root)
+    assert (back.protocol, back.constraints, back.dtype) == ("freesolv", "h-bonds", "float64")
+    md = plan.path("analysis", "report.md").read_text()
+    assert "Model: **ani2x**, ML precision **float64**, protocol: **freesolv**; legs on **gromacs**" in md
+    assert "1.5 fs, X–H constrained" in md and "2 fs, h-bond constraints" in md
+    # results.json of an older version: none of these keys
+    old = {k: v for k, v in d.items() if k not in ("protocol", "constraints", "dtype")}
+    old["legs"] = {k: v for k, v in d["legs"].items() if k != "constraints"}
+    r = EndpointRunResult.from_json(old)
+    assert (r.protocol, r.constraints, r.dtype) == (None, None, None)
+    md = report_markdown(old)
+    assert "ML precision **unknown**, protocol: **unknown**;" in md and "1.5 fs, flexible" in md

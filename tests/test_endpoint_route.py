@@ -61,6 +61,13 @@ def _check_results(out: Path, host: str) -> dict:
     assert any("0.3 ps per window" in w for w in res["warnings"])
     report = (out / "analysis" / "report.md").read_text()
     assert "⚠ WARNINGS" in report and "ΔA_MM→ML(water)" in report and "ΔG_reorg" in report
+    # how the run was made: the plan's physical model, X–H treatment, precision and time steps
+    plan = json.loads((out / "plan.json").read_text())
+    assert (res["protocol"], res["constraints"], res["dtype"]) == (plan["protocol"], plan["constraints"], plan["dtype"])
+    assert (res["legs"]["dt_fs"], res["legs"]["mm_dt_fs"]) == (plan["leg_dt_fs"], plan["dt_fs"])
+    assert (res["mm"]["protocol"], res["mm"]["constraints"], res["mm"]["dt_fs"]) == (plan["protocol"], "h-bonds",
+                                                                                     plan["dt_fs"])
+    assert f"ML precision **{plan['dtype']}**, protocol: **{plan['protocol']}**;" in report
     return res
 
 

@@ -37,7 +37,10 @@ class EndpointRunResult:
     dG[name]: ΔG_hyd(ML/MM) = ΔG_hyd(MM) + ΔA_water − ΔA_gas by ``MBAR`` and ``BAR`` (the legs'
     estimator; ΔG_hyd(MM) is the MM decoupling's MBAR); reorg: ⟨E_ML⟩_water − ⟨E_ML⟩_gas at λ = 1;
     combined[name]: dG + reorg; dG_mm: the MM decoupling by TI, MBAR and BAR; warnings: one line each
-    (overlap or sampling that cannot support the number). ``data`` is the whole results.json content."""
+    (overlap or sampling that cannot support the number). How the run was made: ``protocol`` (the physical
+    model), ``constraints`` (the legs' X–H bonds; the MM decoupling constrains them in any case), ``dtype``
+    (the ML model's precision); None in results written before they were recorded. The time steps are in
+    ``data["legs"]`` (``dt_fs``, ``mm_dt_fs``). ``data`` is the whole results.json content."""
 
     run_dir: str
     model: str
@@ -54,6 +57,9 @@ class EndpointRunResult:
     endpoint: Any = field(default=None, repr=False, compare=False)
     route: str = "endpoint"
     units: str = "kcal/mol"
+    protocol: Optional[str] = None
+    constraints: Optional[str] = None
+    dtype: Optional[str] = None
 
     def to_json(self) -> dict:
         return self.data
@@ -68,7 +74,7 @@ class EndpointRunResult:
                    combined={k: Estimate.from_json(d[f"dG_{k}_plus_reorg"]) for k in ("MBAR", "BAR")
                              if f"dG_{k}_plus_reorg" in d},
                    warnings=list(d.get("warnings", [])), freesolv=d.get("freesolv"), molecule=d.get("molecule"),
-                   data=d)
+                   data=d, protocol=d.get("protocol"), constraints=d.get("constraints"), dtype=d.get("dtype"))
 
     def __str__(self) -> str:
         return "\n".join(summary_lines(self.data))
@@ -116,7 +122,8 @@ def report_markdown(res: dict) -> str:
         L += [f"- **{w}**" for w in res["warnings"]]
         L.append("")
     L += [f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ",
-          f"Model: **{res['model']}**; legs on **{res['host']}** ({len(legs['lambdas'])} λ_intra windows "
+          f"Model: **{res['model']}**{report.precision_text(res)}, protocol: **{res.get('protocol') or 'unknown'}**; "
+          f"legs on **{res['host']}** ({len(legs['lambdas'])} λ_intra windows "
           f"{', '.join(f'{x:g}' for x in legs['lambdas'])} × {legs['ps_per_window']:g} ps after "
           f"{legs['equil_ps']:g} ps, {legs['dt_fs']:g} fs, {_leg_bonds(legs)}, frames every {legs['sample_every']} "
           "steps); "
@@ -214,9 +221,11 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
     mm_res = report.HydrationResult(run_dir=str(run_dir), model="mm", host="gromacs", temperature_K=plan.temperature,
                                     windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,
                                     samples=info, dG=dG_mm, overlap_matrix=est.overlap,
-                                    min_neighbour_overlap=est.min_neighbour_overlap)
+                                    min_neighbour_overlap=est.min_neighbour_overlap,
+                                    **{**report.run_settings(plan), "dtype": None})
     d = {"route": "endpoint", "run_dir": str(run_dir), "model": plan.model, "host": plan.host,
-         "temperature_K": plan.temperature, "units": "kcal/mol",
+         "temperature_K": plan.temperature, "units": "kcal/mol", "protocol": plan.protocol,
+         "constraints": plan.constraints, "dtype": plan.dtype,
          "legs": {"lambdas": list(plan.leg_lambdas), "ps_per_window": leg_ps,
                   "equil_ps": plan.leg_equil_steps * plan.leg_dt_fs / 1000.0, "dt_fs": plan.leg_dt_fs,
                   "sample_every": plan.leg_sample_every, "mm_dt_fs": plan.dt_fs,

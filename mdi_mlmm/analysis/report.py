@@ -145,7 +145,8 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> Hydrati
     res = HydrationResult(run_dir=str(run_dir), model=plan.model, host=plan.host, temperature_K=plan.temperature,
                           windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,
                           samples=info, dG={k: Estimate(-e.value, e.error) for k, e in est.by_name().items()},
-                          overlap_matrix=est.overlap, min_neighbour_overlap=est.min_neighbour_overlap)
+                          overlap_matrix=est.overlap, min_neighbour_overlap=est.min_neighbour_overlap,
+                          **run_settings(plan))
 
     # reorganization energy (ML runs)
     if e_ml is not None:
@@ -263,6 +264,23 @@ def _pm(d):
     return f"{d['value']:.2f} ± {d['error']:.2f}" if d else "—"
 
 
+def run_settings(plan) -> dict:
+    """How the λ windows of ``plan`` were run, as :class:`HydrationResult` records it: time step (fs),
+    physical model, the solute's X–H bonds as run, the ML model's precision (None for plain MM)."""
+    return {"dt_fs": plan.dt_fs, "protocol": plan.protocol, "constraints": plan.windows_constraints,
+            "dtype": plan.dtype if plan.ml else None}
+
+
+def bonds_text(constraints) -> str:
+    """``constraints`` (none | h-bonds | None: not recorded) in words."""
+    return {"h-bonds": "X–H constrained", "none": "flexible"}.get(constraints, "X–H treatment unknown")
+
+
+def precision_text(res: dict) -> str:
+    """", ML precision **float32**" for an ML model (``unknown`` when the result does not record it), else ""."""
+    return f", ML precision **{res.get('dtype') or 'unknown'}**" if is_ml(res["model"]) else ""
+
+
 def summary_lines(result: HydrationResult) -> list[str]:
     """The summary the commands print: ΔG by each estimator, the reorganization energy, FreeSolv's figures."""
     res = result.to_json()
@@ -295,8 +313,10 @@ def report_markdown(result: HydrationResult) -> str:
     L = ["# Hydration free energy report", ""]
     mol = res.get("molecule") or {}
     L.append(f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ")
-    L.append(f"Model: **{res['model']}**, host: **{res['host']}**, T = {res['temperature_K']} K, "
-             f"{res['windows']} λ windows × {res['ns_per_window']:.3g} ns.")
+    dt = "" if res.get("dt_fs") is None else f" at {res['dt_fs']:g} fs"
+    L.append(f"Model: **{res['model']}**{precision_text(res)}, host: **{res['host']}**, protocol: "
+             f"**{res.get('protocol') or 'unknown'}**, solute {bonds_text(res.get('constraints'))}, "
+             f"T = {res['temperature_K']} K, {res['windows']} λ windows × {res['ns_per_window']:.3g} ns{dt}.")
     if res.get("warnings"):
         L += ["", "## ⚠ WARNINGS: overlap or sampling cannot support the number", ""]
         L += [f"- **{w}**" for w in res["warnings"]]

@@ -118,7 +118,12 @@ class HydrationResult:
     ``dG[name]``: ΔG_hyd by ``TI``, ``MBAR`` and ``BAR``; ``reorg_gas`` / ``reorg_windows``:
     ΔG_reorg from the gas run / from the λ = 0 and λ = 1 windows (ML models); ``combined[name]``:
     ΔG_hyd + ΔG_reorg for ``TI`` and ``MBAR``; ``e_ml``: the E_ML series (water, decoupled, gas) the
-    reorganization energy was computed from (not written to JSON)."""
+    reorganization energy was computed from (not written to JSON).
+
+    How the run was made: ``dt_fs`` (the windows' time step, fs), ``protocol`` (the physical model,
+    ``default`` or ``freesolv``), ``constraints`` (the solute's X–H bonds in the windows as run: ``none``
+    or ``h-bonds``) and ``dtype`` (the ML model's precision; None for plain MM). None in results written
+    before they were recorded (unknown)."""
 
     run_dir: str
     model: str
@@ -140,6 +145,10 @@ class HydrationResult:
     e_ml: Optional[dict] = field(default=None, repr=False, compare=False)
     units: str = "kcal/mol"
     warnings: list = field(default_factory=list)   # one line each: overlap or sampling cannot support the number
+    dt_fs: Optional[float] = None
+    protocol: Optional[str] = None
+    constraints: Optional[str] = None
+    dtype: Optional[str] = None
 
     @property
     def reorg(self) -> Optional[Reorganization]:
@@ -156,7 +165,8 @@ class HydrationResult:
         """The content of ``results.json`` (key order as written)."""
         d: dict = {"run_dir": self.run_dir, "model": self.model, "host": self.host,
                    "temperature_K": self.temperature_K, "units": self.units, "windows": self.windows,
-                   "ns_per_window": self.ns_per_window, "samples": self.samples, "sign": SIGN}
+                   "ns_per_window": self.ns_per_window, "samples": self.samples, "sign": SIGN,
+                   "dt_fs": self.dt_fs, "protocol": self.protocol, "constraints": self.constraints, "dtype": self.dtype}
         for k in ESTIMATORS:
             d[f"dG_{k}"] = self.dG[k].to_json()
         d["overlap_matrix"] = self.overlap_matrix
@@ -193,7 +203,9 @@ class HydrationResult:
                    combined={k: CombinedEstimate.from_json(d[f"dG_{k}_plus_reorg"]) for k in COMBINED
                              if f"dG_{k}_plus_reorg" in d},
                    model_server=d.get("model_server"), freesolv=d.get("freesolv"), molecule=d.get("molecule"),
-                   plots=d.get("plots"), units=d.get("units", "kcal/mol"), warnings=list(d.get("warnings", [])))
+                   plots=d.get("plots"), units=d.get("units", "kcal/mol"), warnings=list(d.get("warnings", [])),
+                   dt_fs=d.get("dt_fs"), protocol=d.get("protocol"), constraints=d.get("constraints"),
+                   dtype=d.get("dtype"))
 
     def __str__(self) -> str:
         from .report import summary_lines

@@ -91,6 +91,15 @@ class Plan:
         return is_ml(self.model)
 
     @property
+    def windows_constraints(self) -> str:
+        """The solute's X–H bonds in the λ windows as run: ``h-bonds`` with the plan's constraints h-bonds, for
+        an MM solute with protocol ``freesolv`` (FreeSolv's protocol constrains them) and on the endpoint route
+        (its windows are the plain-MM decoupling), else ``none``."""
+        constrained = self.constraints == "h-bonds" or self.route == "endpoint" or \
+            (not self.ml and self.protocol == "freesolv")
+        return "h-bonds" if constrained else "none"
+
+    @property
     def root(self) -> Path:
         return Path(self.out)
 

@@ -68,7 +68,7 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
     X–H bonds in the windows (None: with the plan's constraints h-bonds, and for an MM solute with protocol
     freesolv); the gas leg follows the plan's constraints."""
     if constrain_hbonds is None:
-        constrain_hbonds = plan.constraints == "h-bonds" or (not plan.ml and plan.protocol == "freesolv")
+        constrain_hbonds = plan.windows_constraints == "h-bonds"
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
