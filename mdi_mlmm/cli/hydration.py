@@ -31,8 +31,8 @@ def register(sub):
     p.add_argument("--equil-ps", type=nonneg_float, default=D["equil_ps"], help="NVT and NPT equilibration of the system, ps each (default %(default)s)")
     p.add_argument("--gas-ns", type=positive_float, default=D["gas_ns"], help="gas-phase ML run, ns (default: --ns-per-window)")
     p.add_argument("--dt", dest="dt_fs", type=positive_float, default=D["dt_fs"],
-                   help="time step, fs (default 1; 2 with --constraints h-bonds, and for --model mm with --protocol "
-                        "freesolv, which constrains h-bonds; limits below)")
+                   help="time step, fs (default 1; 2 with --constraints h-bonds, for --model mm with --protocol "
+                        "freesolv, which constrains h-bonds, and for the endpoint route's MM windows; limits below)")
     p.add_argument("--constraints", choices=CONSTRAINTS, default=D["constraints"],
                    help="the solute's X-H bonds: none (default: flexible, 1 fs) or h-bonds: constrained at the force "
                         "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
