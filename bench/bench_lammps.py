@@ -2,7 +2,8 @@
 """ns/day of LAMMPS as MM host: pure MM vs MDI-coupled (zero-force engine) vs ANI-2x.
 
 Same system (default: tests/data/lammps_ethanol, ethanol + 676 TIP3P, 2037 atoms),
-same settings (NVT, 0.5 fs, 10 Å cutoff, PPPM 1e-6, RATTLE water, energies and
+same settings (NVT, 0.5 fs, 10 Å cutoff, `mdi-mlmm md`'s PPPM defaults — the GROMACS grid rule since
+issue 12; the recorded result in bench/README.md ran the old PPPM 1e-6 mesh —, RATTLE water, energies and
 thermo every --steps/2 steps, no trajectory), run one after the other, each in its own
 process (MDI can be initialised once per process). Prints a table with ratios to pure
 MM and writes bench/results_lammps.json.

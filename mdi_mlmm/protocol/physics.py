@@ -11,7 +11,8 @@ and on LAMMPS:
 * Coulomb: Ewald with the real-space cut-off :data:`CUTOFF_NM` on both (GROMACS PME, LAMMPS PPPM) and
   one splitting parameter β from erfc(β r_c) = :data:`EWALD_RTOL` (GROMACS ``ewald-rtol``; LAMMPS
   ``kspace_modify gewald``);
-* rigid TIP3P water (GROMACS SETTLE, LAMMPS SHAKE/RATTLE), the solute flexible;
+* rigid TIP3P water (GROMACS SETTLE, LAMMPS SHAKE/RATTLE), the solute flexible (``--constraints h-bonds``:
+  X–H constrained, GROMACS only);
 * λ windows: Langevin NVT at the volume of the classical equilibration (both hosts start from its
   ``npt.gro``), :data:`TEMPERATURE_K`.
 

@@ -16,7 +16,8 @@ Steps, all in one run directory and resumable like the direct route (:mod:`.hydr
 
 The MM windows and the leg windows are units of one :func:`.hydration.run_units` call (local pool or
 Dask, one progress bar); ML leg windows running at once on this machine share one batching model
-server. The MM part always runs on GROMACS (FreeSolv's protocol); the legs on the plan's host.
+server. The MM part always runs on GROMACS (FreeSolv's λ schedule, 2 fs, h-bond constraints; the plan's
+protocol, whose nonbonded settings the water legs take too); the legs on the plan's host.
 E_MM,intra comes from the gas topology in both legs (the solute's own force-field terms).
 """
 from __future__ import annotations
