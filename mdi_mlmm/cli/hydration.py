@@ -60,7 +60,9 @@ def register(sub):
     p.add_argument("--seed", type=positive_int, default=D["seed"], help="random seed (default %(default)s)")
     p.add_argument("--protocol", choices=["default", "freesolv"], default=D["protocol"],
                    help="physical model (default %(default)s: the same on both hosts, docs/hosts.md; freesolv: "
-                        "FreeSolv's GROMACS settings, switched LJ + dispersion correction + NPT, GROMACS only)")
+                        "FreeSolv's GROMACS settings, switched LJ + 1.2 nm Coulomb + dispersion correction + NPT "
+                        "windows, h-bonds for --model mm, GROMACS only; the endpoint route's water legs take its "
+                        "nonbonded settings; use it next to experiment)")
     e = p.add_argument_group("route", "how the ML/MM hydration free energy is reached (docs/endpoint.md)")
     e.add_argument("--route", choices=["direct", "endpoint"], default=D["route"],
                    help="direct (default): E_ML on in every λ window; endpoint: the plain-MM decoupling on GROMACS "
