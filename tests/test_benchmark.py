@@ -147,18 +147,26 @@ def test_terms_from_results_direct_mm_and_endpoint():
     ep = bench.terms_from_results(dict(ml, route="endpoint", dG_MM={"value": -3.3, "error": 0.1},
                                        warnings=["water leg: overlap 0.01"]))
     assert ep["mm"].value == -3.3 and ep["ml"].value == -4.0 and ep["warnings"] == ["water leg: overlap 0.01"]
+    # how each run was made, from the fields results.json records
+    how = dict(ml, protocol="default", constraints="none", dt_fs=1.0, dtype="float32")
+    assert bench.terms_from_results(how)["run"] == "protocol default, X–H none at 1 fs, ML precision float32"
+    assert bench.terms_from_results(dict(how, route="endpoint", legs={"dt_fs": 2.0, "mm_dt_fs": 2.0,
+                                                                      "constraints": "h-bonds"}))["run"] == \
+        "protocol default, legs X–H h-bonds at 2 fs, MM windows X–H h-bonds at 2 fs, ML precision float32"
+    assert bench.terms_from_results(ml)["run"] == "protocol unknown, X–H unknown at unknown, ML precision unknown"
     # a direct run whose neighbouring windows barely overlap is flagged
     assert "overlap 0.001" in bench.terms_from_results(dict(ml, min_neighbour_overlap=0.001))["warnings"][0]
     assert bench.terms_from_results(dict(ml, min_neighbour_overlap=0.2))["warnings"] == []
 
 
 # ------------------------------------------------------------------------------ the run loop
-def _fake_results(run_dir: Path, value: float):
-    """A finished run: the results.json a plain-MM hydration run writes (the keys the table reads)."""
+def _fake_results(run_dir: Path, value: float, **how):
+    """A finished run: the results.json a plain-MM hydration run writes (the keys the table reads; ``how``:
+    how it was made, as results.json records it since it does)."""
     (run_dir / "analysis").mkdir(parents=True)
     (run_dir / "analysis" / "results.json").write_text(json.dumps(
         {"model": "mm", "dG_TI": {"value": value, "error": 0.3}, "dG_MBAR": {"value": value, "error": 0.2},
-         "dG_BAR": {"value": value, "error": 0.2}}))
+         "dG_BAR": {"value": value, "error": 0.2}, **how}))
 
 
 def test_a_failing_molecule_is_listed_with_its_error_and_retried_on_rerun(freesolv_data, tmp_path):
@@ -190,13 +198,18 @@ def test_a_failing_molecule_is_listed_with_its_error_and_retried_on_rerun(freeso
 
     def run_ok(cid, model, run_dir, progress):
         calls.append(cid)
-        _fake_results(Path(run_dir), -5.5)
+        _fake_results(Path(run_dir), -5.5, dt_fs=2.0, protocol="freesolv", constraints="h-bonds", dtype=None)
 
     res = wb.run_benchmark(tmp_path, sel, run_ok, settings=dict(settings, workers=4), n_bootstrap=100, progress=False)
     assert calls == [METHANOL]                                               # only the failed one again
     assert [r.status for r in res.rows] == ["done"] * 3 and not res.failed
     assert not (tmp_path / "molecules" / METHANOL / "mm.error").exists()
-    assert "## Failed" not in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "## Failed" not in report
+    # the settings block says how each run was made, as its results.json records it (older ones: unknown)
+    assert "- mm runs: protocol freesolv, X–H h-bonds at 2 fs (1 run)" in report
+    assert "- mm runs: protocol unknown, X–H unknown at unknown (2 runs)" in report
+    assert res.rows[1].runs == {"mm": "protocol freesolv, X–H h-bonds at 2 fs"}
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -60,12 +60,13 @@ class Row:
     status: str = "pending"
     error: Optional[str] = None
     warnings: list = field(default_factory=list)   # the runs' warnings (overlap, sampling), one line each
+    runs: dict = field(default_factory=dict)       # run label -> how it was made (:func:`run_settings_text`)
 
     def to_json(self) -> dict:
         return {"id": self.id, "smiles": self.smiles, "iupac": self.iupac,
                 "expt": self.expt.to_json() if self.expt else None,
                 **{k: (self.values[k].to_json() if self.values.get(k) else None) for k in METHODS},
-                "status": self.status, "error": self.error, "warnings": list(self.warnings)}
+                "status": self.status, "error": self.error, "warnings": list(self.warnings), "runs": dict(self.runs)}
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,28 @@ def _estimate(d) -> Optional[Estimate]:
     return Estimate(float(d["value"]), float(err) if err is not None else math.nan)
 
 
+def run_settings_text(res: dict) -> str:
+    """How a run was made, from its ``results.json`` content: the physical model, the solute's X–H bonds,
+    the time step(s), the ML model's precision (``unknown`` where a results.json written before they were
+    recorded does not say)."""
+    def fs(v):
+        return "unknown" if v is None else f"{v:g} fs"
+
+    parts = [f"protocol {res.get('protocol') or 'unknown'}"]
+    if res.get("route") == "endpoint":
+        legs = res.get("legs") or {}
+        parts += [f"legs X–H {legs.get('constraints') or 'none'} at {fs(legs.get('dt_fs'))}",
+                  f"MM windows X–H h-bonds at {fs(legs.get('mm_dt_fs'))}"]
+    else:
+        parts.append(f"X–H {res.get('constraints') or 'unknown'} at {fs(res.get('dt_fs'))}")
+    if res.get("model") != "mm":
+        parts.append(f"ML precision {res.get('dtype') or 'unknown'}")
+    return ", ".join(parts)
+
+
 def terms_from_results(res: dict, estimator: str = "MBAR") -> dict:
-    """{``ml``, ``ml_reorg``, ``mm``: Estimate or None; ``warnings``: [str]} from a run's
-    ``results.json`` content.
+    """{``ml``, ``ml_reorg``, ``mm``: Estimate or None; ``warnings``: [str]; ``run``: how the run was made
+    (:func:`run_settings_text`)} from a run's ``results.json`` content.
 
     A plain-MM run (model ``mm``) gives ``mm`` = its ΔG; an ML run gives ``ml`` = ΔG and
     ``ml_reorg`` = ΔG + ΔG_reorg of ``estimator``, and ``mm`` = the endpoint route's ΔG_hyd(MM)
@@ -197,7 +217,8 @@ def terms_from_results(res: dict, estimator: str = "MBAR") -> dict:
     run's own (endpoint route) and, on the direct route, a smallest neighbour overlap below
     :data:`MIN_OVERLAP`."""
     key = f"dG_{estimator}"
-    out = {"ml": None, "ml_reorg": None, "mm": None, "warnings": [str(w) for w in res.get("warnings") or []]}
+    out = {"ml": None, "ml_reorg": None, "mm": None, "warnings": [str(w) for w in res.get("warnings") or []],
+           "run": run_settings_text(res)}
     ov = res.get("min_neighbour_overlap")
     if res.get("route", "direct") == "direct" and ov is not None and ov < MIN_OVERLAP:
         out["warnings"].append(f"smallest neighbour overlap {ov:.3f} (< {MIN_OVERLAP}): add windows or sample longer")
@@ -323,6 +344,14 @@ def report_markdown(rows: Sequence[Row], stats: Sequence[ErrorStats], *, setting
         out += ["**Incomplete**: the statistics cover the finished molecules only; rerun the same command to "
                 "continue.", ""]
     out += ["## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()] + [""]
+    ran: dict = {}
+    for r in rows:
+        for label, text in r.runs.items():
+            ran[(label, text)] = ran.get((label, text), 0) + 1
+    if ran:
+        out += ["As the finished runs' results.json record them:", ""]
+        out += [f"- {label} runs: {text} ({n} run{'s' if n > 1 else ''})" for (label, text), n in sorted(ran.items())]
+        out += [""]
     out += ["## Selection", ""] + [f"- {k}: `{v}`" for k, v in selection.items()] + [""]
     conf = f"{100 * stats[0].confidence:.0f} %" if stats else "95 %"
     nb = stats[0].n_bootstrap if stats else 0

@@ -275,6 +275,7 @@ def collect_rows(out, molecules: Iterable[Molecule], labels: Sequence[tuple[str,
                 done += 1
                 t = bench.terms_from_results(json.loads((rd / "analysis" / "results.json").read_text()), estimator)
                 terms[label] = t
+                row.runs[label] = t["run"]
                 row.warnings += [f"{label} run: {w}" for w in t["warnings"]]
             elif _error_file(out, m.id, label).exists():
                 errors.append(f"{label} run: {_error_file(out, m.id, label).read_text().strip()}")
