@@ -1,6 +1,7 @@
 """λ windows and the gas-phase run on the GROMACS host.
 
-* Plain MM (``model = mm``): Debian's stock ``gmx`` (FreeSolv's protocol).
+* Plain MM (``model = mm``): Debian's stock ``gmx``, FreeSolv's λ schedule, the run's physical model
+  (``protocol``: :mod:`mdi_mlmm.protocol.physics`).
 * ML/MM: the MDI-enabled ``gmx`` (``mdi-mlmm gromacs build``) with ``mdi-active = yes``;
   GROMACS's free-energy code decouples the ML–MM nonbonded terms (couple-moltype),
   E_ML stays on at every λ.
