@@ -23,6 +23,7 @@ See ``docs/api.md``.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Optional
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Optional
 from .errors import UserInputError
 from .hosts import registry as _hosts
 from .potentials.registry import DEFAULT_DTYPE, check_dtype
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis.compare_dg import DGComparison
@@ -141,6 +144,20 @@ class HydrationFreeEnergy:
         check_constraints(self.constraints, self.host)
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
+        for name in self.ignored_settings():
+            _log.warning("%s is ignored on the %s route", name, self.route)
+
+    #: settings only one route reads: route -> the fields the *other* route ignores
+    _ROUTE_ONLY = {"endpoint": ("leg_windows", "leg_ps", "leg_equil_ps", "leg_sample_every", "leg_dt_fs"),
+                   "direct": ("gas_ns",)}
+
+    def ignored_settings(self) -> list[str]:
+        """The settings given away from their defaults that this run's route does not read (the direct
+        route has no legs; the endpoint route has no gas run), named as options (``--leg-ps``)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        other = "endpoint" if self.route == "direct" else "direct"
+        return ["--" + n.replace("_fs", "").replace("_", "-") for n in self._ROUTE_ONLY[other]
+                if getattr(self, n) != defaults[n]]
 
     @property
     def constrained(self) -> bool:

@@ -66,6 +66,23 @@ def test_bad_settings_are_one_line_errors(kw, msg):
         HydrationFreeEnergy(**kw)
 
 
+def test_options_the_route_does_not_read_are_named(caplog):
+    """--leg-* on the direct route and --gas-ns on the endpoint route do nothing: the user hears it (one line
+    each), and defaults left alone say nothing."""
+    from mdi_mlmm import HydrationFreeEnergy
+
+    with caplog.at_level("WARNING", logger="mdi_mlmm.api"):
+        assert HydrationFreeEnergy(freesolv_id="mobley_2310185").ignored_settings() == []
+        calc = HydrationFreeEnergy(freesolv_id="mobley_2310185", leg_ps=40.0, leg_dt_fs=2.0)
+        assert calc.ignored_settings() == ["--leg-ps", "--leg-dt"]
+        end = HydrationFreeEnergy(freesolv_id="mobley_2310185", host="gromacs", route="endpoint", gas_ns=0.1,
+                                  leg_ps=40.0)
+        assert end.ignored_settings() == ["--gas-ns"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["--leg-ps is ignored on the direct route", "--leg-dt is ignored on the direct route",
+                     "--gas-ns is ignored on the endpoint route"]
+
+
 def test_unsafe_timestep_and_bad_model_refused_before_anything_runs(tmp_path):
     from mdi_mlmm import HydrationFreeEnergy
 
