@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         print(f"{m:10s} {r['ns_per_day']:10.3f} {r['ms_per_step']:10.2f} {ml_ms:11.2f} {ratio:11.3f}")
     doc = {"benchmark": "bench/bench_lammps.py", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "system": {"top": args.top, "gro": args.gro, "ml": args.ml},
-           "settings": "NVT 0.5 fs, lj/cut/coul/long 10 Å, PPPM 1e-6, RATTLE TIP3P, 1 MPI rank, engine 1 thread",
+           "settings": "NVT 0.5 fs, lj/cut/coul/long 10 Å, PPPM mesh by the GROMACS grid rule (1.0 Å, order 6), RATTLE TIP3P, 1 MPI rank, engine 1 thread",
            "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(), "python": sys.version.split()[0],
                        "platform": platform.platform()},
            "steps": args.steps, "results": results}
