@@ -93,7 +93,7 @@ def test_angular_list_rebuilt_when_atoms_approach():
     sym, w = molecule("water")
     far = np.concatenate([w, w + [8.0, 0.0, 0.0]])
     near = np.concatenate([w, w + [2.9, 0.3, 0.0]])
-    p = ANIPotential("ani2x", backend="fast")   # its own instance: a fresh triple list
+    p = ANIPotential("ani2x", dtype="float64", backend="fast")   # its own instance: a fresh triple list
     p.compute(sym + sym, far)
     fast = p._fast[tuple(sym + sym)]
     n_before = len(fast._triples[0])
@@ -119,7 +119,7 @@ def test_weight_cache_written_read_and_repaired(tmp_path, monkeypatch):
 
 def test_molecules_alternating_on_one_potential():
     """A model server may see several molecules: each keeps its own kernel and lists."""
-    p = ANIPotential("ani2x", backend="fast")
+    p = ANIPotential("ani2x", dtype="float64", backend="fast")   # float64: compared with torchani at 1e-10
     (s1, x1), (s2, x2) = molecule("ethanol"), molecule("fluorobenzene")
     first = [p.compute(s1, x1), p.compute(s2, x2)]
     again = [p.compute(s1, x1), p.compute(s2, x2)]
