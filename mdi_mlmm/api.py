@@ -86,7 +86,9 @@ class HydrationFreeEnergy:
     model's over ``leg_windows`` evenly spaced λ from 0 to 1 on ``host``: ``leg_ps`` of production after
     ``leg_equil_ps`` per window at ``leg_dt_fs`` (None: 1 fs flexible, 2 fs with ``constraints="h-bonds"``,
     which makes the cycle exact for the constrained Hamiltonians), full-precision frames every
-    ``leg_sample_every`` steps; ``gas_ns`` is not used. The result is an
+    ``leg_sample_every`` steps; ``leg_end_ps``: the production of the λ_intra = 1 window of both legs (None:
+    ``leg_ps``; at least ``leg_ps``): its samples give ⟨E_ML⟩ of ΔG_reorg, which needs ~1 ns where the
+    other windows do with 20–40 ps; ``gas_ns`` is not used. The result is an
     :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
 
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
@@ -123,6 +125,7 @@ class HydrationFreeEnergy:
     leg_sample_every: int = 20
     constraints: str = "none"
     leg_dt_fs: Optional[float] = None
+    leg_end_ps: Optional[float] = None
     #: the analysis of the last :meth:`run`
     result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
 
@@ -148,7 +151,8 @@ class HydrationFreeEnergy:
             _log.warning("%s is ignored on the %s route", name, self.route)
 
     #: settings only one route reads: route -> the fields the *other* route ignores
-    _ROUTE_ONLY = {"endpoint": ("leg_windows", "leg_ps", "leg_equil_ps", "leg_sample_every", "leg_dt_fs"),
+    _ROUTE_ONLY = {"endpoint": ("leg_windows", "leg_ps", "leg_equil_ps", "leg_sample_every", "leg_dt_fs",
+                                "leg_end_ps"),
                    "direct": ("gas_ns",)}
 
     def ignored_settings(self) -> list[str]:
@@ -208,7 +212,7 @@ class HydrationFreeEnergy:
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
-                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints)
+                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints, leg_end_ps=self.leg_end_ps)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

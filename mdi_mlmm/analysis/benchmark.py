@@ -200,6 +200,9 @@ def run_settings_text(res: dict) -> str:
         legs = res.get("legs") or {}
         parts += [f"legs X–H {legs.get('constraints') or 'none'} at {fs(legs.get('dt_fs'))}",
                   f"MM windows X–H h-bonds at {fs(legs.get('mm_dt_fs'))}"]
+        end, ps = legs.get("ps_lambda1"), legs.get("ps_per_window")
+        if end is not None and ps is not None and abs(end - ps) > 1e-9:   # --leg-end-ps
+            parts.append(f"legs {ps:g} ps, λ = 1 {end:g} ps")
     else:
         parts.append(f"X–H {res.get('constraints') or 'unknown'} at {fs(res.get('dt_fs'))}")
     if res.get("model") != "mm":

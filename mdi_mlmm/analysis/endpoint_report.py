@@ -28,6 +28,8 @@ PHASES = ("water", "gas")
 MIN_LEG_PS = 20.0
 #: the MM decoupling's smallest neighbour overlap below this gets a warning
 MIN_MM_OVERLAP = 0.03
+#: a σ of ΔG_reorg (kcal/mol) above this gets a warning suggesting longer λ_intra = 1 windows (``--leg-end-ps``)
+MAX_REORG_SIGMA = 0.3
 
 
 @dataclass
@@ -84,11 +86,18 @@ def _pm(d) -> str:
     return f"{d['value']:.2f} ± {d['error']:.2f}" if d else "—"
 
 
+def _leg_lengths(legs: dict) -> str:
+    """``3 λ × 40 ps`` or, with longer λ_intra = 1 windows, ``3 λ × 40 ps (λ = 1: 1000 ps)`` (results written
+    before ``ps_lambda1`` was recorded: every window ``ps_per_window``)."""
+    ps, end = legs["ps_per_window"], legs.get("ps_lambda1", legs["ps_per_window"])
+    return f"{len(legs['lambdas'])} λ × {ps:g} ps" + (f" (λ = 1: {end:g} ps)" if abs(end - ps) > 1e-9 else "")
+
+
 def summary_lines(res: dict) -> list[str]:
     """What the commands print: each term with σ, the total, the reorganization energy, warnings."""
     legs = res["legs"]
     L = [f"Hydration free energy by the endpoint route ({res['model']}; legs on {res['host']}, "
-         f"{len(legs['lambdas'])} λ × {legs['ps_per_window']:g} ps; MM part {res['mm']['windows']} windows × "
+         f"{_leg_lengths(legs)}; MM part {res['mm']['windows']} windows × "
          f"{res['mm']['ns_per_window']:.3g} ns on gromacs; kcal/mol)",
          f"  ΔG_hyd(MM)  MBAR     {_pm(res['dG_MM'])}   (TI {_pm(res['mm']['dG_TI'])})"]
     for ph in PHASES:
@@ -112,6 +121,13 @@ def _leg_bonds(legs: dict) -> str:
     return "X–H constrained" if legs.get("constraints") == "h-bonds" else "flexible"
 
 
+def _end_text(legs: dict) -> str:
+    """The λ_intra = 1 windows' length for report.md: always stated (ΔG_reorg rests on them)."""
+    end = legs.get("ps_lambda1", legs["ps_per_window"])
+    same = abs(end - legs["ps_per_window"]) <= 1e-9
+    return f" (λ = 1: {f'{end:g} ps as the others' if same else f'**{end:g} ps**, --leg-end-ps'}; ΔG_reorg's samples)"
+
+
 def report_markdown(res: dict) -> str:
     """``report.md`` of an endpoint run."""
     legs = res["legs"]
@@ -124,7 +140,8 @@ def report_markdown(res: dict) -> str:
     L += [f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ",
           f"Model: **{res['model']}**{report.precision_text(res)}, protocol: **{res.get('protocol') or 'unknown'}**; "
           f"legs on **{res['host']}** ({len(legs['lambdas'])} λ_intra windows "
-          f"{', '.join(f'{x:g}' for x in legs['lambdas'])} × {legs['ps_per_window']:g} ps after "
+          f"{', '.join(f'{x:g}' for x in legs['lambdas'])} × {legs['ps_per_window']:g} ps"
+          f"{_end_text(legs)} after "
           f"{legs['equil_ps']:g} ps, {legs['dt_fs']:g} fs, {_leg_bonds(legs)}, frames every {legs['sample_every']} "
           "steps); "
           f"MM decoupling on gromacs ({res['mm']['windows']} windows × {res['mm']['ns_per_window']:.3g} ns, "
@@ -212,6 +229,12 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
     if leg_ps < MIN_LEG_PS:
         warnings.append(f"legs: {leg_ps:g} ps per window is short (< {MIN_LEG_PS:g} ps): the σ of ΔA is "
                         "underestimated at this length (docs/endpoint.md); sample longer")
+    end_ps = plan.leg_end_steps * plan.leg_dt_fs / 1000.0
+    if result.reorg is not None and result.reorg.error > MAX_REORG_SIGMA:
+        need = 10 * math.ceil(end_ps * (result.reorg.error / MAX_REORG_SIGMA) ** 2 / 10)
+        warnings.append(f"ΔG_reorg: σ {result.reorg.error:.2f} kcal/mol (> {MAX_REORG_SIGMA:g}) from {end_ps:g} ps at "
+                        f"λ_intra = 1: lengthen those windows alone with --leg-end-ps (σ falls as 1/√time: about "
+                        f"{need:g} ps for σ {MAX_REORG_SIGMA:g}, 9× that for 0.1; docs/endpoint.md)")
     for k in ("MBAR", "BAR"):
         if not math.isfinite(result.dG[k].value):
             warnings.append(f"ΔG_hyd(ML/MM) by {k} is not a number: an estimator failed")
@@ -226,7 +249,7 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
     d = {"route": "endpoint", "run_dir": str(run_dir), "model": plan.model, "host": plan.host,
          "temperature_K": plan.temperature, "units": "kcal/mol", "protocol": plan.protocol,
          "constraints": plan.constraints, "dtype": plan.dtype,
-         "legs": {"lambdas": list(plan.leg_lambdas), "ps_per_window": leg_ps,
+         "legs": {"lambdas": list(plan.leg_lambdas), "ps_per_window": leg_ps, "ps_lambda1": end_ps,
                   "equil_ps": plan.leg_equil_steps * plan.leg_dt_fs / 1000.0, "dt_fs": plan.leg_dt_fs,
                   "sample_every": plan.leg_sample_every, "mm_dt_fs": plan.dt_fs,
                   "constraints": plan.constraints},

@@ -72,6 +72,10 @@ def register(sub):
                    help="endpoint legs: evenly spaced λ_intra windows from 0 to 1 (default %(default)s)")
     e.add_argument("--leg-ps", type=positive_float, default=D["leg_ps"],
                    help="endpoint legs: production per window, ps (default %(default)s)")
+    e.add_argument("--leg-end-ps", type=positive_float, default=D["leg_end_ps"], metavar="PS",
+                   help="endpoint legs: production of the λ_intra = 1 window of both legs (water and gas), ps, at "
+                        "least --leg-ps (default: --leg-ps). Its samples give ΔG_reorg = ⟨E_ML⟩_water − "
+                        "⟨E_ML⟩_gas too, which needs ~1 ns where the other windows do with 20-40 ps")
     e.add_argument("--leg-dt", dest="leg_dt_fs", type=positive_float, default=D["leg_dt_fs"],
                    help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds; limits below)")
     e.add_argument("--leg-equil-ps", type=nonneg_float, default=D["leg_equil_ps"],

@@ -23,7 +23,7 @@ PLAN_NAME = "plan.json"
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
-              "leg_sample_every", "protocol", "constraints")
+              "leg_sample_every", "protocol", "constraints", "leg_end_steps")
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -73,6 +73,10 @@ class Plan:
     route: str = "direct"
     leg_lambdas: list = field(default_factory=list)
     leg_steps: int = 0
+    #: production steps of the legs' λ_intra = 1 windows (water and gas), ``leg_steps`` or more: they also give
+    #: ⟨E_ML⟩ of ΔG_reorg, which needs the longest sampling (``--leg-end-ps``); plans written before the option
+    #: read as ``leg_steps``
+    leg_end_steps: int = 0
     leg_equil_steps: int = 0
     leg_dt_fs: float = 1.0
     leg_sample_every: int = 0
@@ -106,6 +110,11 @@ class Plan:
     def path(self, *parts) -> Path:
         return self.root.joinpath(*parts)
 
+    def leg_window_steps(self, k: int) -> int:
+        """Production steps of leg window ``k`` (index into ``leg_lambdas``): ``leg_end_steps`` for the last
+        (λ_intra = 1), ``leg_steps`` for the others."""
+        return self.leg_end_steps if k == len(self.leg_lambdas) - 1 else self.leg_steps
+
     def engine_options(self) -> list:
         """The ``mdi-mlmm engine`` / ``model-server`` options of every engine of the run: one torch thread,
         the plan's device and precision."""
@@ -122,6 +131,7 @@ class Plan:
         # plans written before the protocol existed: GROMACS ran FreeSolv's settings, LAMMPS today's default
         d.setdefault("protocol", "freesolv" if d.get("host") == "gromacs" else "default")
         d.setdefault("dtype", "float64")   # plans written before float32 became the default ran float64
+        d.setdefault("leg_end_steps", d.get("leg_steps", 0))   # before --leg-end-ps: λ = 1 as long as the others
         d["windows"] = [Window(**w) for w in d.get("windows", [])]
         d["schedule"] = [tuple(x) for x in d.get("schedule", [])]
         return cls(**d)
@@ -137,12 +147,14 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000, dtype: str = DEFAULT_DTYPE,
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
-              leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none") -> Plan:
+              leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none",
+              leg_end_ps: Optional[float] = None) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
     ``leg_ps`` of production (after ``leg_equil_ps``) at ``leg_dt_fs``, sampled every ``leg_sample_every``
-    steps; the leg settings are ignored on the direct route. protocol: the physical model
+    steps, except the λ_intra = 1 window of each leg: ``leg_end_ps`` (None: ``leg_ps``; not shorter), whose
+    samples also give ΔG_reorg; the leg settings are ignored on the direct route. protocol: the physical model
     (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only). constraints:
     ``none`` or ``h-bonds`` (:func:`check_constraints`)."""
     from .physics import check_protocol
@@ -166,8 +178,14 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
         if leg_steps < 10 * leg_sample_every:
             raise UserInputError(f"{leg_ps} ps per leg window at {leg_dt_fs} fs is {leg_steps} steps: fewer than 10 "
                                  f"samples at --leg-sample-every {leg_sample_every}")
+        if leg_end_ps is not None and leg_end_ps < leg_ps:
+            raise UserInputError(f"--leg-end-ps {leg_end_ps:g} is shorter than --leg-ps {leg_ps:g}: it lengthens the "
+                                 "λ_intra = 1 windows, whose samples give ΔG_reorg too (the term that needs the "
+                                 "longest sampling); give at least --leg-ps, or leave it out")
+        leg_end_steps = leg_steps if leg_end_ps is None else int(round(leg_end_ps * 1e3 / leg_dt_fs))
         legs = dict(route=route, leg_lambdas=[float(x) for x in np.linspace(0.0, 1.0, int(leg_windows))],
-                    leg_steps=leg_steps, leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
+                    leg_steps=leg_steps, leg_end_steps=max(leg_steps, leg_end_steps),
+                    leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
                     leg_dt_fs=float(leg_dt_fs), leg_sample_every=int(leg_sample_every))
     ws = [Window(state=k, coul=float(c), vdw=float(v), directory=f"windows/{k:02d}") for k, (c, v) in enumerate(sched)]
     return Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
@@ -204,6 +222,9 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
             "; runs started before float32 became the default ran float64" if old.dtype == "float64" else "") + ")")
+        if "leg_end_steps" in diffs and "leg_steps" not in diffs:
+            hint += (" (no --leg-end-ps" if old.leg_end_steps == old.leg_steps else
+                     f" (--leg-end-ps {old.leg_end_steps * old.leg_dt_fs / 1000.0:g}") + ")"
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts

@@ -9,7 +9,8 @@ Steps, all in one run directory and resumable like the direct route (:mod:`.hydr
     DIR/windows/NN/          the plain-MM decoupling: stock gmx, 2 fs, h-bond constraints (dhdl.xvg)
     DIR/legs/water/NN/       λ_intra windows of the solvated, fully coupled solute (ML engine serves
                              λ·E_ML + (1 − λ)·E_MM,intra); full-precision frames; flexible at 1 fs, or
-                             with the plan's constraints h-bonds X–H constrained as in the MM part (2 fs)
+                             with the plan's constraints h-bonds X–H constrained as in the MM part (2 fs);
+                             the last (λ_intra = 1) runs --leg-end-ps when given (longer: ΔG_reorg)
     DIR/legs/gas/NN/         the same for the solute alone
     DIR/legs/*/NN/delta_u.csv  ΔU = E_ML − E_MM,intra at every frame (its own step, after the windows)
     DIR/analysis/            results.json, report.md, plots (:mod:`mdi_mlmm.analysis.endpoint_report`)
@@ -56,12 +57,12 @@ def mm_plan(plan: Plan) -> Plan:
 
 def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
     """The water and gas leg windows of an endpoint plan as typed unit specs (X–H bonds constrained with
-    the plan's constraints h-bonds)."""
+    the plan's constraints h-bonds; the λ_intra = 1 windows run the plan's ``leg_end_steps``)."""
     root = Path(system["root"])
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.leg_dt_fs, temperature=plan.temperature,
                   sample_every=plan.leg_sample_every, ml_indices=list(system["ml_atoms"]),
-                  checkpoint_every=plan.checkpoint_every, steps=plan.leg_steps, equil_steps=plan.leg_equil_steps,
+                  checkpoint_every=plan.checkpoint_every, equil_steps=plan.leg_equil_steps,
                   engine_args=plan.engine_options(), mm_intra_top=str(root / gas["top"]),
                   constrain_hbonds=plan.constraints == "h-bonds", protocol=plan.protocol)
     files = {"water": (root / solv["top"], gro_eq, root / solv["ndx"]),
@@ -70,7 +71,8 @@ def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
     for p, phase in enumerate(PHASES):
         top, gro, ndx = files[phase]
         for k, lam in enumerate(plan.leg_lambdas):
-            specs.append(LegSpec(**common, phase=phase, lam=lam, top=str(top), gro=str(gro), ndx=str(ndx),
+            specs.append(LegSpec(**common, phase=phase, lam=lam, steps=plan.leg_window_steps(k), top=str(top),
+                                 gro=str(gro), ndx=str(ndx),
                                  out_dir=str(plan.path(leg_directory(phase, k))),
                                  seed=plan.seed + 1009 + 101 * k + 53 * p))
     return specs
@@ -101,8 +103,10 @@ def _run_endpoint(plan: Plan, *, progress: bool, analyze: bool):
     use_server = plan.shared_model and not plan.scheduler and min(int(plan.workers), len(todo_legs)) >= 2
     server = start_model_server(plan, todo_legs) if use_server else None
     try:
-        # the long ML legs first: the MM windows fill the pool behind them
-        run_units(list(legs) + list(mm), workers=plan.workers, scheduler=plan.scheduler, progress=progress)
+        # the long ML legs first (the longest, λ_intra = 1 with --leg-end-ps, at the head): the MM windows fill
+        # the pool behind them
+        run_units(sorted(legs, key=lambda s: -s.steps) + list(mm), workers=plan.workers, scheduler=plan.scheduler,
+                  progress=progress)
     finally:
         if server is not None:
             from ..potentials.shared import stop_server_process
