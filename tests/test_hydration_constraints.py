@@ -3,8 +3,9 @@ region's included, in the direct route's windows and gas run and in the endpoint
 
 Checked: the plan records the choice as a key field (a resume with another value is refused with one line;
 plans written before the option read as ``none``); the time-step policy treats constrained legs as
-constrained; LAMMPS is refused (API, command line, benchmark, and the host's units themselves); the units
-and their GROMACS mdp carry the constraints; and a real constrained GROMACS leg window (ethanol in TIP3P,
+constrained; LAMMPS takes it too (API, plan, command line, benchmark; its units run it:
+tests/test_lammps_constraints.py), an unknown value is refused; the units and their GROMACS mdp carry the
+constraints; and a real constrained GROMACS leg window (ethanol in TIP3P,
 ANI-2x at λ = 0.5 through the λ-mixed engine, 2 fs) keeps every X–H bond at b0, so the X–H bond terms that
 E_MM,intra (and so ΔU = E_ML − E_MM,intra) contains are zero at every saved frame.
 """
@@ -84,28 +85,29 @@ def test_leg_time_step_policy():
                             leg_dt_fs=5.0).plan("unused")
 
 
-def test_lammps_refuses_constraints(tmp_path):
-    with pytest.raises(UserInputError, match="needs --host gromacs"):
-        HydrationFreeEnergy(freesolv_id=ETHANOL, host="lammps", constraints="h-bonds")
-    with pytest.raises(UserInputError, match="needs --host gromacs"):
-        make_plan(tmp_path, **_plan_kw(host="lammps", constraints="h-bonds"))
-    with pytest.raises(UserInputError, match="unknown constraints"):
-        HydrationFreeEnergy(freesolv_id=ETHANOL, host="gromacs", constraints="all-bonds")
-    # the host's units refuse a constrained spec themselves (nothing is started)
-    from mdi_mlmm.hosts.lammps import run_gas, run_leg
+def test_lammps_takes_constraints(tmp_path):
+    """Both hosts constrain h-bonds (issue 12, item 1): the API, the plan, the units and the benchmark's command
+    line take it on LAMMPS too (its runs: tests/test_lammps_constraints.py); an unknown value is refused."""
+    h = HydrationFreeEnergy(freesolv_id=ETHANOL, host="lammps", constraints="h-bonds")
+    assert h.constrained and h.timestep_fs == 2.0                    # the same time-step rule as GROMACS
+    end = HydrationFreeEnergy(freesolv_id=ETHANOL, host="lammps", route="endpoint", constraints="h-bonds")
+    assert end.legs_constrained and end.leg_timestep_fs == 2.0
+    plan = make_plan(tmp_path / "p", **_plan_kw(host="lammps", route="direct", constraints="h-bonds"))
+    assert plan.constraints == plan.windows_constraints == "h-bonds"
+    from mdi_mlmm.workflow.hydration import unit_specs
 
-    common = dict(host="lammps", model="ani2x", out_dir=str(tmp_path / "u"), top="t", gro="g", ml_indices=[0],
-                  steps=10, dt_fs=2.0, temperature=298.15, sample_every=1, seed=1, constrain_hbonds=True)
-    for run, spec in ((run_leg, LegSpec(**common, phase="gas", lam=0.5, mm_intra_top="t")), (run_gas, GasSpec(**common))):
-        with pytest.raises(UserInputError, match="LAMMPS host does not constrain"):
-            run(spec)
-    for cmd in (["hydration", "--freesolv", ETHANOL, "--out", str(tmp_path / "x")],
-                ["benchmark", "freesolv", "--ids", ETHANOL, "--dry-run"]):
-        r = subprocess.run([sys.executable, "-m", "mdi_mlmm", *cmd, "--host", "lammps", "--constraints", "h-bonds"],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode != 0 and "needs --host gromacs" in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "x").exists()
+    system = {"root": str(tmp_path), "ml_atoms": list(range(9)),
+              "solvated": {"top": "s.top", "gro": "s.gro", "ndx": "s.ndx"},
+              "gas": {"top": "g.top", "gro": "g.gro", "ndx": "g.ndx"}}
+    units = unit_specs(plan, system, tmp_path / "eq.gro")
+    assert {type(u) for u in units} == {WindowSpec, GasSpec} and all(u.constrain_hbonds for u in units)
+    assert {u.host for u in units} == {"lammps"}
+    with pytest.raises(UserInputError, match="unknown constraints"):
+        HydrationFreeEnergy(freesolv_id=ETHANOL, host="lammps", constraints="all-bonds")
+    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "benchmark", "freesolv", "--ids", ETHANOL, "--dry-run",
+                        "--host", "lammps", "--constraints", "h-bonds", "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 molecule(s) selected" in r.stdout, r.stderr
 
 
 def test_units_and_mdp_carry_the_constraints(tmp_path):

@@ -43,13 +43,19 @@ def test_constraint_mdp_and_time_step_policy():
     assert "flexible X-H" in err.getvalue()
 
 
-def test_cli_refuses_constraints_on_lammps(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", "lammps", "--top", str(DATA / "topol.top"),
-                        "--gro", str(DATA / "conf.gro"), "--ml", "resname MOL", "--steps", "1",
-                        "--constraints", "h-bonds", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
-    assert "--constraints applies to --host gromacs only" in r.stderr
+def test_cli_takes_constraints_on_lammps(tmp_path):
+    """Both hosts constrain h-bonds (issue 12, item 1): `md --host lammps --constraints h-bonds` runs (plain MM
+    here, one step; the constrained ML runs: tests/test_lammps_constraints.py); an unknown value is refused."""
+    cmd = [sys.executable, "-m", "mdi_mlmm", "md", "--host", "lammps", "--top", str(DATA / "topol.top"),
+           "--gro", str(DATA / "conf.gro"), "--model", "mm", "--steps", "1", "--dt", "2", "--no-minimize", "--quiet"]
+    r = subprocess.run(cmd + ["--constraints", "h-bonds", "--out", str(tmp_path / "x")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr                 # 2 fs with X-H bonds constrained: no time-step warning
+    assert "fix rigidw all rattle 1e-10 500 0 b" in (tmp_path / "x" / "lammps.log").read_text()
+    r = subprocess.run(cmd + ["--constraints", "all-bonds", "--out", str(tmp_path / "y")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "invalid choice: 'all-bonds'" in r.stderr
 
 
 @pytest.fixture(scope="module")

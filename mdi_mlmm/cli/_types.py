@@ -115,8 +115,8 @@ TIMESTEP_HELP = (
     "Time-step limits: the fastest motion is the X-H bond stretch (about 3000-3700 1/cm, a period of 9-11 fs), "
     "and velocity Verlet needs about 10 steps per period to conserve energy. With flexible X-H bonds (the "
     "default of `md` and of the ML/MM hydration windows) above 1 fs a warning is printed and above 2 fs the run "
-    "is refused. With X-H bonds constrained (`md --host gromacs --constraints h-bonds`, the ML region's "
-    "included; `hydration --host gromacs --constraints h-bonds`, its --leg-dt too; hydration --model mm --protocol "
+    "is refused. With X-H bonds constrained (`md --constraints h-bonds`, the ML region's "
+    "included; `hydration --constraints h-bonds`, its --leg-dt too; either host; hydration --model mm --protocol "
     "freesolv and the endpoint route's MM windows: h-bonds) the fastest motions left are bends near 1600 1/cm "
     "(about 20 fs): warning above 2 fs, "
     "refused above 4 fs. --allow-large-dt runs anyway (for tests and experiments).")

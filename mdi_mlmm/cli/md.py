@@ -34,9 +34,10 @@ def register(subparsers) -> None:
                         "and 4: see below)")
     add_timestep_override(p)
     p.add_argument("--constraints", choices=CONSTRAINTS, default="none",
-                   help="--host gromacs: none (default: every bond flexible, waters rigid) or h-bonds: every X-H bond, "
+                   help="none (default: every bond flexible, waters rigid) or h-bonds: every X-H bond, "
                         "the ML region's included, constrained at its force-field length b0 (the [ bonds ] "
-                        "parameter; LINCS), which allows --dt 2 (see below and docs/gromacs.md)")
+                        "parameter; GROMACS: LINCS, LAMMPS: fix rattle/shake with the waters), which allows --dt 2 "
+                        "(see below, docs/gromacs.md, docs/lammps.md)")
     p.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt", help="default nvt")
     p.add_argument("--temperature", type=positive_float, default=298.15, help="K (initial velocities, thermostat)")
     p.add_argument("--pressure", type=positive_float, default=1.0, help="bar (npt)")
@@ -82,7 +83,7 @@ def handler(args: argparse.Namespace) -> int:
         raise UserInputError("give the ML region with --ml \"SELECTION\" or with --ndx FILE --ml-group NAME")
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
-    # X-H bonds (the ML region's too) are flexible unless --constraints h-bonds (GROMACS host)
+    # X-H bonds (the ML region's too) are flexible unless --constraints h-bonds (either host)
     check_timestep(args.dt, constrained_xh=args.constraints == "h-bonds", allow_large=args.allow_large_dt)
     if is_ml(args.model):
         from ..potentials import check_model_spec

@@ -12,7 +12,7 @@ and on LAMMPS:
   one splitting parameter β from erfc(β r_c) = :data:`EWALD_RTOL` (GROMACS ``ewald-rtol``; LAMMPS
   ``kspace_modify gewald``);
 * rigid TIP3P water (GROMACS SETTLE, LAMMPS SHAKE/RATTLE), the solute flexible (``--constraints h-bonds``:
-  X–H constrained, GROMACS only);
+  X–H constrained at b0 on both hosts: LINCS, SHAKE/RATTLE);
 * λ windows: Langevin NVT at the volume of the classical equilibration (both hosts start from its
   ``npt.gro``), :data:`TEMPERATURE_K`.
 

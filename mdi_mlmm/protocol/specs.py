@@ -20,8 +20,8 @@ class UnitSpec:
     itself (``server:INFO.json`` for the shared model server); engine_args: extra ``mdi-mlmm engine``
     options; top/gro: the GROMACS system, ndx: its index file (with the ML group; the GROMACS host
     needs it); ml_indices: the solute (ML) atoms; constrain_hbonds: constrain every X–H bond at its
-    force-field length b0, the ML region's included (GROMACS ``constraints = h-bonds``; the LAMMPS host
-    refuses it)."""
+    force-field length b0, the ML region's included (GROMACS ``constraints = h-bonds``; LAMMPS ``fix rattle``
+    on the X–H bond types)."""
 
     kind: ClassVar[str] = ""
     host: str

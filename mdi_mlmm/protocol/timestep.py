@@ -16,7 +16,7 @@ DT_LIMITS_CONSTRAINED = (2.0, 4.0)
 
 #: the X–H bond treatments of an ML/MM ``md`` or ``hydration`` run (``--constraints``): ``none`` (every bond
 #: flexible, the default) or ``h-bonds`` (every X–H bond constrained at its force-field length b0, the ML
-#: region's included; GROMACS host only)
+#: region's included; both hosts: GROMACS LINCS, LAMMPS fix rattle/shake)
 CONSTRAINTS = ("none", "h-bonds")
 
 

@@ -5,23 +5,15 @@ The host interface of :mod:`mdi_mlmm.hosts.registry`; the work is done in :mod:`
 """
 from __future__ import annotations
 
-#: ``run_md`` keywords only this host has: LJ and real-space Coulomb cutoff (Å)
-MD_OPTIONS = {"cutoff_A": 10.0}
+#: ``run_md`` keywords of this host (not every host has them): LJ and real-space Coulomb cutoff (Å); the X–H
+#: bonds (``none`` or ``h-bonds``, :data:`~mdi_mlmm.protocol.timestep.CONSTRAINTS`)
+MD_OPTIONS = {"cutoff_A": 10.0, "constraints": "none"}
 
 
 def _common(spec) -> dict:
     return dict(sample_every=spec.sample_every, temperature=spec.temperature, seed=spec.seed,
                 checkpoint_every=spec.checkpoint_every, engine_model=spec.engine_model,
-                engine_options=spec.engine_args)
-
-
-def _refuse_constraints(spec) -> None:
-    """The LAMMPS host runs the solute flexible: its ML–ML pairs are length-less ``zero`` bonds."""
-    if spec.constrain_hbonds:
-        from ...errors import UserInputError
-
-        raise UserInputError("the LAMMPS host does not constrain the solute's X-H bonds (its ML-ML pairs are "
-                             "length-less zero bonds; the endpoint route's MM windows run on GROMACS)")
+                engine_options=spec.engine_args, constrain_hbonds=spec.constrain_hbonds)
 
 
 def run_window(spec, progress=None) -> dict:
@@ -30,7 +22,6 @@ def run_window(spec, progress=None) -> dict:
     from ...protocol.physics import check_protocol
 
     check_protocol(spec.protocol, "lammps")
-    _refuse_constraints(spec)
     return alchemy.run_window(spec.top, spec.gro, spec.ml_indices, spec.model, spec.state, spec.schedule,
                               spec.steps, spec.dt_fs, spec.out_dir, equil_steps=spec.equil_steps,
                               progress=progress, **_common(spec))
@@ -40,7 +31,6 @@ def run_gas(spec, progress=None) -> dict:
     """The gas leg (:class:`~mdi_mlmm.protocol.specs.GasSpec`): :func:`.alchemy.run_gas`."""
     from . import alchemy
 
-    _refuse_constraints(spec)
     return alchemy.run_gas(spec.top, spec.gro, spec.ml_indices, spec.model, spec.steps, spec.dt_fs, spec.out_dir,
                            progress=progress, **_common(spec))
 
@@ -49,7 +39,6 @@ def run_leg(spec, progress=None) -> dict:
     """One endpoint-leg window (:class:`~mdi_mlmm.protocol.specs.LegSpec`): :func:`.alchemy.run_leg`."""
     from . import alchemy
 
-    _refuse_constraints(spec)
     return alchemy.run_leg(spec, progress)
 
 

@@ -167,12 +167,13 @@ class AlchemicalSystem:
     @classmethod
     def build(cls, top, gro, out_dir, solute, *, ml: bool, structure=None, cutoff_A: Optional[float] = None,
               kspace_accuracy: float = 1e-6, fourier_spacing_A: Optional[float] = GROMACS_FOURIER_SPACING_A,
-              pme_order: int = GROMACS_PME_ORDER) -> "AlchemicalSystem":
+              pme_order: int = GROMACS_PME_ORDER, constrain_hbonds: bool = False) -> "AlchemicalSystem":
         """Convert ``top`` + ``gro`` with the default physical model (:mod:`~mdi_mlmm.protocol.physics`:
         cut-off, shifted LJ, β from its ``ewald-rtol``) and ``run_md``'s grid rule: the PPPM mesh from
         ``fourier_spacing_A`` and ``pme_order`` as GROMACS's PME grid (the GROMACS host's, by default);
         ``pme_order=0`` (or no spacing): a mesh LAMMPS picks for ``kspace_accuracy`` (order 5). The mesh
-        does not follow the cut-off (as in GROMACS): a much shorter cut-off needs a finer spacing."""
+        does not follow the cut-off (as in GROMACS): a much shorter cut-off needs a finer spacing.
+        constrain_hbonds: the X–H bonds get types of their own for SHAKE (:func:`.convert.convert`)."""
         from ...topology.gromacs import load_gromacs
         from .convert import convert
 
@@ -181,7 +182,7 @@ class AlchemicalSystem:
                          cutoff_A=physics.cutoff_A() if cutoff_A is None else cutoff_A, lj_shift=physics.LJ_SHIFT,
                          kspace="pppm", kspace_accuracy=kspace_accuracy, ewald_rtol=physics.EWALD_RTOL,
                          coul_table=COUL_TABLE, structure=structure, fourier_spacing_A=fourier_spacing_A,
-                         pme_order=pme_order)
+                         pme_order=pme_order, constrain_hbonds=constrain_hbonds)
         types = _read_types(system.data_file, system.natoms)
         obj = cls(system, solute, types, np.asarray(system.charges))
         obj.ml = ml
@@ -549,11 +550,13 @@ def _check_common(steps, dt_fs, sample_every, checkpoint_every, temperature):
 
 
 def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, solute, rigid: bool, bonds=None,
-                    exclusion_charges=None, exclusion_scale: float = 1.0):
+                    exclusion_charges=None, exclusion_scale: float = 1.0, hbonds: bool = False):
     """Thermostat, integrator, constraints, ML coupling; velocities (fresh) or the checkpoint state.
+    rigid: RATTLE on the waters; hbonds: on the X–H bonds too, at b0 (:func:`.host.shake_args`; after the
+    ``fix external`` and Langevin forces).
     exclusion_charges: (n_solute,) e — install the ML–ML exclusion correction beyond the cutoff
     (:func:`.host.install_exclusion_correction`, factor ``exclusion_scale``). Returns (coupling, correction)."""
-    from .host import install_coupling, install_exclusion_correction
+    from .host import install_coupling, install_exclusion_correction, shake_args
 
     lmp.command(f"neighbor {NEIGHBOR_SKIN_A!r} bin")   # run_md's skin
     lmp.command("neigh_modify delay 0 every 1 check yes")
@@ -567,10 +570,8 @@ def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, s
     lseed = 1 + (int(seed) * 7919 + step0) % 900000000  # a fresh noise stream after each resume
     lmp.command(f"fix lang all langevin {float(temperature)!r} {float(temperature)!r} {LANGEVIN_DAMP_FS!r} {lseed}")
     lmp.command("fix integ all nve")
-    constraints = ""
-    if rigid and system.water_bond_types:
-        constraints = (" 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) + " a " +
-                       " ".join(map(str, system.water_angle_types)))
+    constraints = shake_args(system, water=rigid, hbonds=hbonds)
+    if constraints:
         lmp.command("fix rigidw all rattle" + constraints)
     lmp.command("thermo_style custom step time temp pe ke etotal f_mlext")
     lmp.command("thermo_modify norm no flush yes")
@@ -587,6 +588,12 @@ def _setup_dynamics(lmp, system, dt_fs, temperature, seed, resume_state, conn, s
             lmp.command("reset_timestep 0")
             lmp.command(f"velocity all scale {float(temperature)!r}")
     return coupling, excl
+
+
+def _constraints_meta(constrain_hbonds: bool) -> dict:
+    """The checkpoint's record of constrained X–H bonds (none for flexible ones, so that checkpoints written
+    before the option resume)."""
+    return {"constraints": "h-bonds"} if constrain_hbonds else {}
 
 
 def _lmp_run(lmp, command: str, where: str):
@@ -655,7 +662,7 @@ def _loop(lmp, coupling, store: _Store, *, start: int, equil_steps: int, steps: 
 
 def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_dir, *,
                sample_every=100, temperature=298.15, seed=1, checkpoint_every=1000,
-               equil_steps=0, engine_options=(), progress=None, engine_model=None) -> dict:
+               equil_steps=0, engine_options=(), progress=None, engine_model=None, constrain_hbonds=False) -> dict:
     """One λ window of the decoupling leg; returns (and writes to ``done.json``) a summary.
 
     top, gro: the solvated GROMACS system; ml_indices: 0-based solute atoms (whole molecules);
@@ -665,7 +672,8 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
     unsampled ones; Langevin (1 ps damping, ``seed``) at ``temperature`` K, NVT; RATTLE water.
     Outputs in ``out_dir``: module docstring. ``progress(done, total)`` counts equilibration
     and production steps. engine_model: what the engine loads when it is not ``model`` itself
-    (``server:INFO.json`` for a shared model server).
+    (``server:INFO.json`` for a shared model server). constrain_hbonds: RATTLE on the solute's X–H bonds too,
+    at the force field's b0 (the ML region's included; as GROMACS ``constraints = h-bonds``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -695,10 +703,11 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
     structure = load_gromacs(top, gro)
     if ml:
         check_region_geometry(solute, region_bonds(structure, solute), structure)
-    asys = AlchemicalSystem.build(top, gro, out / "lammps", solute, ml=ml, structure=structure)
+    asys = AlchemicalSystem.build(top, gro, out / "lammps", solute, ml=ml, structure=structure,
+                                  constrain_hbonds=constrain_hbonds)
     meta = {"kind": "window", "state": state, "schedule": [list(s) for s in sched], "model": str(model),
             "steps": steps, "dt_fs": float(dt_fs), "sample_every": sample_every, "temperature": float(temperature),
-            "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute}
+            "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute, **_constraints_meta(constrain_hbonds)}
     store = _Store(out, meta, ["time_ps", "E_ML", "C", "E_ss", "E_intra", "S", "dS"])
     resumed = store.load()
     kT = units.kT_kcal(temperature)
@@ -735,7 +744,7 @@ def run_window(top, gro, ml_indices, model, state, schedule, steps, dt_fs, out_d
                                          store.state if resumed else None, driver, solute, rigid=True,
                                          bonds=region_bonds(structure, solute),
                                          exclusion_charges=asys.charges[asys.solute] if ml else None,
-                                         exclusion_scale=kc * kc)
+                                         exclusion_scale=kc * kc, hbonds=constrain_hbonds)
         start = store.state[0] if resumed else 0
         if resumed:
             # drop samples after the checkpoint step (none are saved there, but be explicit)
@@ -825,12 +834,13 @@ def _dhdl_coul(store, kc):
 
 
 def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=100, temperature=298.15, seed=1,
-            checkpoint_every=1000, equil_steps=0, engine_options=(), progress=None, engine_model=None) -> dict:
+            checkpoint_every=1000, equil_steps=0, engine_options=(), progress=None, engine_model=None,
+            constrain_hbonds=False) -> dict:
     """The solute alone (gas-phase system, no water) with the ML potential only: every classical
     term is removed (ML–ML terms dropped, no pair interactions, no k-space), Langevin NVT at
     ``temperature``; writes ``e_ml.csv`` (time_ps, e_ml_kcal_mol every ``sample_every`` steps) and
     ``done.json``; resumable like :func:`run_window`. ``mm`` has no gas leg (its intramolecular
-    terms are never decoupled) and is refused."""
+    terms are never decoupled) and is refused. constrain_hbonds: the X–H bonds constrained at b0 (RATTLE)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / DONE
@@ -849,9 +859,11 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
     if len(structure.atoms) != len(solute):
         raise UserInputError(f"the gas-phase system {top} has {len(structure.atoms)} atoms but {len(solute)} are "
                              "ML atoms; it must hold the solute only")
-    asys = AlchemicalSystem.build(top, gro, out / "lammps", solute, ml=True, structure=structure)
+    asys = AlchemicalSystem.build(top, gro, out / "lammps", solute, ml=True, structure=structure,
+                                  constrain_hbonds=constrain_hbonds)
     meta = {"kind": "gas", "model": str(model), "steps": steps, "dt_fs": float(dt_fs), "sample_every": sample_every,
-            "temperature": float(temperature), "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute}
+            "temperature": float(temperature), "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute,
+            **_constraints_meta(constrain_hbonds)}
     store = _Store(out, meta, ["time_ps", "E_ML"])
     resumed = store.load()
     conn = lmp = None
@@ -864,7 +876,8 @@ def run_gas(top, gro, ml_indices, model, steps, dt_fs, out_dir, *, sample_every=
         for c in asys.commands(None, gas=True):
             lmp.command(c)
         coupling, _ = _setup_dynamics(lmp, asys.system, dt_fs, temperature, seed, store.state if resumed else None,
-                                      conn, solute, rigid=False, bonds=region_bonds(structure, solute))
+                                      conn, solute, rigid=False, bonds=region_bonds(structure, solute),
+                                      hbonds=constrain_hbonds)
         start = store.state[0] if resumed else 0
 
         def record(step):
@@ -923,7 +936,8 @@ def run_leg(spec, progress=None) -> dict:
     exclusions beyond the cutoff removed), gas = the solute alone (as :func:`run_gas`). Langevin NVT.
     Every ``sample_every`` steps after ``equil_steps`` the solute's positions and the cell are
     recorded (in the checkpoint, so a resume loses and repeats nothing) and written as
-    ``solute.dcd`` + ``solute.gro``; done.json names them (trajectory, topology, atoms)."""
+    ``solute.dcd`` + ``solute.gro``; done.json names them (trajectory, topology, atoms).
+    ``spec.constrain_hbonds``: the solute's X–H bonds constrained at b0 by the same RATTLE, in water and gas."""
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / DONE
@@ -945,10 +959,12 @@ def run_leg(spec, progress=None) -> dict:
                              "are ML atoms; it must hold the solute only")
     bonds = region_bonds(structure, solute)
     check_region_geometry(solute, bonds, structure)
-    asys = AlchemicalSystem.build(spec.top, spec.gro, out / "lammps", solute, ml=True, structure=structure)
+    asys = AlchemicalSystem.build(spec.top, spec.gro, out / "lammps", solute, ml=True, structure=structure,
+                                  constrain_hbonds=spec.constrain_hbonds)
     meta = {"kind": "leg", "phase": spec.phase, "lambda": float(spec.lam), "model": str(spec.model), "steps": steps,
             "dt_fs": float(spec.dt_fs), "sample_every": sample_every, "temperature": float(spec.temperature),
-            "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute}
+            "equil_steps": equil_steps, "natoms": asys.natoms, "solute": solute,
+            **_constraints_meta(spec.constrain_hbonds)}
     store = _Store(out, meta, ["time_ps", "X", "cell"])
     resumed = store.load()
     conn = lmp = None
@@ -962,7 +978,8 @@ def run_leg(spec, progress=None) -> dict:
             lmp.command(c)
         coupling, excl = _setup_dynamics(lmp, asys.system, spec.dt_fs, spec.temperature, spec.seed,
                                          store.state if resumed else None, conn, solute, rigid=not gas, bonds=bonds,
-                                         exclusion_charges=None if gas else asys.charges[asys.solute])
+                                         exclusion_charges=None if gas else asys.charges[asys.solute],
+                                         hbonds=spec.constrain_hbonds)
         start = store.state[0] if resumed else 0
         if lmp.extract_global("nlocal") != asys.natoms:
             raise HostError("atom count mismatch")

@@ -9,7 +9,7 @@ parses GROMACS files by hand. What is written:
   ``special_bonds``, ``pair_modify``, ``kspace_style``; ``include`` it after
   ``units real`` / ``atom_style full`` and before nothing else (it calls ``read_data``).
 * ``system.json`` — what a host needs: ML atoms, water bond/angle types for SHAKE,
-  the Ewald splitting parameter, the unit conventions.
+  the X–H bond types (``constrain_hbonds``), the Ewald splitting parameter, the unit conventions.
 
 Mapping (GROMACS → LAMMPS):
 
@@ -27,6 +27,12 @@ Mapping (GROMACS → LAMMPS):
 * rigid water (SETTLE; ParmEd reports it as an O–H, O–H, H–H triangle) → two O–H
   ``zero`` bonds with r0 and an H–O–H ``zero`` angle with θ0, for ``fix shake``.
   Their energy is zero, as with SETTLE.
+* ``constrain_hbonds`` (GROMACS ``constraints = h-bonds``): every other bond with a hydrogen gets bond
+  types of its own (:attr:`LammpsSystem.hbond_types`, for ``fix shake``/``rattle`` at r0 = b0): an MM
+  X–H bond keeps its harmonic term (zero at b0) in a type no non-H bond shares; an ML X–H pair's
+  ``zero`` bond carries the force field's b0 (``zero b0``: no energy, a length for SHAKE). LAMMPS
+  constrains clusters of a central atom and at most 3 partners, so an atom with 4 constrained X–H
+  bonds (methane, ammonium) is refused.
 * Coulomb → ``pair_style lj/cut/coul/long`` + ``kspace_style pppm`` (or ``ewald``)
   with the same real-space cutoff; the Ewald splitting parameter may be fixed
   (``gewald``) to GROMACS's (erfc(β r_c) = ewald-rtol) so the real-space parts agree
@@ -149,6 +155,32 @@ def graph_neighbours(n: int, bonds: Sequence[tuple[int, int]], maxdist: int = 3)
     return out
 
 
+#: the key suffix that keeps an X–H bond's type apart from a non-H bond of the same coefficients
+_XH_KEY = " |xh"
+#: LAMMPS ``fix shake`` clusters: a central atom and at most this many partners
+SHAKE_MAX_PARTNERS = 3
+
+
+def _is_xh(s, i: int, j: int) -> bool:
+    """Whether the bond i–j has a hydrogen (GROMACS ``constraints = h-bonds``)."""
+    return s.atoms[i].atomic_number == 1 or s.atoms[j].atomic_number == 1
+
+
+def _check_shake_clusters(s, pairs) -> None:
+    """Refuse (one line) constrained X–H bonds that LAMMPS's SHAKE cannot cluster: an atom with more than
+    :data:`SHAKE_MAX_PARTNERS` of them (CH4, NH4+), or a hydrogen in two."""
+    count = defaultdict(int)
+    for i, j in pairs:
+        count[i] += 1
+        count[j] += 1
+    for k, n in sorted(count.items()):
+        a = s.atoms[k]
+        if (a.atomic_number == 1 and n > 1) or n > SHAKE_MAX_PARTNERS:
+            raise UserInputError(
+                f"atom {k + 1} ({a.name}) has {n} X-H bonds to constrain; LAMMPS's fix shake constrains at most "
+                f"{SHAKE_MAX_PARTNERS} around one atom (each hydrogen in one): use --constraints none or --host gromacs")
+
+
 class _Types:
     """Deduplicating registry of coefficient strings → type ids (1-based)."""
 
@@ -182,6 +214,8 @@ class LammpsSystem:
     ml_indices: list[int] = field(default_factory=list)
     water_bond_types: list[int] = field(default_factory=list)
     water_angle_types: list[int] = field(default_factory=list)
+    #: bond types of the X–H bonds outside rigid waters (``constrain_hbonds``; empty otherwise)
+    hbond_types: list[int] = field(default_factory=list)
     n_waters: int = 0
     cutoff_A: float = 10.0
     g_ewald: Optional[float] = None
@@ -206,7 +240,8 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
             lj_shift: bool = True, kspace: str = "pppm", kspace_accuracy: float = 1e-6,
             ewald_rtol: Optional[float] = 1e-6, rigid_water: bool = True,
             coul_table: int = 0, defines: Optional[dict] = None, structure=None,
-            fourier_spacing_A: Optional[float] = None, pme_order: Optional[int] = None) -> LammpsSystem:
+            fourier_spacing_A: Optional[float] = None, pme_order: Optional[int] = None,
+            constrain_hbonds: bool = False) -> LammpsSystem:
     """Write a LAMMPS version of the GROMACS system ``top`` + ``gro`` into ``out_dir``.
 
     ml_indices: 0-based atoms of the ML region (whole molecules); their classical
@@ -222,6 +257,8 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     (:func:`pppm_mesh`) and that interpolation order (``kspace_modify mesh ... order ...``;
     :data:`GROMACS_FOURIER_SPACING_A` / :data:`GROMACS_PME_ORDER`: the GROMACS host's); either
     None/0: LAMMPS picks the mesh for ``kspace_accuracy`` (order 5).
+    constrain_hbonds: give every X–H bond outside rigid waters, the ML region's included, a bond type
+    of its own with r0 = b0 (:attr:`LammpsSystem.hbond_types`; module docstring); off: the types as before.
     """
     s = structure if structure is not None else load_gromacs(top, gro, defines)
     out = Path(out_dir)
@@ -318,6 +355,7 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
     btypes, atypes_ang, dtypes, itypes = _Types(), _Types(), _Types(), _Types()
     bonds, angles, dihedrals, impropers = [], [], [], []
     water_btypes, water_atypes = set(), set()
+    hbond_coeffs: set = set()
     seen_water = set()
     # equilibrium lengths of the water bonds, looked up per water below (one pass over the bonds)
     bond_req = {}
@@ -356,7 +394,11 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
             bonds += [(bt, o, hs[0]), (bt, o, hs[1])]
             angles.append((at, hs[0], o, hs[1]))
             continue
-        bonds.append((btypes.get(f"harmonic {_fmt(b.type.k)} {_fmt(b.type.req)}"), i, j))
+        coeff = f"harmonic {_fmt(b.type.k)} {_fmt(b.type.req)}"
+        if constrain_hbonds and _is_xh(s, i, j):
+            coeff += _XH_KEY   # its own type, shared with no non-H bond
+            hbond_coeffs.add(coeff)
+        bonds.append((btypes.get(coeff), i, j))
     for a in s.angles:
         i, j, k = a.atom1.idx, a.atom2.idx, a.atom3.idx
         if j in mlset or (rigid and j in water_of):
@@ -389,10 +431,22 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
         dihedrals.append((dtypes.get(coeff), *idx))
     # every ML-ML pair: zero-style bond → 1-2 special pair with weight 0
     if ml:
+        # constrain_hbonds: an ML X-H pair's zero bond carries b0 (a length for SHAKE, still no energy)
+        ml_xh = {}
+        if constrain_hbonds:
+            for b in s.bonds:
+                i, j = sorted((b.atom1.idx, b.atom2.idx))
+                if i in mlset and _is_xh(s, i, j):
+                    ml_xh[(i, j)] = f"zero {_fmt(b.type.req)}{_XH_KEY}"
+            hbond_coeffs.update(ml_xh.values())
         zt = btypes.get("zero")
         for a_ in range(len(ml)):
             for b_ in range(a_ + 1, len(ml)):
-                bonds.append((zt, ml[a_], ml[b_]))
+                pair = (ml[a_], ml[b_])
+                bonds.append((btypes.get(ml_xh[pair]) if pair in ml_xh else zt, *pair))
+    if constrain_hbonds:
+        xh_types = {btypes.ids[c] for c in hbond_coeffs}
+        _check_shake_clusters(s, [(r[1], r[2]) for r in bonds if r[0] in xh_types])
 
     # --- coordinates: wrap into the box, keep image flags so unwrapped = input
     xhi, yhi, zhi, xy, xz, yz = box_to_lammps(s.box_vectors.value_in_unit(_angstrom()))
@@ -449,7 +503,9 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
         out_ = []
         for c, t in reg.ids.items():
             words = c.split()
-            out_.append(f"{kind}_coeff {t} " + (" ".join(words) if hybrid else " ".join(words[1:])))
+            words = c.replace(_XH_KEY, "").split()
+            out_.append(f"{kind}_coeff {t} " + (" ".join(words) if hybrid else " ".join(words[1:]))
+                        + ("  # X-H" if c.endswith(_XH_KEY) else ""))
         return out_
 
     if len(btypes):
@@ -485,6 +541,7 @@ def convert(top, gro, out_dir, *, ml_indices: Optional[Sequence[int]] = None, cu
         natoms=n, atomic_numbers=[int(a.atomic_number) for a in s.atoms], charges=[float(a.charge) for a in s.atoms],
         masses=[float(a.mass) for a in s.atoms], ml_indices=ml,
         water_bond_types=sorted(water_btypes) if rigid else [], water_angle_types=sorted(water_atypes) if rigid else [],
+        hbond_types=sorted(btypes.ids[c] for c in hbond_coeffs),
         n_waters=len(seen_water) if rigid else len({water_of[i] for i in water_of}), cutoff_A=cutoff_A, g_ewald=beta,
         kspace=kspace, kspace_accuracy=kspace_accuracy, lj_shift=lj_shift,
         pppm_mesh=list(mesh) if mesh else None, pppm_order=int(pme_order) if mesh else None,

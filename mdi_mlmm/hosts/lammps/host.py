@@ -267,6 +267,30 @@ def install_zero_fix(lmp) -> None:
     lmp.numpy.fix_external_get_force(FIX_ID)[:] = 0.0
 
 
+#: ``fix shake``/``rattle`` tolerance, iterations, statistics interval (0: none)
+SHAKE_SETTINGS = "1e-10 500 0"
+
+
+def shake_args(system, *, water: bool = True, hbonds: bool = False) -> str:
+    """The arguments of the one ``fix shake``/``rattle`` (after ``all shake``) of a converted system: its rigid
+    waters' bond and angle types (``water``) and its X–H bond types (``hbonds``: the
+    :attr:`~.convert.LammpsSystem.hbond_types` of a system converted with ``constrain_hbonds``, each
+    constrained at its r0 = b0); "" when nothing is constrained. The fix must come after every fix that adds
+    forces (the ``fix external`` of the ML coupling, Langevin): fixes act at ``post_force`` in the order they
+    were defined, and SHAKE has to see every force. LAMMPS removes the constrained degrees of freedom from
+    the temperature (``compute temp`` asks the fix)."""
+    bond_types = (list(system.water_bond_types) if water else []) + (list(system.hbond_types) if hbonds else [])
+    if hbonds and not system.hbond_types:
+        raise HostError("X-H constraints asked for, but the system was converted without X-H bond types "
+                        "(convert with constrain_hbonds=True)")
+    if not bond_types:
+        return ""
+    out = f" {SHAKE_SETTINGS} b " + " ".join(map(str, bond_types))
+    if water and system.water_angle_types:
+        out += " a " + " ".join(map(str, system.water_angle_types))
+    return out
+
+
 def close_quietly(*objs):
     """Close LAMMPS instances, evaluators and engine connections in ``finally`` blocks; None is skipped,
     a LAMMPS close that fails during an error path must not hide the original error."""
@@ -287,7 +311,7 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
            fourier_spacing_A: Optional[float] = GROMACS_FOURIER_SPACING_A, pme_order: int = GROMACS_PME_ORDER, neighbor_skin_A: float = NEIGHBOR_SKIN_A, omp_threads: int = 0,
            tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, velocities: bool = True,
            engine_options: Sequence[str] = (), engine_log: Optional[str] = None,
-           accept_timeout: float = 180.0, stream=None, minimize: bool = False) -> dict:
+           accept_timeout: float = 180.0, stream=None, minimize: bool = False, constraints: str = "none") -> dict:
     """ML/MM molecular dynamics with LAMMPS as the MM host; returns a summary dict.
 
     top, gro: GROMACS topology and coordinates. ml_selection: MDAnalysis selection of
@@ -313,10 +337,18 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
     that many threads (``package omp``, ``suffix omp``); 0: the plain styles, one thread.
     minimize: :func:`minimize_mm` first (the ML atoms held fixed); ``mdi-mlmm md`` does this unless
     ``--no-minimize``, the default here is off so that a given configuration is run as it is.
+    constraints: ``none`` (default: every bond flexible, waters rigid) or ``h-bonds``: every X–H bond, the ML
+    region's included, constrained at the force field's b0 by the same ``fix shake``/``rattle`` as the waters
+    (:func:`shake_args`), as the GROMACS host's ``constraints = h-bonds`` does.
     """
     from ...topology.gromacs import load_gromacs
     from .convert import convert, lammps_error, new_lammps, setup_commands
 
+    from ...protocol.timestep import CONSTRAINTS
+
+    if constraints not in CONSTRAINTS:
+        raise UserInputError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {constraints!r}")
+    hbonds = constraints == "h-bonds"
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
         raise UserInputError(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {ensemble!r}")
@@ -342,7 +374,8 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         z = [int(v) for v in region.atomic_numbers]
     system = convert(top, gro, out / "lammps", ml_indices=ml_idx, cutoff_A=cutoff_A, lj_shift=lj_shift,
                      kspace="pppm", kspace_accuracy=kspace_accuracy, coul_table=coul_table,
-                     structure=structure, fourier_spacing_A=fourier_spacing_A, pme_order=pme_order)
+                     structure=structure, fourier_spacing_A=fourier_spacing_A, pme_order=pme_order,
+                     constrain_hbonds=hbonds)
     shutil.copyfile(gro, out / "topology.gro")
 
     conn = None
@@ -379,12 +412,9 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
         integ = {"nve": "nve",
                  "nvt": f"nvt temp {temperature!r} {temperature!r} {tdamp!r}",
                  "npt": f"npt temp {temperature!r} {temperature!r} {tdamp!r} iso {p_atm!r} {p_atm!r} {pdamp!r}"}
-        constraints = ""
-        if system.water_bond_types:
-            constraints = (" 1e-10 500 0 b " + " ".join(map(str, system.water_bond_types)) + " a " +
-                           " ".join(map(str, system.water_angle_types)))
+        shake = shake_args(system, hbonds=hbonds)
         if minimize:  # before any ML fix: the ML atoms are held fixed, so nothing ML changes
-            em_record = minimize_mm(lmp, ml_idx, constraints)
+            em_record = minimize_mm(lmp, ml_idx, shake)
         # fix external always exists (zero energy for plain MM) so the CSV has the same columns; it comes
         # before the constraint fix, so SHAKE/RATTLE see every force
         coupling = install_coupling(lmp, None if pure_mm else conn, ml_idx, system.natoms,
@@ -393,17 +423,17 @@ def run_md(top, gro, ml_selection: Optional[str], model: str, steps: int, dt_fs:
             if region is not None else None
         if ensemble == "npt":
             # LAMMPS wants SHAKE before a box-changing fix (RATTLE's velocity step would come after it)
-            if constraints:
-                lmp.command("fix rigidw all shake" + constraints)
+            if shake:
+                lmp.command("fix rigidw all shake" + shake)
             lmp.command(f"fix integ all {integ[ensemble]}")
         else:
             # RATTLE after the integrator: velocities satisfy the constraints at every full step
             lmp.command(f"fix integ all {integ[ensemble]}")
-            if constraints:
-                lmp.command("fix rigidw all rattle" + constraints)
+            if shake:
+                lmp.command("fix rigidw all rattle" + shake)
         if velocities:  # after fix shake/rattle, so the constrained degrees of freedom are known
             lmp.command(f"velocity all create {temperature!r} {int(seed)} dist gaussian mom yes rot no")
-            if system.water_bond_types:
+            if shake:
                 # one step lets RATTLE constrain positions (gro precision) and velocities; then start
                 # again at step 0 with the intended temperature, so E_tot does not jump at step 1
                 lmp.command("run 1 post no")
@@ -493,19 +523,20 @@ def minimize_mm(lmp, ml_indices: Sequence[int], constraints: str = "", *, etol: 
     In mechanical embedding the force on an MM atom is classical whatever the ML model, so this
     is the ML/MM energy minimized over the MM coordinates at the ML region's given geometry, with no
     engine call; the ML region itself is not relaxed. ``constraints``: the ``fix shake`` arguments of
-    the rigid waters, applied during minimization as LAMMPS does there: as harmonic restraints, of
-    ``restraint_k`` kcal/mol/Å² (LAMMPS's much stiffer default stalls the line search; without
-    them TIP3P's LJ-free hydrogens collapse), and exactly again from the first MD step on.
+    the rigid waters (and X–H bonds, :func:`shake_args`), applied during minimization as LAMMPS does there:
+    as harmonic restraints, of ``restraint_k`` kcal/mol/Å² (LAMMPS's much stiffer default stalls the line
+    search; without them TIP3P's LJ-free hydrogens collapse), and exactly again from the first MD step on.
+    The restraints come before the ``setforce`` of the ML atoms, which so stay where they are.
     ``ml_indices``: 0-based (empty:
     everything moves). Returns the record for summary.json: energies kcal/mol, forces kcal/mol/Å
     (``fmax``: largest force component, ``fnorm``: 2-norm of the whole force vector).
     """
-    if ml_indices:
-        lmp.command(f"group mlfixed id {_ranges(ml_indices)}")
-        lmp.command("fix mlfixed mlfixed setforce 0.0 0.0 0.0")
     if constraints:
         lmp.command("fix emshake all shake" + constraints + f" kbond {restraint_k!r}")
         lmp.command("fix_modify emshake energy yes")
+    if ml_indices:
+        lmp.command(f"group mlfixed id {_ranges(ml_indices)}")
+        lmp.command("fix mlfixed mlfixed setforce 0.0 0.0 0.0")
     lmp.command("thermo_style custom step pe fmax fnorm")
     lmp.command("run 0 post no")
     before = {k: float(lmp.get_thermo(k)) for k in ("pe", "fmax")}
