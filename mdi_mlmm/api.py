@@ -76,7 +76,7 @@ class HydrationFreeEnergy:
     scheduler: a Dask distributed scheduler address to run the windows on; shared_model: ML windows running
     at once share one batching model server; device: where the ML model runs (cpu, cuda, cuda:N, auto);
     seed: random seed; constraints: the solute's X–H bonds, ``none`` (flexible, default) or ``h-bonds``
-    (constrained at the force field's b0, the ML region's included; GROMACS host only): the windows and gas
+    (constrained at the force field's b0, the ML region's included; either host): the windows and gas
     run of the direct route, the legs of the endpoint route (``dt_fs`` / ``leg_dt_fs`` None: 2 fs).
 
     route: ``direct`` (above) or ``endpoint`` (docs/endpoint.md): ΔG_hyd(ML/MM) = ΔG_hyd(MM) +

@@ -36,7 +36,7 @@ def register(sub):
     p.add_argument("--constraints", choices=CONSTRAINTS, default=D["constraints"],
                    help="the solute's X-H bonds: none (default: flexible, 1 fs) or h-bonds: constrained at the force "
                         "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
-                        "endpoint route's legs; --host gromacs only)")
+                        "endpoint route's legs; either host)")
     add_timestep_override(p)
     p.add_argument("--checkpoint-every", type=positive_int, default=D["checkpoint_every"],
                    help="steps between checkpoints of a running window (default %(default)s)")

@@ -85,7 +85,7 @@ class Plan:
     protocol: str = "default"
     #: the solute's X–H bonds (:data:`~mdi_mlmm.protocol.timestep.CONSTRAINTS`) in the direct route's windows
     #: and gas run and in the endpoint route's legs: ``none`` (flexible, the default; plans written before the
-    #: option read so) or ``h-bonds`` (constrained at b0, the ML region's included; GROMACS only). The
+    #: option read so) or ``h-bonds`` (constrained at b0, the ML region's included; either host). The
     #: endpoint route's MM windows, and MM windows of protocol ``freesolv``, constrain them in any case
     constraints: str = "none"
     version: str = __version__
@@ -198,15 +198,13 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
 
 
 def check_constraints(constraints: str, host: str) -> None:
-    """Refuse (one line) an unknown X–H treatment, or ``h-bonds`` on a host that cannot constrain the ML
-    region's X–H bonds (LAMMPS: its ML–ML pairs are length-less ``zero`` bonds)."""
+    """Refuse (one line) an unknown X–H treatment. Both hosts constrain ``h-bonds`` (the ML region's included:
+    GROMACS ``constraints = h-bonds``, LAMMPS ``fix rattle`` on the X–H bond types); ``host`` is kept for a
+    host that could not."""
     from .timestep import CONSTRAINTS
 
     if constraints not in CONSTRAINTS:
         raise UserInputError(f"unknown constraints {constraints!r}; choose {' or '.join(CONSTRAINTS)}")
-    if constraints != "none" and host != "gromacs":
-        raise UserInputError(f"--constraints {constraints} needs --host gromacs: the {host} host cannot constrain the "
-                             "ML region's X-H bonds (its ML-ML pairs are length-less zero bonds)")
 
 
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
