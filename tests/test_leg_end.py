@@ -153,3 +153,35 @@ def test_analysis_uses_the_longer_lambda1_window_and_says_so(tmp_path, monkeypat
     old = dict(d, legs={k: v for k, v in d["legs"].items() if k != "ps_lambda1"})
     assert "× 0.3 ps (λ = 1: 0.3 ps as the others;" in report_markdown(old)
     assert "3 λ × 0.3 ps; MM part" in summary_lines(old)[0]
+
+
+@pytest.mark.gromacs_build
+@pytest.mark.timeout(300)
+def test_real_gas_legs_run_the_longer_lambda1_window(tmp_path):
+    """The gas leg's λ = 1 window of a plan with --leg-ps 0.02 --leg-end-ps 0.04, run for real (acetone alone,
+    MDI gmx + ANI-2x through the λ-mixed engine, the workflow's run_units and ΔU step; one window, no
+    equilibration, to stay fast): its trajectory and delta_u.csv hold the --leg-end-ps production."""
+    import shutil
+
+    from mdi_mlmm.analysis.delta_u import read_delta_u
+    from mdi_mlmm.hosts.gromacs.build import gmx_path
+    from mdi_mlmm.workflow.endpoint import compute_delta_u, leg_specs
+    from mdi_mlmm.workflow.hydration import run_units
+    from tests.test_lammps_host import ACE
+
+    if gmx_path() is None:
+        pytest.skip("no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
+    root = tmp_path / "system"
+    shutil.copytree(ACE, root)
+    atoms = " ".join(str(i) for i in range(1, 11))
+    (root / "index.ndx").write_text(f"[ System ]\n{atoms}\n[ ML ]\n{atoms}\n")
+    system = {"root": str(root), "ml_atoms": list(range(10)), "solvated": dict(SYSTEM["solvated"]),
+              "gas": {"top": "topol.top", "gro": "conf.gro", "ndx": "index.ndx"}}
+    plan = make_plan(tmp_path / "run", **_kw(leg_windows=2, leg_ps=0.02, leg_end_ps=0.04, leg_equil_ps=0.0,
+                                             leg_sample_every=2))
+    gas = [s for s in leg_specs(plan, system, root / "conf.gro") if s.phase == "gas"]
+    assert [(s.lam, s.steps) for s in gas] == [(0.0, 20), (1.0, 40)]
+    run_units(gas[1:], workers=1, progress=False)
+    (csv,) = compute_delta_u(plan, system, gas[1:], progress=False)
+    assert json.loads((csv.parent / "done.json").read_text())["steps"] == 40
+    assert len(read_delta_u(csv)["delta_u"]) == 21                # 40 steps / 2 + the first frame (not 11)
