@@ -92,6 +92,25 @@ def test_resume_refuses_a_changed_leg_end_ps_and_old_plans_resume(tmp_path):
         check_settings(tmp_path / "bench", {"model": "ani2x", "leg_ps": 40.0, "leg_end_ps": 1000.0})
 
 
+def test_overlap_of_a_longer_lambda1_window_reads_as_of_equal_windows(monkeypatch):
+    """MBAR's overlap matrix depends on the samples per window: a 10× longer λ = 1 window would lower the
+    0 – 0.5 overlap (a false warning) and raise the 0.5 – 1 one (a hidden one). The report's overlap is that
+    of equal-length windows, while ΔA uses every sample."""
+    from mdi_mlmm.analysis import endpoint
+    from tests.test_endpoint import T, exact, gaussian_leg
+
+    equal = endpoint.estimate_leg(gaussian_leg(0.0, 0.8, [0.0, 0.5, 1.0], n=1000, seed=1), T, "water")
+    longer = gaussian_leg(0.0, 0.8, [0.0, 0.5, 1.0], n=[1000, 1000, 10000], seed=1)
+    est = endpoint.estimate_leg(longer, T, "water")
+    assert np.allclose(est.overlap, equal.overlap, atol=0.02), (est.overlap, equal.overlap)
+    assert est.min_neighbour_overlap == pytest.approx(equal.min_neighbour_overlap, abs=0.02)
+    assert est.samples[-1]["uncorrelated"] > 5000 and est.dA["MBAR"].error < equal.dA["MBAR"].error
+    assert abs(est.dA["MBAR"].value - exact(0.0, 0.8)) < 3 * est.dA["MBAR"].error
+    monkeypatch.setattr(endpoint, "UNEQUAL_FRAMES", float("inf"))      # the matrix of the unequal fit itself
+    raw = endpoint.estimate_leg(longer, T, "water")
+    assert raw.overlap[0][1] < 0.8 * equal.overlap[0][1] and raw.overlap[1][2] > 1.25 * equal.overlap[1][2]
+
+
 def _write_legs(plan, e_ml_sigma, n=(100, 100, 300)):
     """Gaussian ΔU per window (N(μ − βλσ², σ²)), the λ = 1 windows ``n[-1]`` samples; E_ML with noise
     ``e_ml_sigma`` (independent samples), E_MM = E_ML − ΔU."""
