@@ -2,7 +2,8 @@
 """ns/day of GROMACS as MM host: stock MM vs MDI-coupled (zero-force engine) vs ANI-2x.
 
 Same system, same mdp (NVT, 0.5 fs, package template with mdi options added for the
-coupled runs), run side by side; prints a table with ratios to stock MM.
+coupled runs), run side by side; prints a table with ratios to stock MM. ``--dt 2 --constraints h-bonds``:
+2 fs with every X–H bond constrained, the ML region's too (:func:`mdi_mlmm.hosts.gromacs.host.constraint_mdp`).
 
     python bench/bench_gromacs.py [--steps 1000] [--ntomp 1] [--top T --gro G --ml "resname MOL"]
 
@@ -42,6 +43,9 @@ def main(argv=None) -> int:
                          "sent only when GROMACS asks for the ML forces (no overlap of ML and MM work)")
     ap.add_argument("--engine-threads", type=int, default=1, help="torch threads of the engine (default 1)")
     ap.add_argument("--engine-dtype", choices=["float64", "float32"], default="float64", help="model precision")
+    ap.add_argument("--dt", type=float, default=0.5, help="time step in fs (default 0.5)")
+    ap.add_argument("--constraints", choices=["none", "h-bonds"], default="none",
+                    help="none (default: flexible, waters SETTLE) or h-bonds (every X–H bond, ML region's too)")
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="also write the results here")
@@ -70,8 +74,8 @@ def main(argv=None) -> int:
         seq = model.endswith("-seq")
         engine_model = model[:-4] if seq else model
         os.environ["MDI_MLMM_GMX_EARLY_COORDS"] = "0" if seq else "1"
-        (d / "md.mdp").write_text(host.mdp_text("nvt", a.steps, 0.5, ml_group="ML" if coupled else None,
-                                                gen_vel=True, overrides=FAST))
+        (d / "md.mdp").write_text(host.mdp_text("nvt", a.steps, a.dt, ml_group="ML" if coupled else None,
+                                                gen_vel=True, overrides={**FAST, **host.constraint_mdp(a.constraints)}))
         host.grompp(gmx, d / "md.mdp", gro, d / "topol.top", d / "md.tpr", d / "index.ndx")
         t0 = time.monotonic()
         calls = d / "engine_calls.csv"
@@ -86,12 +90,13 @@ def main(argv=None) -> int:
             ms = np.loadtxt(calls, delimiter=",", skiprows=1, usecols=4, ndmin=1)
             ml_ms = round(float(np.median(ms[len(ms) // 10:])), 3) if len(ms) else None
         rows.append({"run": model if coupled else "stock MM", "ns_per_day": nsday, "wall_s": round(wall, 1),
-                     "ms_per_step": round(1000 * 86400 * 0.5e-6 / nsday, 3) if nsday else None,
+                     "ms_per_step": round(1000 * 86400 * a.dt * 1e-6 / nsday, 3) if nsday else None,
                      "ml_ms_per_call": ml_ms})
         print(f"  {rows[-1]['run']:<10} {nsday:8.3f} ns/day  ({wall:.1f} s wall incl. start-up)", flush=True)
 
     base = rows[0]["ns_per_day"] if rows and rows[0]["run"] == "stock MM" else None
-    print(f"\nGROMACS host, {natoms} atoms ({len(atoms)} ML), {a.steps} steps of 0.5 fs, mdrun -ntomp {a.ntomp}")
+    print(f"\nGROMACS host, {natoms} atoms ({len(atoms)} ML), {a.steps} steps of {a.dt} fs (constraints "
+          f"{a.constraints}), mdrun -ntomp {a.ntomp}")
     print(f"{'run':<12}{'ns/day':>10}{'ms/step':>10}{'vs stock':>10}{'ML ms':>8}{'step/max(ML,MM)':>17}")
     t_mm = rows[0]["ms_per_step"] if base else None
     for r in rows:
@@ -110,6 +115,7 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"natoms": natoms, "steps": a.steps, "ntomp": a.ntomp,
                                             "engine_threads": a.engine_threads, "engine_dtype": a.engine_dtype,
+                                            "dt_fs": a.dt, "constraints": a.constraints,
                                             "loadavg": os.getloadavg(), "rows": rows}, indent=1))
     return 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Side by side: our GROMACS ML/MM host vs OpenMM-ML (openmmml) on the same system and time step.
 
-    .venv/bin/python bench/bench_vs_openmm_ml.py [--steps 3000] [--rounds 2] [--venv bench/.venv_openmmml]
+    .venv/bin/python bench/bench_vs_openmm_ml.py [--steps 3000] [--rounds 2] [--rows f64,omm2,...]
+                                                 [--venv bench/.venv_openmmml]
 
 Run it with the project's Python (it drives our side through bench/bench_gromacs.py). OpenMM-ML runs in a
 venv of its own, which the script creates on first use (reused afterwards):
@@ -12,7 +13,10 @@ System: FreeSolv ethanol in TIP3P (~2100 atoms) as bench/bench_gromacs.py builds
 embedding, the rest GAFF/TIP3P. Both sides: PME with r_c 1.0 nm (same Ewald splitting, ewald-rtol 1e-6, and
 the same grid), LJ switched 0.9-1.0 nm with dispersion correction, rigid water, ethanol unconstrained,
 0.5 fs, Langevin at 298.15 K with friction 0.5/ps (GROMACS sd, tau-t 2 ps; OpenMM LangevinMiddleIntegrator),
-centre-of-mass motion removed every 100 steps.
+centre-of-mass motion removed every 100 steps. The ``-2fs`` rows (issue 13 item 4): the same at 2 fs with every
+X–H bond constrained, ethanol's too (GROMACS ``constraints = h-bonds``, LINCS order 12, 2 iterations, as
+``run_md(constraints="h-bonds")``; OpenMM ``constraints=HBonds`` with ``createMixedSystem(removeConstraints=False)``,
+the integrator's default tolerance 1e-5).
 
 * ours: ``gmx mdrun -ntomp 1`` + the ANI-2x engine on 1 torch thread (two cores), ML coordinates sent early
   (ML and MM at the same time; the default), engine in float64 and in float32; ms/step from md.log.
@@ -20,8 +24,13 @@ centre-of-mass motion removed every 100 steps.
   torchani, float32), OpenMM CPU platform with 2 threads and with 1 (torch gets the same number of threads);
   ms/step timed around ``integrator.step(N)`` after a warm-up.
 
-The variants are interleaved (ours, theirs, ours, theirs, ...) for ``--rounds`` rounds; the table gives the
-median per variant and the ratios. Also measured once per round: both MM engines alone.
+Rows (``--rows``, a comma list, run in that order every round): f64 / f32 ours float64 / float32, omm2 / omm1
+OpenMM-ML on 2 / 1 threads, each also as ``-2fs``; mm / omm-mm both MM engines alone. Default
+``f64,omm2,f32,f64-2fs,omm2-2fs,f32-2fs,mm,omm-mm`` (interleaved ours, theirs, ...) for ``--rounds`` rounds: about
+11 minutes on 2 quiet cores (per round ~1.5 min for each OpenMM-ML ML/MM row, ~0.5 min for each of ours). The
+table gives the median ms/step and ns/day per row and ratios of ns/day: to OpenMM-ML (2 threads) at 0.5 fs (the
+issue's "≥ 5× on the same time step" for the 0.5 fs rows, "≥ 10× with item 4" for ours at 2 fs with h-bonds) and
+to OpenMM-ML at the row's own time step and constraints (2 fs vs 2 fs: same time step, fair).
 
 Patched in OpenMM-ML (stated in the results): torchani cannot download ``ani2x_state_dict.pt`` here, so
 ``torchani.models.ANI2x`` is replaced by torchani's own NeuroChem loader on the local ani-model-zoo files
@@ -31,7 +40,7 @@ finite differences of OpenMM-ML's own ANI energy along its force) and, when it f
 ``_computeANI`` to multiply the forces by 10, then measures again. Correctness: OpenMM-ML's ANI energy
 and forces on one geometry (after the patch) against ours (mdi_mlmm's ani2x, float64 and float32).
 
-Writes bench/results_vs_openmm_ml.json (``--json``) and prints the table.
+Writes bench/results_vs_openmm_ml.json (``--json``: rows, table, ``item5_ratios``) and prints the table.
 """
 from __future__ import annotations
 
@@ -51,6 +60,7 @@ HERE = Path(__file__).resolve()
 DEFAULT_VENV = REPO / "bench" / ".venv_openmmml"
 ZOO = REPO.parent / "shared" / "models" / "ani-model-zoo"
 TEMPERATURE, FRICTION_PER_PS, DT_FS, CUTOFF_NM, SWITCH_NM, EWALD_RTOL = 298.15, 0.5, 0.5, 1.0, 0.9, 1e-6
+DT_LONG_FS = 2.0  # issue 13 item 4: 2 fs with X–H bonds constrained (both sides)
 KJ_PER_HARTREE = 2625.4996394798254  # CODATA 2018, as mdi_mlmm.units (the worker cannot import mdi_mlmm)
 
 
@@ -116,8 +126,8 @@ def _openmm_system(a, with_ml: bool):
     gro = app.GromacsGroFile(a.gro)
     top = _gromacs_topfile(Path(a.top), gro.getPeriodicBoxVectors())
     system = top.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=CUTOFF_NM * u.nanometer,
-                              switchDistance=SWITCH_NM * u.nanometer, constraints=None, rigidWater=True,
-                              removeCMMotion=True)
+                              switchDistance=SWITCH_NM * u.nanometer, constraints=app.HBonds if a.hbonds else None,
+                              rigidWater=True, removeCMMotion=True)
     alpha = brentq(lambda x: erfc(x) - EWALD_RTOL, 1.0, 6.0) / CUTOFF_NM  # GROMACS's ewald-rtol → β (1/nm)
     for f in system.getForces():
         if isinstance(f, openmm.NonbondedForce):
@@ -131,16 +141,18 @@ def _openmm_system(a, with_ml: bool):
     if with_ml:
         from openmmml import MLPotential
 
-        system = MLPotential("ani2x").createMixedSystem(top.topology, system, ml, forceGroup=1)
+        # removeConstraints=False with HBonds: the ML region's X–H bonds stay constrained (as GROMACS h-bonds)
+        system = MLPotential("ani2x").createMixedSystem(top.topology, system, ml, forceGroup=1,
+                                                        removeConstraints=not a.hbonds)
     return top.topology, system, gro.getPositions(), ml
 
 
-def _context(system, positions, threads: int):
+def _context(system, positions, threads: int, dt_fs: float = DT_FS):
     import openmm
     import openmm.unit as u
 
     integ = openmm.LangevinMiddleIntegrator(TEMPERATURE * u.kelvin, FRICTION_PER_PS / u.picosecond,
-                                           DT_FS * u.femtosecond)
+                                           dt_fs * u.femtosecond)
     integ.setRandomNumberSeed(1993)
     plat = openmm.Platform.getPlatformByName("CPU")
     ctx = openmm.Context(system, integ, plat, {"Threads": str(threads)})
@@ -188,7 +200,9 @@ def worker(a) -> int:
         out["patch_torchani"] = _patch_torchani(Path(a.zoo))
         _wrap_compute_ani()
     topology, system, positions, ml = _openmm_system(a, with_ml=a.mode != "mm")
-    ctx, integ = _context(system, positions, a.threads)
+    ctx, integ = _context(system, positions, a.threads, a.dt_fs)
+    out["dt_fs"], out["constraints"] = a.dt_fs, "HBonds" if a.hbonds else "none"
+    out["n_constraints"], out["constraint_tolerance"] = system.getNumConstraints(), integ.getConstraintTolerance()
     if a.mode in ("check", "md"):
         factor = _force_unit_factor(ctx, positions, ml)
         forces_unpatched = _ml_state(ctx, ml)[1]
@@ -261,11 +275,13 @@ def pme_grid(md_log: Path | None, box_nm: float) -> list[int]:
     return [n, n, n]
 
 
-def run_theirs(py: Path, mode: str, threads: int, a, system: dict, work: Path, tag: str) -> dict:
+def run_theirs(py: Path, mode: str, threads: int, a, system: dict, work: Path, tag: str,
+               dt_fs: float = DT_FS, hbonds: bool = False) -> dict:
     out = work / f"openmm_{tag}.json"
     cmd = [str(py), str(HERE), "--worker", mode, "--threads", str(threads), "--top", str(system["top"]),
            "--gro", str(system["gro"]), "--pme-grid", *map(str, system["pme_grid"]), "--zoo", str(a.zoo),
            "--steps", str(a.steps if mode == "md" else a.mm_steps), "--warmup", str(a.warmup),
+           "--dt-fs", str(dt_fs), *(["--hbonds"] if hbonds else []),
            "--out-json", str(out), "--out-npz", str(work / "openmm_ml_check.npz")]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TORCHANI_NO_WARN_EXTENSIONS": "1"})
@@ -276,18 +292,21 @@ def run_theirs(py: Path, mode: str, threads: int, a, system: dict, work: Path, t
     return res
 
 
-def run_ours(model: str, dtype: str, a, system: dict, work: Path, tag: str, steps: int | None = None) -> dict:
+def run_ours(model: str, dtype: str, a, system: dict, work: Path, tag: str, steps: int | None = None,
+             dt_fs: float = DT_FS, hbonds: bool = False) -> dict:
     d = work / f"gmx_{tag}"
     j = d / "result.json"
     steps = steps or (a.steps if model != "stock" else a.mm_steps)
     cmd = [sys.executable, str(REPO / "bench" / "bench_gromacs.py"), "--models", model, "--steps", str(steps),
            "--ntomp", "1", "--engine-threads", "1", "--engine-dtype", dtype,
+           "--dt", str(dt_fs), "--constraints", "h-bonds" if hbonds else "none",
            "--top", str(system["top"]), "--gro", str(system["gro"]), "--workdir", str(d), "--json", str(j)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"bench_gromacs.py ({model}, {dtype}) failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
     row = json.loads(j.read_text())["rows"][0]
     row["md_log"] = str(d / model / "md.log")
+    row["dt_fs"], row["constraints"] = dt_fs, "h-bonds" if hbonds else "none"
     return row
 
 
@@ -333,7 +352,91 @@ def build_system(work: Path, shared: Path) -> dict:
     return {"top": top, "gro": gro, "natoms": int(lines[1]), "box_nm": [float(x) for x in lines[-1].split()[:3]]}
 
 
+# rows: key -> (name, side, options); options of "ours": (model, dtype, dt_fs, hbonds),
+# of "theirs" (OpenMM-ML's worker): (mode, threads, dt_fs, hbonds)
+ROWS = {
+    "f64": ("ours float64", "ours", ("ani2x", "float64", DT_FS, False)),
+    "omm2": ("OpenMM-ML 2 threads", "theirs", ("md", 2, DT_FS, False)),
+    "f32": ("ours float32", "ours", ("ani2x", "float32", DT_FS, False)),
+    "omm1": ("OpenMM-ML 1 thread", "theirs", ("md", 1, DT_FS, False)),
+    "f64-2fs": ("ours float64, 2 fs h-bonds", "ours", ("ani2x", "float64", DT_LONG_FS, True)),
+    "omm2-2fs": ("OpenMM-ML 2 threads, 2 fs HBonds", "theirs", ("md", 2, DT_LONG_FS, True)),
+    "f32-2fs": ("ours float32, 2 fs h-bonds", "ours", ("ani2x", "float32", DT_LONG_FS, True)),
+    "omm1-2fs": ("OpenMM-ML 1 thread, 2 fs HBonds", "theirs", ("md", 1, DT_LONG_FS, True)),
+    "mm": ("GROMACS MM alone (-ntomp 1)", "ours", ("stock", "float64", DT_FS, False)),
+    "omm-mm": ("OpenMM MM alone, 2 threads", "theirs", ("mm", 2, DT_FS, False)),
+}
+DEFAULT_ROWS = "f64,omm2,f32,f64-2fs,omm2-2fs,f32-2fs,mm,omm-mm"
+MM_ROWS = ("mm", "omm-mm")
+
+
+def parse_rows(spec: str, no_mm: bool = False) -> list[str]:
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    bad = [k for k in keys if k not in ROWS]
+    if bad or not keys:
+        raise SystemExit(f"--rows: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(ROWS)}")
+    return [k for k in dict.fromkeys(keys) if not (no_mm and k in MM_ROWS)]
+
+
+def row_runner(key: str, a, py: Path, system: dict, work: Path):
+    _, side, (what, how, dt_fs, hbonds) = ROWS[key]
+    if side == "ours":
+        return lambda i: run_ours(what, how, a, system, work, f"{key}_{i}", dt_fs=dt_fs, hbonds=hbonds)
+    return lambda i: run_theirs(py, what, how, a, system, work, f"{key}_{i}", dt_fs=dt_fs, hbonds=hbonds)
+
+
+def _x(v) -> str:
+    return f"{v:.2f}×" if v is not None else "-"
+
+
+def summarize(keys: list[str], runs: dict[str, list]) -> tuple[list[dict], list[dict]]:
+    """Median ms/step and ns/day per row; ratios of ns/day to OpenMM-ML at the base time step (the issue's
+    "≥ 5× on the same time step" and "≥ 10× with item 4") and at the row's own time step and constraints."""
+    med = {k: statistics.median(r["ms_per_step"] for r in runs[ROWS[k][0]]) for k in keys if runs[ROWS[k][0]]}
+    nsday = {k: 86400 * ROWS[k][2][2] * 1e-6 / (ms * 1e-3) for k, ms in med.items()}
+    ml_theirs = {k for k in med if ROWS[k][1] == "theirs" and ROWS[k][2][0] == "md"}
+
+    def same_dt_ref(k):  # OpenMM-ML (2 threads first) at k's time step and constraints
+        for c in sorted(ml_theirs, key=lambda c: -ROWS[c][2][1]):
+            if ROWS[c][2][2:] == ROWS[k][2][2:]:
+                return c
+        return None
+
+    table = []
+    for k, ms in med.items():
+        name, side, (_, _, dt_fs, hbonds) = ROWS[k]
+        row = {"key": k, "run": name, "dt_fs": dt_fs,
+               "constraints": ("h-bonds" if side == "ours" else "HBonds") if hbonds else "none",
+               "ms_per_step": round(ms, 3), "ns_per_day": round(nsday[k], 3),
+               "all_ms_per_step": [round(r["ms_per_step"], 3) for r in runs[name]],
+               "all_wall_s": [r.get("wall_s") for r in runs[name]]}  # each run's wall time, start-up included
+        for ref, field in (("omm2", "speedup_vs_openmm_ml_2threads"), ("omm1", "speedup_vs_openmm_ml_1thread")):
+            if ref in med:  # ns/day ratio to OpenMM-ML at the base time step
+                row[field] = round(nsday[k] / nsday[ref], 2)
+        ref = same_dt_ref(k)
+        if ref and ROWS[k][2][0] not in ("mm", "stock"):
+            row["speedup_vs_openmm_ml_same_dt"] = round(nsday[k] / nsday[ref], 2)
+            row["same_dt_reference"] = ROWS[ref][0]
+        table.append(row)
+    item5 = []
+    for k in med:
+        name, side, (model, _, dt_fs, hbonds) = ROWS[k]
+        if side != "ours" or model == "stock":
+            continue
+        for t in sorted(ml_theirs, key=list(ROWS).index):
+            t_dt, t_hb = ROWS[t][2][2:]
+            same = (t_dt, t_hb) == (dt_fs, hbonds)
+            if not (same or t_dt == DT_FS and not t_hb):
+                continue
+            target = 5 if same else 10 if hbonds and dt_fs == DT_LONG_FS else None  # "≥ 10× with item 4"
+            item5.append({"ours": name, "theirs": ROWS[t][0], "ns_per_day_ratio": round(nsday[k] / nsday[t], 2),
+                          "same_time_step": same, "target": target})
+    return table, item5
+
+
 def driver(a) -> int:
+    t_start = time.monotonic()
+    keys = parse_rows(a.rows, a.no_mm)  # before anything slow: a typo fails at once
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_vs_openmm_ml_"))
     work.mkdir(parents=True, exist_ok=True)
     py = ensure_venv(Path(a.venv), a.python)
@@ -354,38 +457,27 @@ def driver(a) -> int:
         print(f"{k}: dE {c['dE_kj_mol']:+.3e} kJ/mol ({c['dE_rel']:.1e} rel.), max |dF| "
               f"{c['max_dF_kj_mol_nm']:.2e} kJ/mol/nm ({c['max_dF_rel']:.1e} of max |F|)", flush=True)
 
-    variants = [("ours float64", lambda i: run_ours("ani2x", "float64", a, system, work, f"f64_{i}")),
-                ("OpenMM-ML 2 threads", lambda i: run_theirs(py, "md", 2, a, system, work, f"md2_{i}")),
-                ("ours float32", lambda i: run_ours("ani2x", "float32", a, system, work, f"f32_{i}")),
-                ("OpenMM-ML 1 thread", lambda i: run_theirs(py, "md", 1, a, system, work, f"md1_{i}"))]
-    if not a.no_mm:
-        variants += [("GROMACS MM alone (-ntomp 1)", lambda i: run_ours("stock", "float64", a, system, work, f"mm_{i}")),
-                     ("OpenMM MM alone, 2 threads", lambda i: run_theirs(py, "mm", 2, a, system, work, f"mm2_{i}"))]
+    variants = [(ROWS[k][0], row_runner(k, a, py, system, work)) for k in keys]
     runs: dict[str, list] = {name: [] for name, _ in variants}
     loads = [os.getloadavg()]
     for i in range(a.rounds):
         for name, fn in variants:
             r = fn(i)
             runs[name].append(r)
-            print(f"round {i + 1}: {name:<28} {r['ms_per_step']:8.3f} ms/step  (load {os.getloadavg()[0]:.2f})",
+            print(f"round {i + 1}: {name:<36} {r['ms_per_step']:8.3f} ms/step  (load {os.getloadavg()[0]:.2f})",
                   flush=True)
         loads.append(os.getloadavg())
-    med = {name: statistics.median(r["ms_per_step"] for r in rs) for name, rs in runs.items() if rs}
-
-    print(f"\n{system['natoms']} atoms (ethanol ANI-2x), {DT_FS} fs, {a.steps} steps per run, {a.rounds} rounds, "
-          f"median ms per MD step")
-    print(f"{'run':<30}{'ms/step':>9}{'ns/day':>9}{'vs OpenMM-ML 2 thr':>20}{'vs OpenMM-ML 1 thr':>20}")
-    table = []
-    for name, ms in med.items():
-        row = {"run": name, "ms_per_step": round(ms, 3), "ns_per_day": round(86400 * DT_FS * 1e-6 / (ms * 1e-3), 3),
-               "all_ms_per_step": [round(r["ms_per_step"], 3) for r in runs[name]]}
-        for ref, key in (("OpenMM-ML 2 threads", "speedup_vs_openmm_ml_2threads"),
-                         ("OpenMM-ML 1 thread", "speedup_vs_openmm_ml_1thread")):
-            if ref in med:
-                row[key] = round(med[ref] / ms, 2)
-        table.append(row)
-        print(f"{name:<30}{ms:>9.3f}{row['ns_per_day']:>9.2f}{row.get('speedup_vs_openmm_ml_2threads', 0):>19.2f}×"
-              f"{row.get('speedup_vs_openmm_ml_1thread', 0):>19.2f}×")
+    table, item5 = summarize(keys, runs)
+    print(f"\n{system['natoms']} atoms (ethanol ANI-2x), {a.steps} steps per ML/MM run, {a.rounds} rounds, "
+          f"median ms per MD step; ratios of ns/day")
+    base = f"vs OpenMM-ML 2thr {DT_FS:g} fs"
+    print(f"{'run':<36}{'dt fs':>6}{'ms/step':>10}{'ns/day':>9}{base:>26}{'vs OpenMM-ML same dt':>22}")
+    for row in table:
+        print(f"{row['run']:<36}{row['dt_fs']:>6g}{row['ms_per_step']:>10.3f}{row['ns_per_day']:>9.2f}"
+              f"{_x(row.get('speedup_vs_openmm_ml_2threads')):>26}{_x(row.get('speedup_vs_openmm_ml_same_dt')):>22}")
+    for p in item5:
+        target = f"  (issue target ≥ {p['target']}×)" if p.get("target") else ""
+        print(f"{p['ours']} / {p['theirs']}: {p['ns_per_day_ratio']:.2f}× ns/day{target}")
     import re
 
     m = re.search(r"GROMACS version:\s*(\S+)", Path(ours_first["md_log"]).read_text())
@@ -395,7 +487,10 @@ def driver(a) -> int:
     result = {
         "command": " ".join([os.path.relpath(sys.executable, REPO), "bench/bench_vs_openmm_ml.py", *sys.argv[1:]]),
         "system": {"natoms": system["natoms"], "n_ml": check["n_ml"], "box_nm": system["box_nm"],
-                   "pme_grid": system["pme_grid"], "dt_fs": DT_FS, "cutoff_nm": CUTOFF_NM,
+                   "pme_grid": system["pme_grid"], "dt_fs": DT_FS, "dt_long_fs": DT_LONG_FS,
+                   "constraints_long": "X–H bonds constrained, ML region's too (GROMACS h-bonds LINCS order 12 "
+                                       "iter 2; OpenMM HBonds, removeConstraints=False, tolerance 1e-5)",
+                   "cutoff_nm": CUTOFF_NM,
                    "thermostat": f"Langevin {TEMPERATURE} K, friction {FRICTION_PER_PS}/ps"},
         "steps": a.steps, "warmup_openmm": a.warmup, "rounds": a.rounds,
         "versions": {"openmm_ml_venv": versions, "ours_torch": torch.__version__, "gromacs": gmx_version,
@@ -403,7 +498,8 @@ def driver(a) -> int:
         "patched": {"torchani": check["patch_torchani"], "forces": check.get("patch_forces"),
                     "force_factor_unpatched": check["force_factor_unpatched"],
                     "force_factor_patched": check["force_factor_patched"]},
-        "correctness": correctness, "loadavg": loads, "table": table,
+        "correctness": correctness, "loadavg": loads, "rows": keys, "table": table, "item5_ratios": item5,
+        "total_wall_s": round(time.monotonic() - t_start, 1),
     }
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
@@ -412,12 +508,17 @@ def driver(a) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=(
+        "Runtime with the defaults: about 11 min on 2 quiet cores plus ~1 min of set-up (each OpenMM-ML ML/MM row "
+        "~1.5 min per round, each of ours ~0.5 min). Smoke test: --steps 20 --mm-steps 20 --warmup 5 --rounds 1."))
     ap.add_argument("--steps", type=int, default=3000, help="timed MD steps per ML/MM run (default 3000)")
     ap.add_argument("--mm-steps", type=int, default=2000, help="timed steps of the MM-alone runs (default 2000)")
     ap.add_argument("--warmup", type=int, default=100, help="OpenMM steps before timing (default 100)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of interleaved runs (default 2)")
-    ap.add_argument("--no-mm", action="store_true", help="skip the MM-alone runs")
+    ap.add_argument("--rows", default=DEFAULT_ROWS,
+                    help=f"comma list of rows, run in this order every round (default {DEFAULT_ROWS}); from: "
+                         + "; ".join(f"{k} = {v[0]}" for k, v in ROWS.items()))
+    ap.add_argument("--no-mm", action="store_true", help="skip the MM-alone runs (mm, omm-mm)")
     ap.add_argument("--venv", default=str(DEFAULT_VENV), help="OpenMM-ML's venv (created if missing)")
     ap.add_argument("--python", default=getattr(sys, "_base_executable", sys.executable),
                     help="interpreter that creates the venv (Python 3.11: the local torch wheel is cp311)")
@@ -432,6 +533,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gro", help=argparse.SUPPRESS)
     ap.add_argument("--ml-resname", default="MOL", help=argparse.SUPPRESS)
     ap.add_argument("--pme-grid", type=int, nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--dt-fs", type=float, default=DT_FS, help=argparse.SUPPRESS)
+    ap.add_argument("--hbonds", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out-json", help=argparse.SUPPRESS)
     ap.add_argument("--out-npz", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
