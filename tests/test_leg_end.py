@@ -6,7 +6,9 @@ as ``--leg-ps``; a resume with another value is refused in one line naming the o
 ``--leg-ps`` is refused), the leg unit specs give it to the λ = 1 window of both legs and to no other, the
 command line (hydration and benchmark freesolv) and the API pass it on; the analysis of a synthetic run whose
 λ = 1 windows hold 3× the samples uses all of them in both ⟨E_ML⟩ and MBAR/BAR, states the length in
-results.json, report.md and the printed summary, and warns (naming the option) when σ(ΔG_reorg) > 0.3.
+results.json, report.md and the printed summary, and warns (naming the option) when σ(ΔG_reorg) > 0.3; the
+overlap of windows of unequal length reads as that of equal-length windows. With the MDI GROMACS build: a real
+gas-leg λ = 1 window of such a plan runs (and its ΔU step reads) the longer production.
 """
 from __future__ import annotations
 
