@@ -242,3 +242,61 @@ def test_python_driver_reports_dead_engine(tmp_path):
     assert "CAUGHT" in r.stdout, r.stdout + r.stderr
     assert "lost the ML engine" in r.stdout and "exit code -9" in r.stdout
     assert float(r.stdout.split("CAUGHT")[1].split()[0]) < 5
+
+
+def test_engine_spinning_for_commands_answers_the_same(tmp_path):
+    """MDI_MLMM_ENGINE_SPIN_US: the engine polls its socket before blocking for each command (the
+    per-step calls go straight into the MDI C library, engine.transport.HotCalls); the answers are
+    those of the model called directly, and the engine says it spins."""
+    code = (
+        "import numpy as np, json, os, sys\n"
+        "os.environ['MDI_MLMM_ENGINE_SPIN_US'] = '500'\n"
+        "from mdi_mlmm.hosts.driver import start_local_engine\n"
+        "from tests.drivers.scenarios import ETHANOL\n"
+        "c = start_local_engine('harmonic:0.5', log_path=sys.argv[1])\n"
+        "c.setup(ETHANOL[0])\n"
+        "out = [c.compute(ETHANOL[1] + 0.01 * k, np.eye(3) * 25) for k in range(3)]\n"
+        "c.close()\n"
+        "print(json.dumps({'ef': [[e, f.tolist()] for e, f in out], 'rc': c.engine_proc.returncode}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eng.log")], capture_output=True, text=True,
+                       cwd=HERE.parent, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0
+    from tests.drivers.scenarios import ETHANOL
+    pot = load_potential("harmonic:0.5")
+    for k, (e, f) in enumerate(out["ef"]):
+        ref = pot.compute(["C", "C", "O"] + ["H"] * 6, ETHANOL[1] + 0.01 * k)
+        assert abs(e - ref.energy) < 1e-12
+        np.testing.assert_allclose(f, ref.forces, atol=1e-12)
+    assert "spinning up to 500 us for each next command: on" in (tmp_path / "eng.log").read_text()
+
+
+def test_hot_calls_fall_back_to_the_module_given():
+    """A stand-in for pymdi (no C library under it): HotCalls hands every call to it. Over pymdi
+    itself it calls the C library."""
+    from mdi_mlmm.engine.transport import HotCalls, import_mdi
+
+    assert HotCalls(import_mdi()).available
+
+    class StandIn:
+        MDI_DOUBLE, MDI_COMMAND_LENGTH = 2, 256
+        sent = []
+
+        def MDI_Recv_Command(self, comm):
+            return "<ENERGY_FORCES"
+
+        def MDI_Recv(self, count, dtype, comm, buf=None):
+            buf[:] = np.arange(count)
+
+        def MDI_Send(self, arr, count, dtype, comm):
+            self.sent.append(arr[:count].tolist())
+
+    m = StandIn()
+    hot = HotCalls(m)
+    assert not hot.available
+    assert hot.recv_command(0) == "<ENERGY_FORCES"
+    assert hot.recv_doubles(3, 0).tolist() == [0.0, 1.0, 2.0]
+    hot.send_doubles([1, 2], 2, 0)
+    assert m.sent == [[1.0, 2.0]]

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ from .. import units
 from ..errors import MdiMlmmError, PeerDisconnected, UnsupportedElementError, UserInputError
 from ..potentials.base import SYMBOLS
 from ..topology.pbc import WholeMaker
-from .transport import Watchdog, import_mdi, parse_mdi_options, set_tcp_nodelay
+from .transport import HotCalls, Watchdog, import_mdi, parse_mdi_options, set_tcp_nodelay
 
 log = logging.getLogger("mdi_mlmm.engine")
 
@@ -139,6 +140,13 @@ class MLEngine:
             self.state.charges = np.asarray(charges, dtype=float)
         self.mdi = None
         self.comm = None
+        #: the per-step MDI calls without pymdi's per-call Python (set by serve; None: all through self.mdi)
+        self.hot: Optional[HotCalls] = None
+        #: the <ENERGY_FORCES reply of self._ef_for (a result tuple), built once per result; a driver that
+        #: asked <ENERGY_FORCES once gets it built right after an eager evaluation, off its critical path
+        self._ef_buf: Optional[np.ndarray] = None
+        self._ef_for = None
+        self._last_flush = 0.0
         #: evaluate as soon as >COORDS arrives: a driver that sends the coordinates early (the GROMACS
         #: host, at the start of its step) has the model run while it computes the MM forces. Turned
         #: off for the session if a driver sends >CELL after >COORDS (it would cost two evaluations).
@@ -151,6 +159,8 @@ class MLEngine:
         if count is None:
             raise ProtocolError(f"{what} received before >NATOMS: the engine does not know how many values to read")
         try:
+            if dtype == mdi.MDI_DOUBLE and self.hot is not None:
+                return self.hot.recv_doubles(count, self.comm)
             if dtype == mdi.MDI_DOUBLE:
                 buf = np.empty(count, dtype=np.float64)
                 mdi.MDI_Recv(count, dtype, self.comm, buf=buf)
@@ -169,7 +179,9 @@ class MLEngine:
     def _send(self, data, count: int, dtype, what: str):
         mdi = self.mdi
         try:
-            if dtype in (mdi.MDI_DOUBLE, mdi.MDI_INT):
+            if dtype == mdi.MDI_DOUBLE and self.hot is not None:
+                self.hot.send_doubles(data, count, self.comm)
+            elif dtype in (mdi.MDI_DOUBLE, mdi.MDI_INT):
                 arr = np.ascontiguousarray(data, dtype=np.float64 if dtype == mdi.MDI_DOUBLE else np.int32).ravel()
                 mdi.MDI_Send(arr, count, dtype, self.comm)
             else:  # MDI_CHAR: pad to the full length, MDI sends exactly `count` bytes
@@ -243,10 +255,27 @@ class MLEngine:
         if self._log_writer:
             self._log_writer.writerow([self.ncalls, n, repr(energy),
                                        repr(energy * units.HARTREE_IN_KCAL_PER_MOL), f"{ms:.3f}"])
-            self._log_file.flush()
+            now = time.monotonic()   # a flush (a write) at most every 0.2 s, not one per call
+            if now - self._last_flush > 0.2:
+                self._log_file.flush()
+                self._last_flush = now
         log.debug("call %d: E_ML = %.10f Ha (%.3f ms)", self.ncalls, energy, ms)
         st.result = (energy, forces, whole)
         return st.result
+
+    def _energy_forces_reply(self, result) -> np.ndarray:
+        """``[E, F...]`` in MDI units (1 + 3N float64) for ``result`` (a tuple from :meth:`_evaluate`),
+        built once per result into a buffer kept for the session."""
+        if self._ef_for is result and self._ef_buf is not None:
+            return self._ef_buf
+        energy, forces, _ = result
+        flat = units.forces_to_mdi(forces)
+        if self._ef_buf is None or len(self._ef_buf) != 1 + flat.size:
+            self._ef_buf = np.empty(1 + flat.size, dtype=np.float64)
+        self._ef_buf[0] = energy
+        self._ef_buf[1:] = flat
+        self._ef_for = result
+        return self._ef_buf
 
     # ------------------------------------------------------------ the loop
     def serve(self, mdi_options: str, connect_timeout: float = 120.0, nodelay: bool = True) -> int:
@@ -282,10 +311,14 @@ class MLEngine:
             log.info("connected (TCP_NODELAY set on %d socket%s)", n, "" if n == 1 else "s")
         else:
             log.info("connected (TCP_NODELAY left off, as asked)")
+        self.hot = HotCalls(mdi, spin_us=float(os.environ.get("MDI_MLMM_ENGINE_SPIN_US") or 0))
+        if self.hot.spin_s and opts["method"].upper() == "TCP":
+            log.info("spinning up to %g us for each next command: %s", self.hot.spin_s * 1e6,
+                     "on" if self.hot.watch_socket() else "off (not exactly one TCP socket)")
         try:
             while not self.done:
                 try:
-                    cmd = mdi.MDI_Recv_Command(self.comm)
+                    cmd = self.hot.recv_command(self.comm)
                 except Exception as exc:
                     raise PeerDisconnected("the driver disconnected without sending EXIT") from exc
                 handler = COMMANDS.get(cmd)
@@ -366,6 +399,8 @@ def _set_coords(e: MLEngine):
     if e.eager and e.state.elements is not None and not e.state.errors:
         e._evaluate()
         e._eager_unclaimed = e.state.result is not None
+        if e._ef_for is not None and e.state.result is not None:
+            e._energy_forces_reply(e.state.result)
 
 
 @command("<COORDS")
@@ -472,9 +507,7 @@ def _get_forces(e: MLEngine):
 @command("<ENERGY_FORCES")
 def _get_energy_forces(e: MLEngine):
     n = e._need_natoms("<ENERGY_FORCES")
-    energy, forces, _ = e._evaluate()
-    flat = np.concatenate(([energy], np.asarray(units.forces_to_mdi(forces), dtype=np.float64).ravel()))
-    e._send(flat, 1 + 3 * n, _mdi(e).MDI_DOUBLE, "<ENERGY_FORCES")
+    e._send(e._energy_forces_reply(e._evaluate()), 1 + 3 * n, _mdi(e).MDI_DOUBLE, "<ENERGY_FORCES")
 
 
 @command("<STRESS")

@@ -17,12 +17,18 @@ our replies leave at once.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import select
 import shlex
 import socket
 import stat
+import sys
 import threading
+import time
+
+import numpy as np
 
 from ..errors import MDIError, UserInputError
 
@@ -124,6 +130,90 @@ class Watchdog:
         if self._timer:
             self._timer.cancel()
         return False
+
+
+class HotCalls:
+    """The MDI calls an engine makes every step, straight into pymdi's C library.
+
+    pymdi wraps each call in Python that rebuilds its ctypes plumbing every time (``argtypes`` reset,
+    two ``ctypes.cast`` of the command buffer, ``ndarray.astype`` copy plus ``.ctypes.data_as``): tens of
+    µs per step on a loaded 2-core VM, and the reply to the driver's force request is on the critical
+    path of every coupled MD step. Here: function pointers of our own with fixed ``argtypes``, one
+    command buffer, float64 payloads passed by address. Anything else (ints, text) goes through pymdi.
+    ``available`` is False (and every call goes through pymdi) when ``mdi`` is not pymdi over its
+    C library (a stand-in, another MDI build).
+
+    spin_us > 0: before blocking for the next command, poll the socket for up to that long (a busy
+    wait; the engine's core then never idles between commands). On a VM, waking an idle vCPU takes
+    a hypervisor round trip; this is an experiment knob (``MDI_MLMM_ENGINE_SPIN_US``), off by default.
+    """
+
+    def __init__(self, mdi, spin_us: float = 0.0):
+        self.mdi = mdi
+        self._mod = sys.modules.get(f"{getattr(mdi, '__name__', '')}.mdi")
+        lib = getattr(self._mod, "mdi", None)
+        self.available = isinstance(lib, ctypes.CDLL)
+        self._poll = None
+        self.spin_s = max(0.0, float(spin_us)) * 1e-6
+        if not self.available:
+            return
+        vp, ci = ctypes.c_void_p, ctypes.c_int
+        self._recv_command = lib["MDI_Recv_Command"]   # lib[name]: a new pointer, pymdi's own stay untouched
+        self._recv_command.argtypes, self._recv_command.restype = [vp, ci], ci
+        self._recv = lib["MDI_Recv"]
+        self._recv.argtypes, self._recv.restype = [vp, ci, ci, ci], ci
+        self._send = lib["MDI_Send"]
+        self._send.argtypes, self._send.restype = [vp, ci, ci, ci], ci
+        self._cmd = ctypes.create_string_buffer(int(mdi.MDI_COMMAND_LENGTH) + 1)
+        self._cmd_addr = ctypes.addressof(self._cmd)
+        self._double = int(mdi.MDI_DOUBLE)
+
+    def watch_socket(self) -> bool:
+        """Arm the spin wait on this process's one connected TCP socket; False if not exactly one."""
+        fds = tcp_sockets()
+        if self.spin_s <= 0 or len(fds) != 1:
+            self._poll = None
+            return False
+        self._poll = select.poll()
+        self._poll.register(fds[0], select.POLLIN)
+        return True
+
+    def _spin(self):
+        poll, clock = self._poll.poll, time.perf_counter
+        deadline = clock() + self.spin_s
+        while not poll(0) and clock() < deadline:
+            pass
+
+    def recv_command(self, comm: int) -> str:
+        if not self.available:
+            return self.mdi.MDI_Recv_Command(comm)
+        if self._poll is not None:
+            self._spin()
+        if self._recv_command(self._cmd_addr, comm) != 0:
+            raise MDIError("MDI_Recv_Command failed")
+        cmd = self._cmd.value.decode("utf-8")
+        if cmd == "EXIT" and hasattr(self._mod, "delete_code_state"):
+            self._mod.delete_code_state(comm)   # what pymdi's MDI_Recv_Command does on EXIT
+        return cmd
+
+    def recv_doubles(self, count: int, comm: int):
+        """``count`` float64 values into a new array."""
+        buf = np.empty(count, dtype=np.float64)
+        if not self.available:
+            self.mdi.MDI_Recv(count, self.mdi.MDI_DOUBLE, comm, buf=buf)
+        elif self._recv(buf.__array_interface__["data"][0], count, self._double, comm) != 0:
+            raise MDIError(f"MDI_Recv of {count} doubles failed")
+        return buf
+
+    def send_doubles(self, arr, count: int, comm: int):
+        """Send ``arr``, a C-contiguous float64 array of ``count`` values."""
+        arr = np.ascontiguousarray(arr, dtype=np.float64)   # the same array when it is one already
+        if arr.size < count:
+            raise MDIError(f"MDI_Send of {count} doubles from an array of {arr.size}")
+        if not self.available:
+            self.mdi.MDI_Send(arr, count, self.mdi.MDI_DOUBLE, comm)
+        elif self._send(arr.__array_interface__["data"][0], count, self._double, comm) != 0:
+            raise MDIError(f"MDI_Send of {count} doubles failed")
 
 
 def import_mdi():
