@@ -14,7 +14,7 @@ bench/README.md ("Cross-host ΔG"); ``--write-results`` also writes bench/result
 Molecules not finished are listed as pending.
 
     python bench/bench_cross_host_dg.py --model mm --dry-run          # plan, commands, cost estimate
-    nohup python bench/bench_cross_host_dg.py --model mm --write-results > cross_host_mm.log 2>&1 &
+    nohup python bench/bench_cross_host_dg.py --model mm --ns-per-window 0.15 --write-results > cross_host_mm.log 2>&1 &
     python bench/bench_cross_host_dg.py --model mm --no-run            # table of what is finished so far
 
 **Resumable.** Rerun the same command (another session, after a kill): a run with ``analysis/results.json``
@@ -34,30 +34,45 @@ workflow resumes a directory that holds both (it skips preparation and equilibra
 the same); the copy is made atomically before the LAMMPS run first starts. ``--independent-setup`` lets each
 host prepare and equilibrate its own. The LAMMPS wall time therefore excludes preparation and equilibration.
 
-**Default length (item 5: σ ≤ 0.15 kcal/mol on each host).** The MM baseline on GROMACS
-(bench/results_mm_baseline.json; FreeSolv's 20 windows, 0.05 ns of production per window, 20 ps
-unsampled per window) gave σ_MBAR = 0.22 (ethanol), 0.19 (methanol), 0.17 (ethane) and σ_TI up to 0.20.
-Once samples are decorrelated σ ∝ 1/√(production), so the worst of these needs
-0.05 × (0.22 / 0.15)² = 0.11 ns per window. The default is 0.2 ns (``mdi-mlmm hydration``'s own default):
-predicted σ ≈ 0.22 × √(0.05 / 0.2) = 0.11, a 25 % margin for molecules noisier than ethanol (acetone's larger
-charges) and for the LAMMPS host's Langevin thermostat (1 ps damping vs GROMACS's sd with τ_T = 2 ps),
-which changes the correlation times, not the ensemble. With σ_G ≈ σ_L ≈ 0.11, σ_combined ≈ 0.16, so the
-2σ test resolves ΔΔG of ~0.3 kcal/mol, under the ~0.5 kcal/mol mean-field estimate of the old Hamiltonian
-mismatch (issue 12). Windows: 20 (FreeSolv's schedule, as the baseline); 20 ps of equilibration per window
-and 100 ps NVT + 100 ps NPT for the system, as the baseline. The protocol is ``default`` (the one physical
-model of both hosts, docs/hosts.md: 1 fs, flexible solute, rigid water, NVT windows); FreeSolv's protocol
-runs on GROMACS only. Item 6 (``--model ani2x``) uses the same length by default on one molecule (ethanol);
-the results file records the length used.
+**Constraints and time step: X–H bonds constrained, 2 fs, on both hosts** (``--constraints h-bonds``, the
+default; issue 12 item 1, "same constraints"): every X–H bond of the solute at the force field's b0 (GROMACS
+``constraints = h-bonds``, LAMMPS ``fix rattle`` on the X–H bond types), rigid water, 2 fs: half the steps of
+the flexible 1 fs protocol for the same sampled time. The constraints change no energy function of the λ
+states (tests/test_lammps_constraints.py::test_mm_window_constraints_change_no_dU: the same ΔU row on the same
+coordinates). ``--constraints none`` goes back to the flexible solute at 1 fs. Both runs get ``--protocol
+default``, the one physical model of both hosts (docs/hosts.md: PME/PPPM at the same grid, LJ shifted at 1 nm,
+no dispersion correction, Langevin NVT windows); FreeSolv's protocol runs on GROMACS only.
+
+**Default length (item 5: σ ≤ 0.15 kcal/mol on each host).** FreeSolv's 20 windows, 0.2 ns of production
+per window (``mdi-mlmm hydration``'s own default), 20 ps unsampled per window, 100 ps NVT + 100 ps NPT for
+the system. Measured σ of GROMACS MM hydration (samples every 100 steps): bench/results_mm_baseline.json, 0.05
+ns per window, σ_MBAR 0.22 (ethanol), 0.19 (methanol), 0.17 (ethane); the FreeSolv benchmark's MM ΔG
+(runs/bench_freesolv_s6, 0.02 ns per window at 2 fs with h-bonds) 0.31 (ethanol), 0.24 (methanethiol), 0.26
+(methylamine), 0.31 (chloroform), 0.36 (pyridine). Once samples are decorrelated σ ∝ 1/√t, and the two
+ethanol values agree with it: σ·√(t/ns) = 0.049 and 0.044. σ ≤ 0.15 then needs t ≥ (σ·√t / 0.15)²: 0.107 ns
+(ethanol, the larger value), 0.05 (methanethiol), 0.115 (pyridine); acetone (not measured) is expected near
+ethanol. The 0.2 ns default predicts σ ≈ 0.11 (ethanol); **0.15 ns** (``--ns-per-window 0.15``) is the
+shortest with a ~15 % margin (ethanol 0.11–0.13) for acetone and for the LAMMPS host's Langevin thermostat
+(1 ps damping vs GROMACS's sd with τ_T = 2 ps), which changes the correlation times, not the ensemble; 0.11 ns
+would reach 0.15 with no margin. With σ_G ≈ σ_L ≈ 0.13, σ_combined ≈ 0.18 and the 2σ test resolves ΔΔG of
+~0.37 kcal/mol (0.2 ns: ~0.3), under the ~0.5 kcal/mol mean-field estimate of the old Hamiltonian mismatch
+(issue 12). Item 6 (``--model ani2x``) uses the same length by default on one molecule (ethanol); the results file records the length used.
 
 **Cost.** ``--dry-run`` prints an estimate only from a measured rate: the finished λ windows of runs of the
 same host and model under ``--out`` (earlier segments of this benchmark) and under ``--rate-from`` (other
-hydration run directories). Per window, GROMACS: its ``done.json`` wall time per step (equilibration +
-production); LAMMPS: its loop time per MD step plus its sampling time per energy sample (the λ evaluations,
-which scale with the number of samples, not steps); resumed windows and windows of fewer than 10 000 steps
-(grompp and start-up dominate those) are not used; the median over windows.
-The estimate is ceil(windows / workers) × that window time (+ the gas run of ML models at its own measured
-rate per step), and leaves out preparation, equilibration and analysis (minutes). Rates measured on
-a loaded machine or with other settings (PPPM mesh, sampling interval) carry over only roughly.
+hydration run directories); without any, for ``--model mm``, :data:`REFERENCE_RATES`. Per window, GROMACS:
+its ``done.json`` wall time per step (equilibration + production); LAMMPS: its loop time per MD step plus its
+sampling time per energy sample (the λ evaluations, which scale with the number of samples, not steps);
+resumed windows and windows of fewer than 10 000 steps (grompp and start-up dominate those) are not used; the
+median over windows. The estimate is ceil(windows / workers) × that window time (+ the gas run of ML models at
+its own measured rate per step), and leaves out preparation, equilibration and analysis (minutes). Rates
+measured on a loaded machine or with other settings (PPPM mesh, sampling interval) carry over only roughly.
+:data:`REFERENCE_RATES` (one MM window, ethanol + 676 TIP3P, 2 fs, X–H constrained, one thread; measured
+2026-12-02 under ``nice -n 5`` on the 2-core machine while a long benchmark ran, load average 2–6, where a
+window got ~13 % of a core: so CPU time per step, which is what a window takes on a quiet machine with a
+core of its own): LAMMPS 22.9 ms/step + 93 ms/sample, GROMACS 3.9 ms/step (flexible at 1 fs: LAMMPS 22.6,
+GROMACS 3.7 ms/step, so 2 fs halves the cost per ns). Wall time on that machine: LAMMPS 176 ms/step, GROMACS
+30 ms/step.
 """
 from __future__ import annotations
 
@@ -92,13 +107,34 @@ PROTOCOL = [
     ("window_equil_ps", "--window-equil-ps", float, 20.0, "unsampled equilibration at each λ, ps (default 20)"),
     ("equil_ps", "--equil-ps", float, 100.0, "NVT and NPT equilibration of the system, ps each (default 100)"),
     ("gas_ns", "--gas-ns", float, None, "gas-phase ML run, ns (ML models; default: --ns-per-window)"),
-    ("dt_fs", "--dt", float, None, "time step, fs (default: hydration's, 1 fs)"),
+    ("constraints", "--constraints", str, "h-bonds", "the solute's X–H bonds: h-bonds (default: constrained at b0 "
+     "on both hosts, GROMACS h-bonds, LAMMPS fix rattle; 2 fs) or none (flexible, 1 fs: the old protocol)"),
+    ("dt_fs", "--dt", float, None, "time step, fs (default: hydration's, 2 fs with --constraints h-bonds, 1 fs with "
+     "none)"),
     ("sample_every", "--sample-every", int, 100, "steps between energy samples (default 100)"),
     ("workers", "--workers", int, None, "windows at once (default: the number of cores)"),
     ("dtype", "--dtype", str, None, "ML model precision, float32|float64 (default: hydration's, float32)"),
     ("device", "--device", str, None, "where the ML model runs: cpu, cuda, ... (default cpu)"),
     ("seed", "--seed", int, None, "random seed (default: hydration's)"),
 ]
+#: the protocol options that take one of a few values
+CHOICES = {"constraints": ("none", "h-bonds")}
+#: the physical model of both runs, always passed: the one that is the same on both hosts (docs/hosts.md;
+#: ``freesolv`` runs on GROMACS only)
+PHYSICS = "default"
+
+#: the rates --dry-run falls back on when no finished window of --out or --rate-from gives one: one MM λ window
+#: (ethanol + 676 TIP3P, 2037 atoms, tests/data/lammps_ethanol) at 2 fs with X–H constrained, 1 thread, CPU
+#: time per MD step (a quiet machine's wall time when each window has a core) and per energy sample; measured
+#: on a loaded 2-core machine under nice (see the docstring), so rough
+REFERENCE_RATES = {
+    ("gromacs", "mm"): {"step_s": 3.9e-3, "sample_s": 0.0, "gas_step_s": None,
+                        "note": "reference rate (CPU time of one window, loaded machine, 2026-12-02; --rate-from a "
+                                "finished run to measure)"},
+    ("lammps", "mm"): {"step_s": 22.9e-3, "sample_s": 0.093, "gas_step_s": None,
+                       "note": "reference rate (CPU time of one window, loaded machine, 2026-12-02; --rate-from a "
+                               "finished run to measure)"},
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,7 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                              "ani2x: ethanol)")
     ap.add_argument("--out", help="run directories DIR/ID/HOST (default runs/cross_host_MODEL)")
     for field_, flag, typ, default, help_ in PROTOCOL:
-        ap.add_argument(flag, dest=field_, type=typ, default=default, help=help_)
+        ap.add_argument(flag, dest=field_, type=typ, default=default, help=help_, choices=CHOICES.get(field_))
     ap.add_argument("--independent-setup", action="store_true",
                     help="each host prepares and equilibrates its own system (default: LAMMPS starts from a copy "
                          "of the GROMACS run's system/ and equil/)")
@@ -131,14 +167,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def settings_of(a: argparse.Namespace) -> dict:
     """The hydration settings given (HydrationFreeEnergy fields); None = the hydration command's default."""
-    s = {"model": a.model}
+    s = {"model": a.model, "protocol": PHYSICS}
     s.update({f: getattr(a, f) for f, *_ in PROTOCOL if getattr(a, f) is not None})
     return s
 
 
 def hydration_cmd(fid: str, host: str, run_dir: Path, settings: dict) -> list[str]:
     """The `mdi-mlmm hydration` command line of one run."""
-    flags = {f: flag for f, flag, *_ in PROTOCOL}
+    flags = {"protocol": "--protocol", **{f: flag for f, flag, *_ in PROTOCOL}}
     cmd = [sys.executable, "-m", "mdi_mlmm", "hydration", "--freesolv", fid, "--host", host,
            "--model", settings["model"]]
     for f, v in settings.items():
@@ -425,7 +461,8 @@ def dry_run(a: argparse.Namespace, settings: dict) -> None:
             plans[host] = HydrationFreeEnergy(freesolv_id=a.ids[0], host=host, **kw).plan(Path(tmp) / host)
     p = plans["gromacs"]
     print(f"protocol {p.protocol}: {len(p.windows)} windows × ({p.window_equil_steps} + {p.steps_per_window} steps) "
-          f"at {p.dt_fs:g} fs ({p.steps_per_window * p.dt_fs * 1e-6:g} ns of production per window), samples every "
+          f"at {p.dt_fs:g} fs, X–H bonds {'constrained' if p.constraints == 'h-bonds' else 'flexible'} "
+          f"({p.steps_per_window * p.dt_fs * 1e-6:g} ns of production per window), samples every "
           f"{p.sample_every} steps, system equilibration {p.equil_ps:g} ps NVT + {p.equil_ps:g} ps NPT, "
           f"{p.workers} windows at once" + (f", gas run {p.gas_steps} steps" if p.ml and p.gas_steps else "")
           + (f", {p.dtype}" if p.ml else ""))
@@ -438,6 +475,8 @@ def dry_run(a: argparse.Namespace, settings: dict) -> None:
     total, known = 0.0, True
     for host in HOSTS:
         rate = measured_rates([a.out, *map(Path, a.rate_from)], host, a.model)
+        if rate is None and (host, a.model) in REFERENCE_RATES:
+            rate = REFERENCE_RATES[(host, a.model)]
         if rate is None:
             print(f"cost on {host}: no measured rate (no finished {a.model} window of >= {MIN_RATE_STEPS} steps on "
                   f"{host} under --out or --rate-from); rerun --dry-run once the first windows are done")
@@ -448,7 +487,8 @@ def dry_run(a: argparse.Namespace, settings: dict) -> None:
         print(f"cost on {host}: {t / 3600:.1f} h per molecule, {t * len(a.ids) / 3600:.1f} h for {len(a.ids)} "
               f"(measured: {rate['step_s'] * 1e3:.2f} ms per step" + (f" + {rate['sample_s']:.3f} s per sample"
                                                                    if rate["sample_s"] else "")
-              + f", median of {rate['windows']} window(s) of {', '.join(rate['sources'])}; without preparation,"
+              + (f", {rate['note']}" if "note" in rate else
+                 f", median of {rate['windows']} window(s) of {', '.join(rate['sources'])}") + "; without preparation,"
                 " equilibration, analysis" + ("" if gas_known else ", gas run not measured") + ")")
     if known:
         print(f"cost in all: {total / 3600:.1f} h")

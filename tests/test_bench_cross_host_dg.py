@@ -39,15 +39,24 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, shared_dir):
     p = _script(shared_dir, "--model", "mm", "--ids", "mobley_2310185", "mobley_525934", "--out", out, "--dry-run")
     assert p.returncode == 0, p.stderr
     assert "ethanol" in p.stdout and "methanethiol" in p.stdout
-    assert "20 windows × (20000 + 200000 steps) at 1 fs" in p.stdout      # the defaults: 0.2 ns, 20 ps, 1 fs
+    # the defaults: 0.2 ns, 20 ps, 2 fs with X–H constrained on both hosts, the one physical model of both
+    assert "20 windows × (10000 + 100000 steps) at 2 fs, X–H bonds constrained" in p.stdout
     cmds = [ln.split() for ln in p.stdout.splitlines() if ln.strip().startswith("mdi-mlmm hydration")]
     # molecule by molecule, GROMACS before LAMMPS, each into DIR/ID/HOST with the same protocol
     assert [(c[c.index("--freesolv") + 1], c[c.index("--host") + 1], c[-1]) for c in cmds] == [
         (fid, host, str(out / fid / host)) for fid in ("mobley_2310185", "mobley_525934") for host in ("gromacs", "lammps")]
     assert len({" ".join(c[c.index("--model"):-2]) for c in cmds}) == 1
     assert "--ns-per-window 0.2" in " ".join(cmds[0]) and "--model mm" in " ".join(cmds[0])
-    assert "no measured rate" in p.stdout and "cost in all" not in p.stdout  # no finished window to time yet
+    assert "--protocol default" in " ".join(cmds[0]) and "--constraints h-bonds" in " ".join(cmds[0])
+    # no finished window to time yet: the reference rates of one MM window
+    assert p.stdout.count("reference rate") == 2 and "cost in all" in p.stdout
     assert not out.exists()
+
+    p = _script(shared_dir, "--model", "mm", "--ids", "mobley_2310185", "--out", out, "--constraints", "none",
+                "--dry-run")                                              # the flexible protocol of before: 1 fs
+    assert p.returncode == 0, p.stderr
+    assert "20 windows × (20000 + 200000 steps) at 1 fs, X–H bonds flexible" in p.stdout
+    assert "--constraints none" in p.stdout and "--dt" not in p.stdout
 
     p = _script(shared_dir, "--ids", "mobley_0", "--out", out, "--dry-run")
     assert p.returncode == 2 and p.stderr.strip().splitlines() == ["error: unknown FreeSolv id 'mobley_0'"]

@@ -230,3 +230,58 @@ def test_gas_run_keeps_xh_at_b0(tmp_path, structure):
     worst = _worst([z["x"]], [np.diag([30.0] * 3)], xh)
     print(f"gas run: largest |r - b0| {worst:.1e} A")
     assert worst < 1e-4
+
+
+def test_mm_window_constraints_change_no_dU(tmp_path, structure):
+    """The λ states' energies of an MM-mode window (``model="mm"``: the intramolecular Coulomb kept by
+    :class:`IntraCoulomb`, coul λ 0.5) are the same functions of the coordinates with and without the X–H
+    constraints: the window's own evaluation (the Coulomb evaluator, the intramolecular Coulomb, the soft-core
+    LJ, :func:`window_frames`) of the system converted both ways gives the same u_nk (every state) and dH/dλ
+    rows on the same configurations; the constrained conversion names ethanol's 3 X–H bond types for the
+    ``fix rattle`` (GAFF's X–H bond types hold X–H bonds only, so its data file is the unconstrained one). (Two
+    whole windows from conf.gro part at the first sample already: SHAKE puts its X–H bonds, 6e-3 Å off b0,
+    at b0 before step 0: ΔU of state 0 −12.15 vs −12.25 kT.)"""
+    code = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from mdi_mlmm.hosts.lammps.alchemy import AlchemicalSystem, CoulombEvaluator, IntraCoulomb, coulomb_sample, window_frames
+from mdi_mlmm.topology.gromacs import load_gromacs
+eth, out = Path(sys.argv[1]), Path(sys.argv[2])
+sched = [(0.0, 0.0), (0.5, 0.0), (1.0, 0.0), (1.0, 0.5), (1.0, 1.0)]
+st = load_gromacs(eth / "topol.top", eth / "conf.gro")
+x0 = np.asarray(st.coordinates, dtype=float)
+cell = np.diag(np.asarray(st.box[:3], dtype=float))
+rng = np.random.default_rng(7)
+confs = [x0] + [x0 + rng.normal(0.0, 0.05, x0.shape) for _ in range(2)]
+res = {}
+for hb in (False, True):
+    asys = AlchemicalSystem.build(eth / "topol.top", eth / "conf.gro", out / f"l{int(hb)}", list(range(9)), ml=False,
+                                  structure=st, constrain_hbonds=hb)
+    ev, intra = CoulombEvaluator(asys, log_file=out / f"ev{int(hb)}.log"), IntraCoulomb(asys, 0.5)
+    smp = {k: [] for k in ("time_ps", "C", "E_ss", "E_intra", "S", "dS")}
+    for t, x in enumerate(confs):
+        C, e_ss, e_intra = coulomb_sample(ev, intra, x, cell)
+        S, dS = asys.lj_solute_env(x, cell, [1.0 - v for _, v in sched])
+        for k, v in zip(smp, (t, C, e_ss, e_intra, S, dS[1])):
+            smp[k].append(v)
+    u, d = window_frames(smp, sched, 1, 298.15)
+    ev.close()
+    data = sorted((out / f"l{int(hb)}").glob("*.data"))
+    res[int(hb)] = {"u": u.to_numpy().tolist(), "d": d.to_numpy().tolist(), "data": data[0].read_text(),
+                    "hbond_types": list(asys.system.hbond_types)}
+print(json.dumps(res))
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(ETH), str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                       timeout=280)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    flex, cons = res["0"], res["1"]
+    assert flex["hbond_types"] == [] and len(cons["hbond_types"]) == 3 and flex["data"] == cons["data"]
+    u0, u1 = np.array(flex["u"]), np.array(cons["u"])
+    assert u0.shape == (3, 5)
+    print("u_nk (kT), flexible:", u0[0].round(4), "constrained:", u1[0].round(4))
+    np.testing.assert_allclose(u1, u0, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.array(cons["d"]), np.array(flex["d"]), rtol=0, atol=1e-9)
+    assert np.abs(u0[:, -1]).min() > 1.0 and np.ptp(u0[:, -1]) > 0.1   # not trivially 0 or constant: it can fail
+    print(f"conf.gro: largest |r - b0| of the X-H bonds {_worst([structure.coordinates[:9]], [np.diag(structure.box[:3])], _xh(structure)):.1e} A")
