@@ -323,7 +323,7 @@ def main(argv=None) -> int:
         mls = f"{ml['median']:.3f}" if ml.get("n") else "-"
         print(f"{name:<16}{st['median']:>18.4f}{ratio:>10}{mls:>8}   {st['min']:.4f}–{st['max']:.4f}")
     if summary["paired"]:
-        print("\nper-block differences, ms per step (ratios: none), median and 95 % CI:")
+        print("\nper-block differences (ms per step; ratios without unit), median and 95 % CI:")
         for name, s in summary["paired"].items():
             print(f"  {name}: {fmt_ci(s)}")
     if a.json:
