@@ -199,6 +199,15 @@ def test_cli_errors_are_one_line():
     assert r.returncode == 2 and "Br1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+
+def _run_driver_code(code: str, tmp_path) -> dict:
+    """Run ``code`` (a driver script that prints one JSON line last) in a fresh Python process with the
+    engine log at tmp_path/eng.log; return that JSON."""
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eng.log")], capture_output=True, text=True,
+                       cwd=HERE.parent, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
 def test_python_driver_client_against_engine(tmp_path):
     """mdi_mlmm.hosts.driver (used by our hosts) against the engine, in a fresh process."""
     code = (
@@ -211,10 +220,7 @@ def test_python_driver_client_against_engine(tmp_path):
         "c.close()\n"
         "print(json.dumps({'e': e, 'f': f.tolist(), 'nodelay': c.nodelay_sockets, 'rc': c.engine_proc.returncode}))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eng.log")], capture_output=True, text=True,
-                       cwd=HERE.parent, timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = _run_driver_code(code, tmp_path)
     from tests.drivers.scenarios import ETHANOL
     ref = ani2x().compute(["C", "C", "O"] + ["H"] * 6, ETHANOL[1])
     assert abs(out["e"] - ref.energy) < 1e-10
@@ -259,10 +265,7 @@ def test_engine_spinning_for_commands_answers_the_same(tmp_path):
         "c.close()\n"
         "print(json.dumps({'ef': [[e, f.tolist()] for e, f in out], 'rc': c.engine_proc.returncode}))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eng.log")], capture_output=True, text=True,
-                       cwd=HERE.parent, timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = _run_driver_code(code, tmp_path)
     assert out["rc"] == 0
     from tests.drivers.scenarios import ETHANOL
     pot = load_potential("harmonic:0.5")
