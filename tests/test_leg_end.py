@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -190,7 +191,7 @@ def test_real_gas_legs_run_the_longer_lambda1_window(tmp_path):
     from mdi_mlmm.workflow.hydration import run_units
     from tests.test_lammps_host import ACE
 
-    if gmx_path() is None:
+    if gmx_path() is None and not os.environ.get("CI"):   # under CI a missing build fails below, never skips
         pytest.skip("no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
     root = tmp_path / "system"
     shutil.copytree(ACE, root)
