@@ -21,14 +21,20 @@ faster for small molecules on a CPU because it does less:
   it in float32: ~1e-5 Ha of rounding).
 
 The NeuroChem files are parsed once by torchani and cached as a torch file under
-``$MDI_MLMM_CACHE/ani`` (default ``~/.cache/mdi_mlmm/ani``), keyed on a hash of the files' content,
-so later start-ups import neither torchani nor its parser.
+``$MDI_MLMM_CACHE/ani`` (default ``~/.cache/mdi_mlmm/ani``), keyed on :data:`CACHE_FORMAT` and a hash
+of the files' content, so later start-ups import neither torchani nor its parser. The content hash
+is reused while no model file's size, times or inode changed (the check git's index makes); the
+cache file carries a CRC-32 of what it stores and is refused, with a warning naming it, and
+rebuilt if it does not match.
 
 Units: Å in, Hartree and Hartree/Å out.
 """
 import hashlib
+import json
+import logging
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -36,8 +42,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: cache format; bump when the stored dict changes
-CACHE_FORMAT = 1
+from ..files import atomic_open, write_json
+
+log = logging.getLogger("mdi_mlmm.ani")
+
+#: cache format, part of the cache file's name; bump when the stored dict, or how it is computed, changes
+#: (2: the key and a CRC-32 are stored and checked)
+CACHE_FORMAT = 2
 #: angular-list skin (Å): pairs within Rca + SKIN enter the triple list
 SKIN = 1.0
 #: file types torchani's NeuroChem reader uses (hashed for the cache key)
@@ -49,16 +60,92 @@ def cache_root() -> Path:
     return Path(base) / "ani"
 
 
-def files_digest(info_file: Path, member_dirs: List[Path]) -> str:
-    """blake2b over the names and bytes of the .info file and every model file it points to."""
-    h = hashlib.blake2b(digest_size=16)
+def model_files(info_file: Path, member_dirs: List[Path]) -> List[Path]:
+    """The .info file and every model file of the members, in a fixed order."""
     files = [info_file]
     for d in member_dirs:
         files += sorted(p for p in d.rglob("*") if p.is_file() and p.suffix in _MODEL_SUFFIXES)
-    for p in files:
+    return files
+
+
+def files_digest(info_file: Path, member_dirs: List[Path]) -> str:
+    """blake2b over the names and bytes of the .info file and every model file it points to."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in model_files(info_file, member_dirs):
         h.update(str(p.relative_to(info_file.parent)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _stat_signature(files: List[Path]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\n".encode())
+    return h.hexdigest()
+
+
+def source_key(info_file: Path, member_dirs: List[Path]) -> str:
+    """:func:`files_digest` of the model files, reused from the last start while none of them has changed.
+
+    Hashing the ~63 MB of ANI-2x files costs ~0.1 s CPU per start; a stat of each (size, mtime, ctime,
+    inode: any write or replacement changes the ctime) costs ~0.01 s. The digest is kept, with the
+    signature it was computed under, in a small JSON file next to the cache (per .info path).
+    """
+    info_file = Path(info_file)
+    files = model_files(info_file, member_dirs)
+    sig = _stat_signature(files)       # before hashing: a file changed meanwhile changes the next signature
+    where = str(info_file.resolve())
+    tag = hashlib.blake2b(where.encode(), digest_size=8).hexdigest()
+    index = cache_root() / f"{info_file.stem}-{tag}.files.json"
+    try:
+        rec = json.loads(index.read_text())
+        if rec.get("stat") == sig and isinstance(rec.get("key"), str):
+            return rec["key"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    key = files_digest(info_file, member_dirs)
+    try:
+        write_json(index, {"info": where, "stat": sig, "key": key})
+    except OSError:
+        pass   # a read-only cache only costs the hash next time
+    return key
+
+
+def _checksum(obj, crc: int = 0) -> int:
+    """CRC-32 over every tensor's dtype, shape and bytes and every other value's repr, in a fixed order:
+    what the cache file must give back exactly (torch.load does not notice changed tensor bytes)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        crc = zlib.crc32(f"T{t.dtype}{tuple(t.shape)}".encode(), crc)
+        return zlib.crc32(t.view(-1).view(torch.uint8).numpy(), crc) if t.numel() else crc
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            crc = _checksum(obj[k], zlib.crc32(f"K{k!r}".encode(), crc))
+        return crc
+    if isinstance(obj, (list, tuple)):
+        crc = zlib.crc32(f"L{len(obj)}".encode(), crc)
+        for v in obj:
+            crc = _checksum(v, crc)
+        return crc
+    return zlib.crc32(f"V{obj!r}".encode(), crc)
+
+
+def _read_cache(path: Path, key: str) -> Optional[dict]:
+    """The cached weights at ``path``, or None (with a warning naming the file) if they are not whole."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
+            problem = "it is not this model's cache (format or key differ)"
+        elif data.get("checksum") != _checksum({k: v for k, v in data.items() if k != "checksum"}):
+            problem = "its checksum does not match its contents"
+        else:
+            return data
+    except Exception as exc:  # a damaged or foreign file
+        problem = f"it cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    log.warning("ANI weight cache %s is damaged: %s; not used: the model files are parsed again and the "
+                "cache rewritten", path, problem)
+    return None
 
 
 def _extract(aev, nets, sae, symbols) -> dict:
@@ -99,33 +186,36 @@ def _extract(aev, nets, sae, symbols) -> dict:
     }
 
 
+def cache_path(info_file: Path, key: str) -> Path:
+    """Where the parsed weights of ``info_file`` with source key ``key`` are cached."""
+    return cache_root() / f"{Path(info_file).stem}-v{CACHE_FORMAT}-{key}.pt"
+
+
 def load_weights(info, info_file: Path, use_cache: bool = True) -> dict:
-    """The model's tensors: from the cache when its key matches, else parsed by torchani (and cached).
+    """The model's tensors: from the cache when its key matches and it is whole, else parsed by torchani
+    (and cached, written atomically: concurrent engines never read half a file).
 
     info: torchani NeurochemInfo (ensemble_prefix, ensemble_size, const, sae).
     """
 
     prefix = Path(info.ensemble_prefix)
     member_dirs = [prefix.parent / f"{prefix.name}{i}" for i in range(info.ensemble_size)]
-    key = files_digest(info_file, member_dirs)
-    path = cache_root() / f"{info_file.stem}-{key}.pt"
+    key = source_key(info_file, member_dirs) if use_cache else files_digest(info_file, member_dirs)
+    path = cache_path(info_file, key)
     if use_cache and path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if data.get("format") == CACHE_FORMAT:
-                return data
-        except Exception:  # a damaged or foreign file: parse again and overwrite it
-            pass
+        data = _read_cache(path, key)
+        if data is not None:
+            return data
     from torchani.neurochem import modules_from_info
 
     aev, nets, sae, symbols = modules_from_info(info, None)
     data = _extract(aev, nets, sae, symbols)
+    data["key"] = key
+    data["checksum"] = _checksum(data)
     if use_cache:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save(data, tmp)
-            os.replace(tmp, path)  # atomic: concurrent engines never read half a file
+            with atomic_open(path, "wb") as fh:
+                torch.save(data, fh)
         except OSError:
             pass  # a read-only home only costs the parse next time
     return data
