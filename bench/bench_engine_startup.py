@@ -220,7 +220,8 @@ def main():
         print(f"  {k:34s} {s['ready_s']:9.2f}s {s['ready_cpu_s']:9.2f}s {s['first_ef_s']:11.2f}s "
               f"{s['first_ef_cpu_s']:11.2f}s")
     if server:
-        print(f"  model server (launch → info file): {server['ready_s']:.2f} s wall, {server['ready_cpu_s']:.2f} s CPU")
+        print(f"  model server (launch → info file): {server['ready_s']:.2f} s wall, "
+              f"{server['ready_cpu_s']:.2f} s CPU")
     w, c = summary["ani2x warm cache"], summary["ani2x cold cache"]
     print(f"  cold / warm ready CPU: {c['ready_cpu_s'] / w['ready_cpu_s']:.1f}x")
     print("phases of a warm ANI-2x start (CPU s, one process):")

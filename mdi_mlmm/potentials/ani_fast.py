@@ -77,11 +77,12 @@ def files_digest(info_file: Path, member_dirs: List[Path]) -> str:
     return h.hexdigest()
 
 
-def _stat_signature(files: List[Path]) -> str:
+def _stat_signature(info_file: Path, files: List[Path]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for p in files:
+    for p in files:   # names relative to the .info file's folder: the same whichever path leads there
         st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\n".encode())
+        h.update(f"{p.relative_to(info_file.parent)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+                 f"{st.st_ino}\0{st.st_dev}\n".encode())
     return h.hexdigest()
 
 
@@ -94,7 +95,7 @@ def source_key(info_file: Path, member_dirs: List[Path]) -> str:
     """
     info_file = Path(info_file)
     files = model_files(info_file, member_dirs)
-    sig = _stat_signature(files)       # before hashing: a file changed meanwhile changes the next signature
+    sig = _stat_signature(info_file, files)   # before hashing: a file changed meanwhile changes the next signature
     where = str(info_file.resolve())
     tag = hashlib.blake2b(where.encode(), digest_size=8).hexdigest()
     index = cache_root() / f"{info_file.stem}-{tag}.files.json"
