@@ -13,6 +13,11 @@ Each window ``RUN_DIR/windows/NN/`` holds:
 The script then does what ``mdi-mlmm analyze`` does — drop the first 10 % of each window, decorrelate,
 MBAR and TI — and compares with the run's ``analysis/results.json`` when there is one. Windows run from
 coupled (state 0) to decoupled, so ΔG_hyd = −ΔG(0 → last).
+
+A split GROMACS run (plan ``split_decoupling``: the windows after the boundary state b = (coul 1, vdw 0) ran
+with the solute's charges zero, their files hold the energies at the states b..N−1 only) is estimated as
+``mdi-mlmm analyze`` does: MBAR over windows 0..b on the states 0..b, MBAR over windows b..N−1 on the states
+b..N−1, added (σ in quadrature); TI over all windows as it is.
 """
 import argparse
 import json
@@ -70,13 +75,21 @@ for w in plan["windows"]:
     dhdl.append(g)
     print(f"window {w['state']:2d} (coul {w['coul']:.2f}, vdw {w['vdw']:.2f}): {len(u)} uncorrelated samples")
 
-mbar = MBAR().fit(concat(u_nk))
+states = [(w["coul"], w["vdw"]) for w in plan["windows"]]
+b = states.index((1.0, 0.0)) if plan.get("split_decoupling") else None
+if b is None:
+    stages = [u_nk]
+else:  # stage 1: windows 0..b on the states 0..b; stage 2: windows b..N-1 on the states b..N-1 (window b in both)
+    stages = [[u.iloc[:, :b + 1] for u in u_nk[:b + 1]], [u.iloc[:, -(len(states) - b):] for u in u_nk[b:]]]
+mbars = [MBAR().fit(concat(frames)) for frames in stages]
 ti = TI().fit(concat(dhdl))
 dG = {}
-for name, est in (("MBAR", mbar), ("TI", ti)):
-    f, df = to_kcalmol(est.delta_f_), to_kcalmol(est.d_delta_f_)
-    dG[name] = (-f.iloc[0, -1], df.iloc[0, -1])  # ΔG_hyd = −ΔG_decouple
-    print(f"ΔG_hyd ({name}) = {dG[name][0]:.2f} ± {dG[name][1]:.2f} kcal/mol")
+for name, ests in (("MBAR", mbars), ("TI", [ti])):
+    f = sum(to_kcalmol(e.delta_f_).iloc[0, -1] for e in ests)
+    df = sum(to_kcalmol(e.d_delta_f_).iloc[0, -1] ** 2 for e in ests) ** 0.5
+    dG[name] = (-f, df)  # ΔG_hyd = −ΔG_decouple
+    print(f"ΔG_hyd ({name}) = {dG[name][0]:.2f} ± {dG[name][1]:.2f} kcal/mol"
+          + (f" (the sum of {len(ests)} stages)" if len(ests) > 1 else ""))
 
 results = run / "analysis" / "results.json"
 if results.exists():
@@ -90,6 +103,10 @@ if args.plot:
     matplotlib.use("Agg")
     from alchemlyb.visualisation import plot_mbar_overlap_matrix
 
-    ax = plot_mbar_overlap_matrix(mbar.overlap_matrix)
-    ax.figure.savefig(args.plot, dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(mbars), figsize=(5 * len(mbars), 5), squeeze=False)
+    for ax, mbar in zip(axes[0], mbars):   # a split run: one matrix per stage
+        plot_mbar_overlap_matrix(mbar.overlap_matrix, ax=ax)
+    fig.savefig(args.plot, dpi=110, bbox_inches="tight")
     print(f"overlap matrix: {args.plot}")

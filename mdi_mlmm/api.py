@@ -91,6 +91,14 @@ class HydrationFreeEnergy:
     other windows do with 20–40 ps; ``gas_ns`` is not used. The result is an
     :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
 
+    split_decoupling: the GROMACS decoupling windows after the boundary state (charges off, LJ untouched) run
+    with the solute's charges zero, so GROMACS computes one PME grid instead of two, and only the (exact)
+    energies of the LJ states; the analysis estimates the two stages apart and adds them (docs/gromacs.md).
+    None (default): wherever the decoupling runs on GROMACS (host ``gromacs``; the endpoint route's MM part)
+    and the schedule switches the charges off first (every schedule made here); False: every window with the
+    full topology (``--no-split-decoupling``); a run resumes as it started (runs started before the option
+    ran unsplit).
+
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
     settings resumes an interrupted run.
     """
@@ -126,6 +134,7 @@ class HydrationFreeEnergy:
     constraints: str = "none"
     leg_dt_fs: Optional[float] = None
     leg_end_ps: Optional[float] = None
+    split_decoupling: Optional[bool] = None
     #: the analysis of the last :meth:`run`
     result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
 
@@ -212,7 +221,8 @@ class HydrationFreeEnergy:
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
-                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints, leg_end_ps=self.leg_end_ps)
+                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints, leg_end_ps=self.leg_end_ps,
+                         split_decoupling=self.split_decoupling)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

@@ -208,8 +208,11 @@ CASES = {
     "xvg_nan": ("gromacs_mm", "windows/00/dhdl.xvg", lambda p: set_field(p, 8, 2, "nan"), "not a finite number"),
     "xvg_text_value": ("gromacs_mm", "windows/02/dhdl.xvg", lambda p: set_field(p, 4, 3, "-"), "non-numeric"),
     "xvg_short_row": ("gromacs_mm", "windows/01/dhdl.xvg", lambda p: drop_last_field(p, 11), "fields, expected"),
-    "xvg_other_state": ("gromacs_mm", "windows/02/dhdl.xvg", replace_text("to (0.0000, 0.0000)", "to (0.0000, 0.1000)"),
+    # window 1 (the boundary of the split decoupling) evaluates every state; window 2 the stage-2 states only
+    "xvg_other_state": ("gromacs_mm", "windows/01/dhdl.xvg", replace_text("to (0.0000, 0.0000)", "to (0.0000, 0.1000)"),
                         "inconsistent λ states"),
+    "xvg_stage2_other_state": ("gromacs_mm", "windows/02/dhdl.xvg",
+                               replace_text("to (1.0000, 0.0000)", "to (0.0000, 0.0000)"), "inconsistent λ states"),
     "xvg_sampled_elsewhere": ("gromacs_mm", "windows/01/dhdl.xvg",
                               replace_text("= (1.0000, 0.0000)", "= (0.5000, 0.0000)"), "not this window's"),
     "xvg_rows_lost": ("gromacs_mm", "windows/00/dhdl.xvg", drop_last_row, "rows lost"),

@@ -183,12 +183,17 @@ def report_markdown(res: dict) -> str:
         ov = leg.get("min_neighbour_overlap")
         L.append(f"| {ph} leg | {'n/a' if ov is None else f'{ov:.3f}'} | "
                  f"{', '.join(str(s['uncorrelated']) for s in leg['samples'])} |")
+    if res["mm"].get("stages"):   # a split MM decoupling: MBAR/BAR per stage, added (docs/gromacs.md)
+        L += ["", "MM decoupling split in two stages (MBAR and BAR added):"] + \
+            [f"- {x}" for x in report.stage_lines(res["mm"])]
     for ph in PHASES:
         h = res[ph].get("dA_MBAR_halves")
         if h:
             L.append(f"\n{ph} leg, MBAR on the first / second half of each window: {_pm(h[0])} / {_pm(h[1])}")
     L.append("")
     for name, title in (("dhdl.png", "MM decoupling: dH/dλ"), ("overlap.png", "MM decoupling: MBAR overlap"),
+                        ("overlap_stage1.png", "MM decoupling: MBAR overlap, stage 1 (charges)"),
+                        ("overlap_stage2.png", "MM decoupling: MBAR overlap, stage 2 (Lennard-Jones)"),
                         ("convergence.png", "MM decoupling: forward/backward convergence"),
                         ("overlap_water.png", "water leg: MBAR overlap"), ("overlap_gas.png", "gas leg: MBAR overlap")):
         if name in (res.get("plots") or {}):
@@ -214,7 +219,8 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
                                 "to finish it")
         legs_in[ph] = read_leg(paths, plan.leg_lambdas)
     system = report.read_system(run_dir)
-    est, info, u_list, d_list = report.estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature)
+    est, info, u_list, d_list = report.estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature,
+                                                        mm.stage_boundary)
     dG_mm = {k: Estimate(-e.value, e.error) for k, e in est.by_name().items()}
     water = estimate_leg(legs_in["water"], plan.temperature, "water", equil_fraction)
     gas = estimate_leg(legs_in["gas"], plan.temperature, "gas", equil_fraction)
@@ -247,7 +253,7 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
     mm_res = report.HydrationResult(run_dir=str(run_dir), model="mm", host="gromacs", temperature_K=plan.temperature,
                                     windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,
                                     samples=info, dG=dG_mm, overlap_matrix=est.overlap,
-                                    min_neighbour_overlap=est.min_neighbour_overlap,
+                                    min_neighbour_overlap=est.min_neighbour_overlap, stages=est.stages_json(),
                                     **{**report.run_settings(plan), "dtype": None})
     d = {"route": "endpoint", "run_dir": str(run_dir), "model": plan.model, "host": plan.host,
          "temperature_K": plan.temperature, "units": "kcal/mol", "protocol": plan.protocol,

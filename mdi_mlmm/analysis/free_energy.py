@@ -9,10 +9,15 @@ as they are; the LAMMPS host writes the same DataFrames itself
 Sign convention: the windows run from state 0 (solute fully coupled to water) to the
 last state (decoupled), so the estimators give ΔG_decouple = G_last − G_0 and the
 hydration free energy is ΔG_hyd = −ΔG_decouple. Results are kcal/mol.
+
+A split decoupling (:attr:`mdi_mlmm.protocol.plan.Plan.split_decoupling`, boundary state b) is estimated
+by :func:`estimate_stages`: MBAR and BAR per stage (windows 0..b on states 0..b; windows b..N−1 on states
+b..N−1), added; TI over all windows as before.
 """
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -154,17 +159,27 @@ def estimate(u_nk_list: Sequence[pd.DataFrame], dhdl_list: Sequence[pd.DataFrame
     matrix and the fitted alchemlyb estimators. An estimator that fails is logged and gives NaN."""
     _quiet_imports()
     from alchemlyb import concat
-    from alchemlyb.estimators import BAR, MBAR, TI
+    from alchemlyb.estimators import TI
 
     kT = units.kT_kcal(temperature)
-    nan = Estimate(float("nan"), float("nan"))
-    u_all = concat(list(u_nk_list))
     d_all = concat(list(dhdl_list))
-    mbar = overlap = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ti = TI().fit(d_all)
         ti_dg = Estimate(float(ti.delta_f_.iloc[0, -1]) * kT, float(ti.d_delta_f_.iloc[0, -1]) * kT)
+    mbar_dg, bar_dg, overlap, mbar = _mbar_bar(concat(list(u_nk_list)), kT)
+    return FreeEnergyEstimates(TI=ti_dg, MBAR=mbar_dg, BAR=bar_dg, overlap=overlap, ti=ti, mbar=mbar)
+
+
+def _mbar_bar(u_all: pd.DataFrame, kT: float):
+    """(MBAR ΔG, BAR ΔG, overlap matrix, fitted MBAR) from the last state to the first of one u_nk frame, kcal/mol;
+    an estimator that fails is logged and gives NaN (and None for the matrix and the estimator)."""
+    from alchemlyb.estimators import BAR, MBAR
+
+    nan = Estimate(float("nan"), float("nan"))
+    mbar = overlap = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             mbar = MBAR().fit(u_all)
             mbar_dg = Estimate(float(mbar.delta_f_.iloc[0, -1]) * kT, float(mbar.d_delta_f_.iloc[0, -1]) * kT)
@@ -181,18 +196,67 @@ def estimate(u_nk_list: Sequence[pd.DataFrame], dhdl_list: Sequence[pd.DataFrame
         except Exception as exc:
             log.warning("BAR failed: %s", exc)
             bar_dg = nan
-    return FreeEnergyEstimates(TI=ti_dg, MBAR=mbar_dg, BAR=bar_dg, overlap=overlap, ti=ti, mbar=mbar)
+    return mbar_dg, bar_dg, overlap, mbar
 
 
-def convergence(u_nk_list, temperature: float, num: int = 5):
-    """Forward/backward ΔG (kcal/mol) over growing fractions of the data (MBAR)."""
+def stage_frames(u_nk_list: Sequence[pd.DataFrame], boundary: int) -> tuple[list, list]:
+    """The u_nk frames of the two stages of a decoupling split at state ``boundary`` (b): windows 0..b with their
+    columns 0..b, and windows b..N−1 with their columns b..N−1 (a stage-2 window's file holds only those; window
+    b, run with the full topology, gives both stages its samples)."""
+    n = len(u_nk_list[boundary].columns)
+    first = [u.iloc[:, :boundary + 1] for u in u_nk_list[:boundary + 1]]
+    second = [u.iloc[:, len(u.columns) - (n - boundary):] for u in u_nk_list[boundary:]]
+    return first, second
+
+
+def estimate_stages(u_nk_list: Sequence[pd.DataFrame], dhdl_list: Sequence[pd.DataFrame], temperature: float,
+                    boundary: int) -> FreeEnergyEstimates:
+    """ΔG_decouple of a decoupling split at state ``boundary`` (b; :func:`stage_frames`): MBAR and BAR of each
+    stage, added, σ in quadrature. Window b's samples enter both stages, so the two stage errors are not
+    strictly independent (σ in quadrature neglects that correlation; b is one window of N). TI (trapezoid) runs
+    over all windows as unsplit: a stage-2 window's dH/dλ_coul (zero there: its charges are not perturbed) has
+    Δλ_coul = 0 on every interval it borders, so it does not enter. ``stages`` holds each stage's estimates
+    (``overlap``: its MBAR overlap matrix); the total's ``overlap`` is None."""
+    _quiet_imports()
+    from alchemlyb import concat
+    from alchemlyb.estimators import TI
+
+    kT = units.kT_kcal(temperature)
+    stages = []
+    for k, frames in enumerate(stage_frames(u_nk_list, boundary)):
+        mbar_dg, bar_dg, overlap, mbar = _mbar_bar(concat(frames), kT)
+        first = 0 if k == 0 else boundary
+        stages.append(FreeEnergyEstimates(TI=Estimate(float("nan"), float("nan")), MBAR=mbar_dg, BAR=bar_dg,
+                                          overlap=overlap, mbar=mbar,
+                                          states=list(range(first, first + len(frames[0].columns)))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ti = TI().fit(concat(list(dhdl_list)))
+    ti_dg = Estimate(float(ti.delta_f_.iloc[0, -1]) * kT, float(ti.d_delta_f_.iloc[0, -1]) * kT)
+    total = {k: Estimate(sum(getattr(s, k).value for s in stages), math.sqrt(sum(getattr(s, k).error ** 2
+                                                                                  for s in stages)))
+             for k in ("MBAR", "BAR")}
+    return FreeEnergyEstimates(TI=ti_dg, MBAR=total["MBAR"], BAR=total["BAR"], overlap=None, ti=ti, mbar=None,
+                               stages=tuple(stages), boundary=boundary)
+
+
+def convergence(u_nk_list, temperature: float, num: int = 5, boundary: int | None = None):
+    """Forward/backward ΔG (kcal/mol) over growing fractions of the data (MBAR). ``boundary``: a split
+    decoupling's boundary state: each stage's (:func:`stage_frames`), added (errors in quadrature)."""
     _quiet_imports()
     from alchemlyb.convergence import forward_backward_convergence
 
+    parts = [list(u_nk_list)] if boundary is None else stage_frames(u_nk_list, boundary)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # bounded solver effort: with poor overlap MBAR would otherwise iterate 10^4 times per point
-        df = forward_backward_convergence(list(u_nk_list), "MBAR", num=num, maximum_iterations=500)
+        dfs = [forward_backward_convergence(p, "MBAR", num=num, maximum_iterations=500) for p in parts]
+    df = dfs[0].copy()
+    for other in dfs[1:]:
+        for c in ("Forward", "Backward"):
+            df[c] = df[c] + other[c]
+        for c in ("Forward_Error", "Backward_Error"):
+            df[c] = np.sqrt(df[c] ** 2 + other[c] ** 2)
     kT = units.kT_kcal(temperature)
     for c in ("Forward", "Forward_Error", "Backward", "Backward_Error"):
         df[c] = df[c] * kT

@@ -84,13 +84,14 @@ def overlap_plot(path: Path, mbar):
     plt.close(ax.figure)
 
 
-def convergence_plot(path: Path, u_list, plan):
+def convergence_plot(path: Path, u_list, plan, boundary=None):
+    """Forward/backward ΔG_decouple (MBAR); of a split decoupling (``boundary``) the sum of its stages'."""
     plt = _plt()
     from alchemlyb.visualisation import plot_convergence
 
     from .free_energy import convergence
 
-    df = convergence(u_list, plan.temperature, num=5)
+    df = convergence(u_list, plan.temperature, num=5, boundary=boundary)
     ax = plot_convergence(df, units="kcal/mol")
     ax.set_title("ΔG_decouple, forward / backward (MBAR)")
     ax.figure.savefig(path, dpi=110, bbox_inches="tight")
@@ -122,8 +123,13 @@ def make_all(out: Path, est, u_list, d_list, plan, *, e_ml: dict | None = None) 
     jobs = [("dhdl.png", "dH/dλ per λ component (TI)", lambda p: dhdl_plot(p, est.ti, d_list, plan.temperature))]
     if est.mbar is not None:
         jobs.append(("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est.mbar)))
+    for k, stage in enumerate(getattr(est, "stages", ())):   # a split decoupling: one matrix per stage
+        if stage.mbar is not None:
+            jobs.append((f"overlap_stage{k + 1}.png", f"MBAR overlap matrix of stage {k + 1} (states "
+                         f"{stage.states[0]}–{stage.states[-1]})", lambda p, m=stage.mbar: overlap_plot(p, m)))
     if (est.min_neighbour_overlap or 0) >= 0.01:  # meaningless (and slow) without overlap
-        jobs.append(("convergence.png", "forward/backward convergence", lambda p: convergence_plot(p, u_list, plan)))
+        jobs.append(("convergence.png", "forward/backward convergence",
+                     lambda p: convergence_plot(p, u_list, plan, getattr(est, "boundary", None))))
     else:
         log.warning("no convergence plot: neighbouring windows barely overlap (add windows or sample longer)")
     if e_ml and any(v is not None for v in e_ml.values()):

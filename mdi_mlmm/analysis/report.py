@@ -67,9 +67,13 @@ def _load_plan(run_dir: Path):
 
 def load_windows(plan, run_dir: Path):
     """Per-window (u_nk, dHdl) frames, every file checked (:mod:`.validate`) against the plan's λ states
-    and, for a finished window (done.json), the plan's number of samples (one at step 0 and every
-    ``sample_every`` steps)."""
+    (of a split decoupling's window after the boundary: the stage-2 states, :func:`~mdi_mlmm.protocol.schedule.
+    window_states`) and, for a finished window (done.json), the plan's number of samples (one at step 0 and
+    every ``sample_every`` steps)."""
+    from ..protocol.schedule import window_states
+
     u_list, d_list, missing = [], [], []
+    boundary = plan.stage_boundary if plan.host == "gromacs" else None   # LAMMPS windows evaluate every state
     n_samples = plan.steps_per_window // plan.sample_every + 1 if plan.steps_per_window % plan.sample_every == 0 \
         else None
     for w in plan.windows:
@@ -81,7 +85,8 @@ def load_windows(plan, run_dir: Path):
             continue
         n = n_samples if finished else None
         if plan.host == "gromacs":
-            u, d = fe.read_xvg(first, plan.temperature, (w.coul, w.vdw), plan.schedule, n)
+            states = [plan.schedule[k] for k in window_states(plan.schedule, w.state, boundary)]
+            u, d = fe.read_xvg(first, plan.temperature, (w.coul, w.vdw), states, n)
         else:
             u, d = fe.read_window_frames(first, wd / "dhdl.csv", plan.temperature, (w.coul, w.vdw), plan.schedule, n)
         u_list.append(u)
@@ -110,17 +115,21 @@ def read_system(run_dir: Path):
     return validate.read_json(sysjson, "description of the prepared system") if sysjson.exists() else None
 
 
-def estimate_windows(u_raw, d_raw, equil_fraction: float, temperature: float):
+def estimate_windows(u_raw, d_raw, equil_fraction: float, temperature: float, boundary: int | None = None):
     """The λ windows' estimates (TI, MBAR, BAR of decoupling) from their raw u_nk/dH/dλ frames,
     each window's equilibration cut and decorrelated first; returns (estimates, per-window info,
-    the processed u_nk and dH/dλ frames)."""
+    the processed u_nk and dH/dλ frames). ``boundary``: a split decoupling's boundary state (the plan's
+    :attr:`~mdi_mlmm.protocol.plan.Plan.stage_boundary`): MBAR and BAR per stage, added
+    (:func:`.free_energy.estimate_stages`)."""
     u_list, d_list, info = [], [], []
     for u, d in zip(u_raw, d_raw):
         uu, dd, inf = fe.preprocess(u, d, equil_fraction)
         u_list.append(uu)
         d_list.append(dd)
         info.append(inf)
-    return fe.estimate(u_list, d_list, temperature), info, u_list, d_list
+    est = fe.estimate(u_list, d_list, temperature) if boundary is None else \
+        fe.estimate_stages(u_list, d_list, temperature, boundary)
+    return est, info, u_list, d_list
 
 
 def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> HydrationResult:
@@ -140,13 +149,13 @@ def analyze(run_dir, equil_fraction: float = 0.1, plots: bool = True) -> Hydrati
                 "decoupled": read_e_ml(run_dir / plan.windows[-1].directory / "e_ml.csv"),
                 "gas": read_e_ml(run_dir / "gas" / "e_ml.csv") if plan.gas_steps > 0 else None}
     system = read_system(run_dir)
-    est, info, u_list, d_list = estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature)
+    est, info, u_list, d_list = estimate_windows(u_raw, d_raw, equil_fraction, plan.temperature, plan.stage_boundary)
     # the windows run coupled → decoupled: ΔG_hyd = −ΔG_decouple
     res = HydrationResult(run_dir=str(run_dir), model=plan.model, host=plan.host, temperature_K=plan.temperature,
                           windows=len(plan.windows), ns_per_window=plan.steps_per_window * plan.dt_fs * 1e-6,
                           samples=info, dG={k: Estimate(-e.value, e.error) for k, e in est.by_name().items()},
                           overlap_matrix=est.overlap, min_neighbour_overlap=est.min_neighbour_overlap,
-                          **run_settings(plan))
+                          stages=est.stages_json(), **run_settings(plan))
 
     # reorganization energy (ML runs)
     if e_ml is not None:
@@ -268,7 +277,7 @@ def run_settings(plan) -> dict:
     """How the λ windows of ``plan`` were run, as :class:`HydrationResult` records it: time step (fs),
     physical model, the solute's X–H bonds as run, the ML model's precision (None for plain MM)."""
     return {"dt_fs": plan.dt_fs, "protocol": plan.protocol, "constraints": plan.windows_constraints,
-            "dtype": plan.dtype if plan.ml else None}
+            "dtype": plan.dtype if plan.ml else None, "split_decoupling": bool(plan.split_decoupling)}
 
 
 def bonds_text(constraints) -> str:
@@ -298,6 +307,7 @@ def summary_lines(result: HydrationResult) -> list[str]:
             if f"dG_{k}_plus_reorg" in res:
                 lines.append(f"  ΔG {k} + reorg   {_pm(res[f'dG_{k}_plus_reorg'])}")
     lines += freesolv_lines(res, 17)
+    lines += [f"  {x}" for x in stage_lines(res)]
     if res.get("min_neighbour_overlap") is not None:
         lines.append(f"  smallest neighbour overlap {res['min_neighbour_overlap']:.3f}"
                      + ("  (LOW: add windows or sample longer)" if res["min_neighbour_overlap"] < MIN_OVERLAP else ""))
@@ -305,6 +315,18 @@ def summary_lines(result: HydrationResult) -> list[str]:
         lines.append(f"  !!! {len(res['warnings'])} WARNING(S): the number is not supported as it stands !!!")
         lines += [f"  WARNING: {w}" for w in res["warnings"]]
     return lines
+
+
+def stage_lines(res: dict) -> list[str]:
+    """The lines on a split decoupling's two stages (results.json's ``stages``; none when not split)."""
+    st = res.get("stages") or []
+    out = []
+    for k, s in enumerate(st):
+        what = "charges off" if k == 0 else "Lennard-Jones, one PME grid"
+        ov = s.get("min_neighbour_overlap")
+        out.append(f"stage {k + 1} ({what}, states {s['states'][0]}–{s['states'][-1]}): MBAR {_pm(s['dG_MBAR'])}, "
+                   f"BAR {_pm(s['dG_BAR'])}, smallest neighbour overlap {'n/a' if ov is None else f'{ov:.3f}'}")
+    return out
 
 
 def report_markdown(result: HydrationResult) -> str:
@@ -332,6 +354,11 @@ def report_markdown(result: HydrationResult) -> str:
         L.append(f"| FreeSolv experiment | {fs['experimental']:.2f} ± {fs.get('experimental_uncertainty') or 0:.2f} |")
     if fs.get("calculated") is not None:
         L.append(f"| FreeSolv GAFF (calculated) | {fs['calculated']:.2f} ± {fs.get('calculated_uncertainty') or 0:.2f} |")
+    if res.get("stages"):
+        b = res["stages"][1]["states"][0]
+        L += ["", f"Split decoupling: the windows after state {b} ran with the solute's charges zero (one PME grid); "
+              f"MBAR and BAR are the sums of the two stages (window {b} belongs to both; σ in quadrature), TI runs "
+              "over all windows.", ""] + [f"- {x}" for x in stage_lines(res)]
     if is_ml(res["model"]):
         L += ["", "With E_ML on at every λ, the TI/MBAR result is already the full ML/MM hydration free energy "
               "(the decoupled end samples the gas-phase ensemble); the reorganization term of Wang et al. "
@@ -346,6 +373,8 @@ def report_markdown(result: HydrationResult) -> str:
               f"{ms['model_s']:.0f} s in the model)."]
     L.append("")
     for name, title in (("dhdl.png", "dH/dλ"), ("overlap.png", "MBAR overlap matrix"),
+                        ("overlap_stage1.png", "MBAR overlap matrix, stage 1 (charges)"),
+                        ("overlap_stage2.png", "MBAR overlap matrix, stage 2 (Lennard-Jones)"),
                         ("convergence.png", "Forward/backward convergence"), ("e_ml.png", "E_ML distributions")):
         if name in (res.get("plots") or {}):
             L += [f"## {title}", "", f"![{title}]({name})", ""]

@@ -91,7 +91,10 @@ class FreeEnergyEstimates:
     """ΔG_decouple = G_last − G_0 by TI (trapezoid), MBAR and BAR, kcal/mol (:func:`.free_energy.estimate`).
 
     ``ti`` and ``mbar`` are the fitted alchemlyb estimators (``mbar`` is None when MBAR failed), for
-    alchemlyb's plots and further analysis; ``overlap`` is MBAR's overlap matrix (list of lists) or None."""
+    alchemlyb's plots and further analysis; ``overlap`` is MBAR's overlap matrix (list of lists) or None.
+    A split decoupling (:func:`.free_energy.estimate_stages`): ``stages`` holds each stage's MBAR/BAR
+    estimates and overlap (``states``: its λ states), ``boundary`` the state they share; MBAR and BAR here are
+    their sums, and ``overlap``/``mbar`` are None."""
 
     TI: Estimate
     MBAR: Estimate
@@ -99,16 +102,34 @@ class FreeEnergyEstimates:
     overlap: Optional[list] = None
     ti: Any = field(default=None, repr=False, compare=False)
     mbar: Any = field(default=None, repr=False, compare=False)
+    stages: tuple = ()
+    boundary: Optional[int] = None
+    states: Optional[list] = None
 
     def by_name(self) -> dict[str, Estimate]:
         return {k: getattr(self, k) for k in ESTIMATORS}
 
     @property
     def min_neighbour_overlap(self) -> Optional[float]:
+        """The smallest overlap of neighbouring states in MBAR's overlap matrix; of a split decoupling the smallest
+        of its stages' (None when one is unknown)."""
+        if self.stages:
+            ovs = [s.min_neighbour_overlap for s in self.stages]
+            return None if any(o is None for o in ovs) else float(min(ovs))
         if self.overlap is None:
             return None
         ov = self.overlap
         return float(min(ov[i][i + 1] for i in range(len(ov) - 1)))
+
+    def stages_json(self) -> Optional[list]:
+        """The stages of a split decoupling as ``results.json`` records them (None: not split): per stage its
+        states and windows, ΔG_hyd's share by MBAR and BAR (kcal/mol, the sign of ΔG_hyd: the stages add up to
+        it), its overlap matrix and smallest neighbour overlap."""
+        if not self.stages:
+            return None
+        return [{"states": list(s.states), "windows": list(s.states),
+                 **{f"dG_{k}": Estimate(-getattr(s, k).value, getattr(s, k).error).to_json() for k in ("MBAR", "BAR")},
+                 "overlap_matrix": s.overlap, "min_neighbour_overlap": s.min_neighbour_overlap} for s in self.stages]
 
 
 @dataclass
@@ -123,7 +144,10 @@ class HydrationResult:
     How the run was made: ``dt_fs`` (the windows' time step, fs), ``protocol`` (the physical model,
     ``default`` or ``freesolv``), ``constraints`` (the solute's X–H bonds in the windows as run: ``none``
     or ``h-bonds``) and ``dtype`` (the ML model's precision; None for plain MM). None in results written
-    before they were recorded (unknown)."""
+    before they were recorded (unknown). ``split_decoupling``: the windows after the boundary state ran with the
+    solute's charges zero and MBAR/BAR are sums over two stages, each in ``stages``
+    (:meth:`FreeEnergyEstimates.stages_json`; ``overlap_matrix`` is then None, ``min_neighbour_overlap`` the
+    smallest of both stages')."""
 
     run_dir: str
     model: str
@@ -149,6 +173,8 @@ class HydrationResult:
     protocol: Optional[str] = None
     constraints: Optional[str] = None
     dtype: Optional[str] = None
+    split_decoupling: Optional[bool] = None
+    stages: Optional[list] = None
 
     @property
     def reorg(self) -> Optional[Reorganization]:
@@ -172,6 +198,9 @@ class HydrationResult:
         d["overlap_matrix"] = self.overlap_matrix
         if self.min_neighbour_overlap is not None:
             d["min_neighbour_overlap"] = self.min_neighbour_overlap
+        d["split_decoupling"] = self.split_decoupling
+        if self.stages:
+            d["stages"] = self.stages
         if self.reorg_windows is not None:
             d["dG_reorg_windows"] = self.reorg_windows.to_json()
         if self.reorg_gas is not None:
@@ -205,7 +234,7 @@ class HydrationResult:
                    model_server=d.get("model_server"), freesolv=d.get("freesolv"), molecule=d.get("molecule"),
                    plots=d.get("plots"), units=d.get("units", "kcal/mol"), warnings=list(d.get("warnings", [])),
                    dt_fs=d.get("dt_fs"), protocol=d.get("protocol"), constraints=d.get("constraints"),
-                   dtype=d.get("dtype"))
+                   dtype=d.get("dtype"), split_decoupling=d.get("split_decoupling"), stages=d.get("stages"))
 
     def __str__(self) -> str:
         from .report import summary_lines

@@ -194,7 +194,9 @@ def check_lambdas(path, sampled: np.ndarray, lines: Sequence[int], state: Sequen
 
     sampled: (n, k) λ values of each sample (coul, vdw); ``lines[i]`` its file line; every row
     must equal ``state`` (the plan's (coul, vdw) of this window). states: the λ states the file
-    evaluates energies at (u_nk columns, file line ``states_line``); they must be ``schedule``."""
+    evaluates energies at (u_nk columns, file line ``states_line``); they must be ``schedule``: the plan's
+    states of this window, all of the schedule's or, in a split decoupling, the stage-2 states of a window
+    after the boundary (:func:`mdi_mlmm.protocol.schedule.window_states`), and no others."""
     sampled = np.asarray(sampled, dtype=float).reshape(len(lines), -1)
     off = np.nonzero(np.any(np.abs(sampled - np.asarray(state, dtype=float)) > LAMBDA_TOL, axis=1))[0]
     if len(off):
@@ -205,8 +207,8 @@ def check_lambdas(path, sampled: np.ndarray, lines: Sequence[int], state: Sequen
         a = np.asarray([tuple(s) for s in states], dtype=float).reshape(len(states), -1)
         b = np.asarray([tuple(s) for s in schedule], dtype=float).reshape(len(schedule), -1)
         if a.shape != b.shape or np.any(np.abs(a - b) > LAMBDA_TOL):
-            raise damaged(path, f"energies at λ states {', '.join(_tuple(s) for s in a)}, but the plan's schedule "
-                                f"is {', '.join(_tuple(s) for s in b)} (inconsistent λ states between windows)",
+            raise damaged(path, f"energies at λ states {', '.join(_tuple(s) for s in a)}, but the plan's states "
+                                f"of this window are {', '.join(_tuple(s) for s in b)} (inconsistent λ states between windows)",
                           states_line)
 
 

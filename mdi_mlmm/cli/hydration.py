@@ -38,6 +38,11 @@ def register(sub):
                         "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
                         "endpoint route's legs; either host)")
     add_timestep_override(p)
+    p.add_argument("--no-split-decoupling", dest="split_decoupling", action="store_const", const=False,
+                   default=D["split_decoupling"],
+                   help="GROMACS: run every decoupling window with the full topology (two PME grids per step). By "
+                        "default the windows after the charges are off run with the solute's charges zero (one "
+                        "PME grid; the same energies) and the analysis adds the two stages (docs/gromacs.md)")
     p.add_argument("--checkpoint-every", type=positive_int, default=D["checkpoint_every"],
                    help="steps between checkpoints of a running window (default %(default)s)")
     p.add_argument("--sample-every", type=positive_int, default=D["sample_every"], help="steps between energy samples (default %(default)s)")

@@ -16,14 +16,14 @@ import numpy as np
 from .. import __version__, files
 from ..errors import UserInputError
 from ..potentials.registry import DEFAULT_DTYPE, check_dtype, is_ml
-from .schedule import decoupling_schedule
+from .schedule import decoupling_schedule, stage_boundary
 
 PLAN_NAME = "plan.json"
 #: settings that define the physics; a resume must match them exactly
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
-              "leg_sample_every", "protocol", "constraints", "leg_end_steps")
+              "leg_sample_every", "protocol", "constraints", "leg_end_steps", "split_decoupling")
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -88,6 +88,12 @@ class Plan:
     #: option read so) or ``h-bonds`` (constrained at b0, the ML region's included; either host). The
     #: endpoint route's MM windows, and MM windows of protocol ``freesolv``, constrain them in any case
     constraints: str = "none"
+    #: the GROMACS λ windows after the schedule's boundary state b (charges off, LJ untouched) run with the
+    #: solute's charges zero in both topology states (one PME grid) and energies at the states b..N−1 only, and
+    #: the analysis estimates the two stages (0..b, b..N−1) apart and adds them (docs/gromacs.md). On by default
+    #: for a GROMACS decoupling whose schedule has that shape (``--no-split-decoupling``: off); plans written
+    #: before the option ran every window with the full topology and read so (False)
+    split_decoupling: bool = False
     version: str = __version__
 
     @property
@@ -102,6 +108,12 @@ class Plan:
         constrained = self.constraints == "h-bonds" or self.route == "endpoint" or \
             (not self.ml and self.protocol == "freesolv")
         return "h-bonds" if constrained else "none"
+
+    @property
+    def stage_boundary(self) -> Optional[int]:
+        """The boundary state b between the two stages of a split decoupling (:attr:`split_decoupling`), or None
+        when the windows are not split."""
+        return stage_boundary(self.schedule) if self.split_decoupling else None
 
     @property
     def root(self) -> Path:
@@ -148,7 +160,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
               leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none",
-              leg_end_ps: Optional[float] = None) -> Plan:
+              leg_end_ps: Optional[float] = None, split_decoupling: Optional[bool] = None) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
@@ -156,7 +168,10 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     steps, except the λ_intra = 1 window of each leg: ``leg_end_ps`` (None: ``leg_ps``; not shorter), whose
     samples also give ΔG_reorg; the leg settings are ignored on the direct route. protocol: the physical model
     (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only). constraints:
-    ``none`` or ``h-bonds`` (:func:`check_constraints`)."""
+    ``none`` or ``h-bonds`` (:func:`check_constraints`). split_decoupling: run the GROMACS windows after the
+    schedule's boundary state with the solute's charges zero (one PME grid; :attr:`Plan.split_decoupling`); None:
+    wherever the decoupling runs on GROMACS (host gromacs, or the endpoint route's MM part) and the schedule
+    has the "decharge, then decouple" shape; True where it cannot is refused."""
     from .physics import check_protocol
 
     check_protocol(protocol, host)
@@ -187,14 +202,32 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                     leg_steps=leg_steps, leg_end_steps=max(leg_steps, leg_end_steps),
                     leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
                     leg_dt_fs=float(leg_dt_fs), leg_sample_every=int(leg_sample_every))
+    split = _split_decoupling(split_decoupling, host, route, sched)
     ws = [Window(state=k, coul=float(c), vdw=float(v), directory=f"windows/{k:02d}") for k, (c, v) in enumerate(sched)]
-    return Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
+    plan = Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
                 forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
                 steps_per_window=steps, window_equil_steps=int(round(window_equil_ps * 1e3 / dt_fs)), dt_fs=dt_fs,
                 temperature=temperature, sample_every=sample_every, dtype=check_dtype(dtype),
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
-                shared_model=shared_model, device=device, protocol=protocol, constraints=constraints, **legs)
+                shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
+                split_decoupling=split, **legs)
+    plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
+    return plan
+
+
+def _split_decoupling(requested: Optional[bool], host: str, route: str, schedule) -> bool:
+    """Whether the plan's windows run split (:attr:`Plan.split_decoupling`): ``requested`` (None: wherever
+    possible); True where the decoupling does not run on GROMACS or the schedule has no boundary is refused."""
+    on_gromacs = host == "gromacs" or route == "endpoint"   # the endpoint route's MM decoupling runs on GROMACS
+    possible = on_gromacs and stage_boundary(schedule) is not None
+    if requested and not possible:
+        raise UserInputError("split_decoupling: the decoupling windows split in two stages only on GROMACS "
+                             "(host gromacs or the endpoint route) with a schedule that switches the charges off "
+                             "before the Lennard-Jones terms" if not on_gromacs else
+                             "split_decoupling: this λ schedule does not switch the charges fully off before the "
+                             "Lennard-Jones terms, so it cannot be split in two stages")
+    return possible if requested is None else bool(requested)
 
 
 def check_constraints(constraints: str, host: str) -> None:
@@ -213,9 +246,13 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
     if not p.exists():
         new.write()
         return new, False
-    old = Plan.from_json(json.loads(p.read_text()))
+    raw = json.loads(p.read_text())
+    old = Plan.from_json(raw)
+    # a plan written before split_decoupling existed ran unsplit and keeps doing so, unless a split is asked for
+    keep_unsplit = "split_decoupling" not in raw and not getattr(new, "_split_requested", None)
     diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))
-             and (k != "dtype" or new.ml)]   # a plain-MM run loads no model: its dtype does not matter
+             and (k != "dtype" or new.ml)   # a plain-MM run loads no model: its dtype does not matter
+             and (k != "split_decoupling" or not keep_unsplit)]
     if diffs:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
@@ -223,6 +260,8 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         if "leg_end_steps" in diffs and "leg_steps" not in diffs:
             hint += (" (no --leg-end-ps" if old.leg_end_steps == old.leg_steps else
                      f" (--leg-end-ps {old.leg_end_steps * old.leg_dt_fs / 1000.0:g}") + ")"
+        if "split_decoupling" in diffs:
+            hint += " (--no-split-decoupling" + (" given" if not old.split_decoupling else " not given") + ")"
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts

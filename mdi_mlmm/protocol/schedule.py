@@ -9,6 +9,15 @@ schedule into their own input (the GROMACS ``lambda`` mdp template gets ``coul-l
 (20, (0.0, 0.0), (1.0, 1.0))
 >>> decoupling_schedule(5)
 [(0.0, 0.0), (1.0, 0.0), (1.0, 0.3333333333333333), (1.0, 0.6666666666666666), (1.0, 1.0)]
+
+Such a schedule ("decharge, then decouple") splits exactly into two stages at its boundary state b (charges
+off, LJ untouched: (1, 0)): stage 1 = states 0..b (charges), stage 2 = states b..N−1 (LJ). In stage 2 the
+solute's charges are zero at every state, so a GROMACS window there can run with them zero in both
+topology states (``couple-lambda0 = vdw``: charges not perturbed, one PME grid instead of two) and its
+energies restricted to the states b..N−1 (:func:`stage_boundary`, :func:`window_states`; docs/gromacs.md).
+
+>>> stage_boundary(FREESOLV), window_states(FREESOLV, 7, 4), window_states(FREESOLV, 4, 4)
+(4, range(4, 20), range(0, 20))
 """
 from __future__ import annotations
 
@@ -39,3 +48,26 @@ def decoupling_schedule(windows: Optional[int] = None) -> list[tuple[float, floa
     sched += [(1.0, float(v)) for v in np.linspace(0.0, 1.0, n_v + 1)[1:]]
     return sched
 
+
+
+def stage_boundary(schedule) -> Optional[int]:
+    """The boundary state b of a "decharge, then decouple" ``schedule`` [(coul λ, vdw λ)]: (1, 0), with vdw λ = 0
+    in states 0..b, coul λ = 1 in states b..N−1 and at least one state after b; None when the schedule has
+    another shape (then it cannot be split in two stages)."""
+    sched = [(float(c), float(v)) for c, v in schedule]
+    for b, (c, v) in enumerate(sched):
+        if c == 1.0 and v == 0.0:
+            ok = b >= 1 and b < len(sched) - 1 and all(vv == 0.0 for _, vv in sched[:b]) \
+                and all(cc == 1.0 for cc, _ in sched[b:])
+            return b if ok else None
+    return None
+
+
+def window_states(schedule, state: int, boundary: Optional[int]) -> range:
+    """The states whose energies window ``state`` evaluates: all, or with a split at ``boundary`` (None: not
+    split) the stage-2 states boundary..N−1 for a window after the boundary (the boundary window itself runs
+    with the full topology and evaluates all states: it belongs to both stages)."""
+    n = len(schedule)
+    if boundary is not None and int(state) > int(boundary):
+        return range(int(boundary), n)
+    return range(n)

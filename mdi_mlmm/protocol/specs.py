@@ -71,6 +71,9 @@ class WindowSpec(UnitSpec):
     equil_steps: int = 0
     #: the physical model (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv``: GROMACS only)
     protocol: str = "default"
+    #: a split decoupling's boundary state b (:attr:`~mdi_mlmm.protocol.plan.Plan.split_decoupling`; None: not
+    #: split): a GROMACS window after it runs with the solute's charges zero and energies at states b..N−1 only
+    stage_boundary: Optional[int] = None
 
     def __post_init__(self):
         self.schedule = [(float(c), float(v)) for c, v in self.schedule]

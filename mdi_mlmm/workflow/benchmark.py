@@ -46,7 +46,7 @@ SETTINGS_FILE = "settings.json"
 HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_every")
 #: settings added since a benchmark on disk may have been started, with the value its runs had then
 #: (compared as such; other settings only one side knows are not compared)
-ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None}
+ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": None}
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]

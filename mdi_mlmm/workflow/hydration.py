@@ -80,7 +80,8 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
                                 steps=plan.steps_per_window, equil_steps=plan.window_equil_steps,
                                 top=str(root / solv["top"]), gro=str(gro_eq), ndx=str(root / solv["ndx"]),
                                 out_dir=str(plan.path(w.directory)), seed=plan.seed + 101 * w.state,
-                                protocol=plan.protocol, constrain_hbonds=bool(constrain_hbonds)))
+                                protocol=plan.protocol, constrain_hbonds=bool(constrain_hbonds),
+                                stage_boundary=plan.stage_boundary))
     if plan.ml and plan.gas_steps > 0:
         specs.append(GasSpec(**common, steps=plan.gas_steps, top=str(root / gas["top"]),
                              gro=str(root / gas["gro"]), ndx=str(root / gas["ndx"]), out_dir=str(plan.path("gas")),

@@ -102,15 +102,36 @@ def _ntomp() -> int:
     return max(1, int(os.environ.get("MDI_MLMM_THREADS_PER_WINDOW", "1")))
 
 
+def split_fep_overrides(state: int, schedule, boundary) -> dict:
+    """The free-energy block of window ``state``: the full topology with energies at every state of
+    ``schedule``, or, for a window after a split decoupling's ``boundary`` state (None: not split), the
+    solute's charges zero in both topology states (``couple-lambda0 = vdw``: GROMACS perturbs no charge and
+    computes one PME grid, not two) with the λ arrays and ``init-lambda-state`` restricted to the stage-2
+    states boundary..N−1, whose energies (coul λ = 1) are exactly those of the full topology."""
+    from ...prep import mdp
+    from ...protocol.schedule import window_states
+
+    states = window_states(schedule, state, boundary)
+    sub = [tuple(schedule[k]) for k in states]
+    if states.start and any(float(c) != 1.0 for c, _ in sub):
+        raise HostError(f"window {state}: the states after boundary {boundary} have charges on: not a split decoupling")
+    ov = mdp.fep_overrides(int(state) - states.start, schedule=sub)
+    if states.start:
+        ov["couple-lambda0"] = "vdw"
+    return ov
+
+
 def _lambda_mdp(state: int, schedule, steps: int, dt_fs: float, sample_every: int, temperature: float, seed: int,
-                ml: bool, equil: bool, protocol: str = "default", constrain_hbonds: bool = False) -> str:
+                ml: bool, equil: bool, protocol: str = "default", constrain_hbonds: bool = False,
+                boundary: int | None = None) -> str:
     """mdp of one stage of a λ window: template ``lambda`` (the default physical model, NVT, flexible solute)
     with ``protocol``'s overrides (:mod:`mdi_mlmm.protocol.physics`); ``constrain_hbonds``: h-bonds (an ML
-    window: :func:`.host.constraint_mdp`, the ML region's X–H bonds included)."""
+    window: :func:`.host.constraint_mdp`, the ML region's X–H bonds included); ``boundary``: a split
+    decoupling's boundary state (:func:`split_fep_overrides`)."""
     from ...prep import mdp
     from ...protocol.physics import gromacs_window_overrides
 
-    ov = mdp.fep_overrides(state, schedule=schedule)
+    ov = split_fep_overrides(state, schedule, boundary)
     ov.update(gromacs_window_overrides(protocol))
     if constrain_hbonds and not ml:
         ov["constraints"] = "h-bonds"
@@ -159,7 +180,8 @@ def run_window(spec: WindowSpec, progress=None) -> dict:
             continue
         mdp_text = _lambda_mdp(spec.state, spec.schedule, nsteps, spec.dt_fs, spec.sample_every,
                                spec.temperature, spec.seed + (0 if stage == "prod" else 7919), ml,
-                               equil=stage == "eq", protocol=spec.protocol, constrain_hbonds=spec.constrain_hbonds)
+                               equil=stage == "eq", protocol=spec.protocol, constrain_hbonds=spec.constrain_hbonds,
+                               boundary=spec.stage_boundary)
         (out / f"{stage}.mdp").write_text(mdp_text)
         if not (out / f"{stage}.tpr").exists():
             _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,
