@@ -11,7 +11,17 @@ from the prepared box. Modes (side by side, alternated ``--repeats`` times):
 
 * ``1fs``      the workflow's default for ML: 1 fs, every bond flexible (``constraints = none``);
 * ``2fs-hb``   2 fs with X–H bonds constrained (``constraints = h-bonds``, ML region included, LINCS
-  order 12, 2 iterations: what ``mdi-mlmm md --host gromacs --constraints h-bonds`` uses).
+  order 12, 2 iterations: what ``mdi-mlmm md --host gromacs --constraints h-bonds`` uses);
+* ``1fs-split``, ``2fs-hb-split``  the same, with the windows run as the split decoupling runs the windows
+  after its boundary state (docs/gromacs.md, "One PME grid"): the solute's charges zero in both topology
+  states (one PME grid per step instead of two), energies at the stage-2 states only.
+
+With a ``-split`` mode among ``--modes`` every mode of the run takes stage-2 states (after FreeSolv's
+boundary state 4, spread over 5..19; or ``--states``), so that e.g. ``--modes 2fs-hb 2fs-hb-split`` compares
+the same windows with and without the split. Each run records the PME spreads per step from md.log's cycle
+accounting (2 full, 1 split). The projection counts every one of the ``--total-windows`` at the mode's rate:
+for a ``-split`` mode that is an underestimate of the wall time, as the first 5 of FreeSolv's 20 windows
+(states 0..4) run with the full topology.
 
 The rate is each window's ms per step from its md.log (GROMACS's own timer around the MD loop: no
 start-up), averaged over the K windows; K windows advance together, so K window-steps take that long.
@@ -24,6 +34,7 @@ bench/README.md's quiet-machine ANI-2x float64 call, 6.43 ms + 0.22 ms), run aft
 (2 × 20 ps MM) and the windows' 10 ps equilibration at λ are added at the same rates.
 
     python bench/bench_windows_together.py [--windows 2] [--steps 400] [--repeats 1] [--dtype float64]
+    python bench/bench_windows_together.py --modes 2fs-hb 2fs-hb-split [--states 8 15]
 
 Writes bench/results_windows_together[_DTYPE].json. Shared 2-core machine: the load average at start
 and end of every run is recorded; ratios between modes measured in one run are what to trust.
@@ -45,7 +56,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO / "tests" / "data" / "lammps_ethanol"
-MODES = {"1fs": (1.0, "none"), "2fs-hb": (2.0, "h-bonds")}
+#: mode -> (time step fs, the solute's X–H bonds, split: the window run as a stage-2 window of a split decoupling)
+MODES = {"1fs": (1.0, "none", False), "2fs-hb": (2.0, "h-bonds", False),
+         "1fs-split": (1.0, "none", True), "2fs-hb-split": (2.0, "h-bonds", True)}
 
 
 def _ms_per_step(md_log: Path, dt_fs: float) -> float:
@@ -57,21 +70,55 @@ def _ms_per_step(md_log: Path, dt_fs: float) -> float:
     return 86400e3 / steps_per_day
 
 
-def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path) -> dict:
+def _pme_spreads_per_step(md_log: Path) -> float | None:
+    """PME spread calls per force evaluation from md.log's cycle accounting (2: A and B charges, 1: one grid)."""
+    text = md_log.read_text()
+    spread = re.search(r"^ PME spread\s+\d+\s+\d+\s+(\d+)\s", text, re.M)
+    mesh = re.search(r"^ PME mesh\s+\d+\s+\d+\s+(\d+)\s", text, re.M)
+    return int(spread.group(1)) / int(mesh.group(1)) if spread and mesh else None
+
+
+def default_states(modes, k: int) -> list[int]:
+    """K λ states spread over FreeSolv's schedule; with a ``-split`` mode among ``modes``, over the states after
+    its boundary (stage 2), for every mode of the run."""
+    from mdi_mlmm.protocol.schedule import decoupling_schedule, stage_boundary
+
+    sched = decoupling_schedule()
+    lo = stage_boundary(sched) + 1 if any(MODES[m][2] for m in modes) else 0
+    hi = len(sched) - 1
+    return [round(lo + i * (hi - lo) / max(1, k - 1)) if k > 1 else lo for i in range(k)]
+
+
+def window_mdp(mode: str, state: int, steps: int, w: int) -> str:
+    """The mdp of window ``w`` at λ ``state`` in ``mode``: the λ windows' own (``_lambda_mdp``; a ``-split``
+    mode: as a stage-2 window of the split decoupling), with fresh velocities and the mode's constraints."""
+    from mdi_mlmm.hosts.gromacs import alchemy, host
+    from mdi_mlmm.protocol.schedule import decoupling_schedule, stage_boundary
+
+    dt_fs, constraints, split = MODES[mode]
+    sched = decoupling_schedule()
+    boundary = stage_boundary(sched) if split else None
+    if split and state <= boundary:
+        raise SystemExit(f"mode {mode}: state {state} is not after the boundary state {boundary} (not split there)")
+    text = alchemy._lambda_mdp(state, sched, steps, dt_fs, 100, 298.15, 11 + w, True, equil=True, boundary=boundary)
+    extra = {**host.constraint_mdp(constraints), "gen-vel": "yes", "gen-temp": 298.15, "gen-seed": 11 + w}
+    for key in extra:   # the mode's keys replace the template's
+        text = re.sub(rf"^{key}\s*=.*$", "", text, flags=re.M)
+    return text + "".join(f"{key} = {value}\n" for key, value in extra.items())
+
+
+def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path, states: list[int]) -> dict:
     from mdi_mlmm.hosts.gromacs import alchemy, host
     from mdi_mlmm.hosts.gromacs.build import require_gmx
     from mdi_mlmm.potentials.shared import start_server_process, stop_server_process
-    from mdi_mlmm.protocol.schedule import decoupling_schedule
     from mdi_mlmm.topology.mlregion import select_indices
 
-    dt_fs, constraints = MODES[mode]
+    dt_fs, constraints, split = MODES[mode]
     gmx = require_gmx()
     work.mkdir(parents=True)
     ml = [int(i) for i in select_indices(DATA / "conf.gro", "resname MOL")]
     ndx = work / "index.ndx"
     host.make_index(gmx, DATA / "conf.gro", ml, ndx)
-    sched = decoupling_schedule()
-    states = [round(i * (len(sched) - 1) / max(1, k - 1)) if k > 1 else 0 for i in range(k)]
     info = work / "server.json"
     load0 = os.getloadavg()
     server = start_server_process("ani2x", info, work / "server.log", extra=("--threads", "1", "--dtype", dtype))
@@ -80,12 +127,7 @@ def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path) -> dict:
         for w, state in enumerate(states):
             d = work / f"w{w}"
             d.mkdir()
-            text = alchemy._lambda_mdp(state, sched, steps, dt_fs, 100, 298.15, 11 + w, True, equil=True)
-            extra = {**host.constraint_mdp(constraints), "gen-vel": "yes", "gen-temp": 298.15, "gen-seed": 11 + w}
-            for key in extra:   # the mode's keys replace the template's
-                text = re.sub(rf"^{key}\s*=.*$", "", text, flags=re.M)
-            text += "".join(f"{key} = {value}\n" for key, value in extra.items())
-            (d / "prod.mdp").write_text(text)
+            (d / "prod.mdp").write_text(window_mdp(mode, state, steps, w))
             alchemy._grompp(gmx, "prod.mdp", DATA / "conf.gro", DATA / "topol.top", "prod.tpr", ndx, d, 2,
                             f"gmx grompp (window {state})")
             dirs.append(d)
@@ -110,7 +152,8 @@ def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path) -> dict:
         raise RuntimeError("; ".join(errors))
     per_window = [_ms_per_step(d / "prod.log", dt_fs) for d in dirs]
     stats = [ln for ln in (work / "server.log").read_text().splitlines() if ln.startswith("{")]
-    return {"mode": mode, "dt_fs": dt_fs, "constraints": constraints, "windows": k, "states": states,
+    return {"mode": mode, "dt_fs": dt_fs, "constraints": constraints, "split": split, "windows": k, "states": states,
+            "pme_spreads_per_step": [_pme_spreads_per_step(d / "prod.log") for d in dirs],
             "steps": steps, "ms_per_step_per_window": per_window, "ms_per_step": statistics.mean(per_window),
             "wall_s_incl_startup": wall, "load_average_before": list(load0),
             "load_average_after": list(os.getloadavg()), "server_stats": json.loads(stats[-1]) if stats else None}
@@ -129,7 +172,10 @@ def main(argv=None) -> int:
     ap.add_argument("--windows", type=int, default=2, help="K windows at once (default 2: 2 cores)")
     ap.add_argument("--steps", type=int, default=400, help="MD steps per window and mode (default 400)")
     ap.add_argument("--repeats", type=int, default=1, help="times each mode runs, alternated (default 1)")
-    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=["1fs", "2fs-hb"])
+    ap.add_argument("--states", nargs="+", type=int, default=None,
+                    help="the K windows' λ states (default: spread over FreeSolv's 20; with a -split mode, over "
+                         "the stage-2 states 5..19, for every mode)")
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
     ap.add_argument("--ns", type=float, default=0.5, help="production per window for the projection, ns")
     ap.add_argument("--total-windows", type=int, default=20, help="windows of the projected run")
@@ -143,6 +189,9 @@ def main(argv=None) -> int:
                          "6.43 / 2.87 ms × the batch-of-2 / single-call ratio 1.085 / 1.341 measured side by side)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    states = args.states or default_states(args.modes, args.windows)
+    if len(states) != args.windows:
+        ap.error(f"--states gives {len(states)} states for --windows {args.windows}")
     gas_ms = args.gas_ms_per_step or (6.43 + 0.22 if args.dtype == "float64" else 2.87 + 0.22)
     out = Path(args.out or REPO / "bench" / f"results_windows_together_{args.dtype}.json")
     res = {"benchmark": "bench/bench_windows_together.py", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -151,9 +200,10 @@ def main(argv=None) -> int:
     try:
         for rep in range(args.repeats):
             for mode in (args.modes if rep % 2 == 0 else args.modes[::-1]):
-                r = run_mode(mode, args.windows, args.steps, args.dtype, work / f"{mode}{rep}")
+                r = run_mode(mode, args.windows, args.steps, args.dtype, work / f"{mode}{rep}", states)
                 res["runs"].append(r)
-                print(f"{mode:7s} repeat {rep}: {args.windows} windows at once, {r['ms_per_step']:.2f} ms/step "
+                print(f"{mode:7s} repeat {rep}: {args.windows} windows at once (states {states}, PME spreads per "
+                      f"step {r['pme_spreads_per_step']}), {r['ms_per_step']:.2f} ms/step "
                       f"(per window {', '.join(f'{x:.2f}' for x in r['ms_per_step_per_window'])}), "
                       f"wall {r['wall_s_incl_startup']:.1f} s, load {r['load_average_before'][0]:.1f}"
                       f"→{r['load_average_after'][0]:.1f}", flush=True)
