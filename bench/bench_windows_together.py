@@ -21,7 +21,9 @@ boundary state 4, spread over 5..19; or ``--states``), so that e.g. ``--modes 2f
 the same windows with and without the split. Each run records the PME spreads per step from md.log's cycle
 accounting (2 full, 1 split). The projection counts every one of the ``--total-windows`` at the mode's rate:
 for a ``-split`` mode that is an underestimate of the wall time, as the first 5 of FreeSolv's 20 windows
-(states 0..4) run with the full topology.
+(states 0..4) run with the full topology. With both ``X`` and ``X-split`` among the modes the summary also
+gives ``projection_with_unsplit_stage1``: the windows up to the boundary at ``X``'s rate, the rest at the split rate
+(the wall of a real split run).
 
 The rate is each window's ms per step from its md.log (GROMACS's own timer around the MD loop: no
 start-up), averaged over the K windows; K windows advance together, so K window-steps take that long.
@@ -230,6 +232,22 @@ def main(argv=None) -> int:
         print(f"{mode:7s}: {ms:.2f} ms/step for {args.windows} windows together "
               f"({res['summary'][mode]['window_ns_per_day']:.2f} window-ns/day); {args.total_windows} windows × "
               f"{args.ns} ns + gas: {p['windows_h']:.1f} h + {p['gas_h']:.1f} h = {p['total_h']:.1f} h")
+    # a split run's real wall: the windows up to the boundary state run unsplit, the rest split
+    from mdi_mlmm.protocol.schedule import decoupling_schedule, stage_boundary
+    n_full = stage_boundary(decoupling_schedule(args.total_windows)) + 1
+    for mode in args.modes:
+        if mode.endswith("-split") and mode[:-len("-split")] in args.modes:
+            full, split = res["summary"][mode[:-len("-split")]], res["summary"][mode]
+            for key in ("projection", "projection_scaled"):
+                if key in full and key in split:
+                    w = (n_full * full[key]["windows_h"] + (args.total_windows - n_full) * split[key]["windows_h"]) \
+                        / args.total_windows
+                    split[key + "_with_unsplit_stage1"] = {"windows_h": w, "gas_h": split[key]["gas_h"],
+                                                           "total_h": w + split[key]["gas_h"],
+                                                           "unsplit_windows": n_full}
+            c = split["projection_with_unsplit_stage1"]
+            print(f"{mode}: with the first {n_full} windows unsplit (at {mode[:-len('-split')]}'s rate): "
+                  f"{c['windows_h']:.1f} h + {c['gas_h']:.1f} h = {c['total_h']:.1f} h")
     if len(args.modes) == 2:
         a, b = (res["summary"][m]["projection"]["total_h"] for m in args.modes)
         res["summary"]["ratio_total"] = a / b
