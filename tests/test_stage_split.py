@@ -86,6 +86,14 @@ def test_plan_default_resume_and_refusal(tmp_path):
     plan, resumed = load_or_create(make_plan(old, **_plan_kw()))
     assert resumed and plan.split_decoupling is False and plan.stage_boundary is None
     assert json.loads((old / PLAN_NAME).read_text())["split_decoupling"] is False
+    # ... and so again on the next resume, now that the key (False) is on disk
+    plan, resumed = load_or_create(make_plan(old, **_plan_kw()))
+    assert resumed and plan.split_decoupling is False
+    # a run started with --no-split-decoupling resumes unsplit without it too (nothing asked: as it started)
+    assert load_or_create(off) == (off, False)
+    plan, resumed = load_or_create(make_plan(tmp_path / "o", **_plan_kw()))
+    assert resumed and plan.split_decoupling is False
+    assert load_or_create(make_plan(tmp_path / "o", **_plan_kw(split_decoupling=False)))[1]
     # ... a split asked for explicitly is refused
     d = json.loads((old / PLAN_NAME).read_text())
     del d["split_decoupling"]

@@ -246,13 +246,14 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
     if not p.exists():
         new.write()
         return new, False
-    raw = json.loads(p.read_text())
-    old = Plan.from_json(raw)
-    # a plan written before split_decoupling existed ran unsplit and keeps doing so, unless a split is asked for
-    keep_unsplit = "split_decoupling" not in raw and not getattr(new, "_split_requested", None)
+    old = Plan.from_json(json.loads(p.read_text()))
+    # split_decoupling not asked for (None: make_plan's default): the run goes on as it started, split or not
+    # (a plan written before the option has no key: it ran unsplit; a resume writes False into it, so the
+    # next resume must not read that as --no-split-decoupling); only a value asked for and different is refused
+    asked = getattr(new, "_split_requested", new.split_decoupling)
     diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))
              and (k != "dtype" or new.ml)   # a plain-MM run loads no model: its dtype does not matter
-             and (k != "split_decoupling" or not keep_unsplit)]
+             and (k != "split_decoupling" or asked is not None)]
     if diffs:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
@@ -261,7 +262,8 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
             hint += (" (no --leg-end-ps" if old.leg_end_steps == old.leg_steps else
                      f" (--leg-end-ps {old.leg_end_steps * old.leg_dt_fs / 1000.0:g}") + ")"
         if "split_decoupling" in diffs:
-            hint += " (--no-split-decoupling" + (" given" if not old.split_decoupling else " not given") + ")"
+            hint += (" (no split_decoupling=True: it ran unsplit" if not old.split_decoupling else
+                     " (--no-split-decoupling not given: it ran split") + ")"
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts
