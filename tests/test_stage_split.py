@@ -102,6 +102,29 @@ def test_plan_default_resume_and_refusal(tmp_path):
         load_or_create(make_plan(old, **_plan_kw(split_decoupling=True)))
 
 
+def test_analysis_refuses_a_split_the_plan_cannot_have_run(tmp_path):
+    """plan.json's split_decoupling decides which states each window's file must hold and how the run is
+    estimated: a value make_plan would not write is refused in one line naming plan.json (a string "false"
+    would read as true; a split LAMMPS run, or a schedule without a boundary, cannot exist)."""
+    from mdi_mlmm.analysis.report import _load_plan
+
+    plan = make_plan(tmp_path, **_plan_kw())
+    plan.write()
+    assert _load_plan(tmp_path).stage_boundary == 4
+    d = json.loads((tmp_path / PLAN_NAME).read_text())
+    for bad, why in (({"split_decoupling": "false"}, "neither true nor false"),
+                     ({"host": "lammps"}, "cannot have run split"),
+                     ({"schedule": [[0, 0], [0.5, 0.5], [1, 1]], "windows": d["windows"][:3]}, "cannot have run split")):
+        if "windows" in bad:
+            bad["windows"] = [dict(w, coul=c, vdw=v) for w, (c, v) in zip(bad["windows"], bad["schedule"])]
+        (tmp_path / PLAN_NAME).write_text(json.dumps(dict(d, **bad)))
+        with pytest.raises(AnalysisError, match=f"{PLAN_NAME}: split_decoupling .*{why}") as e:
+            _load_plan(tmp_path)
+        assert "\n" not in str(e.value)
+    (tmp_path / PLAN_NAME).write_text(json.dumps(dict(d, host="lammps", split_decoupling=False)))
+    assert _load_plan(tmp_path).stage_boundary is None
+
+
 def test_command_line_switch_and_window_specs(tmp_path):
     from mdi_mlmm.api import HydrationFreeEnergy
     from mdi_mlmm.cli.main import build_parser

@@ -62,6 +62,16 @@ def _load_plan(run_dir: Path):
     if len(wins) < 2 or any(len(s) != 2 for s in sched) or \
             [(k, *sched[k]) for k in range(len(sched))] != [w[:3] for w in wins]:
         raise validate.damaged(p, f"windows {[w[:3] for w in wins]} are not the schedule's states {sched} in order")
+    # the split decides which states each window's file must hold and how it is estimated: a value make_plan
+    # would not have written is damage (a string "false" would read as true)
+    from ..protocol.schedule import stage_boundary
+
+    split = plan.split_decoupling
+    if not isinstance(split, bool):
+        raise validate.damaged(p, f"split_decoupling {split!r} is neither true nor false")
+    if split and (stage_boundary(sched) is None or (plan.host != "gromacs" and plan.route != "endpoint")):
+        raise validate.damaged(p, "split_decoupling is true, but the decoupling windows cannot have run split "
+                                  f"(host {plan.host}, route {plan.route}, schedule {sched})")
     return plan
 
 
