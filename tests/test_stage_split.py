@@ -225,6 +225,41 @@ def test_split_window_has_the_full_topology_energies(window_runs):
 
 
 @needs_gmx
+def test_split_window_is_exact_with_the_freesolv_protocol(tmp_path):
+    """Protocol ``freesolv`` adds what the default model has not: LJ potential-switch, a dispersion correction
+    for energy and pressure (its average C6 taken over the A and B atom types), NPT (C-rescale; the dhdl.xvg
+    gets a pV column) and 2 fs with h-bond constraints. On the same frames the split topology at state 12 still
+    gives the full topology's ΔU to every stage-2 state and its dH/dλ_vdw."""
+    from alchemlyb.parsing import gmx as agmx
+
+    from mdi_mlmm.hosts.gromacs.alchemy import _lambda_mdp
+
+    for f in DATA.iterdir():
+        shutil.copy2(f, tmp_path)
+    for name, b in (("full", None), ("split", 4)):
+        text = _lambda_mdp(12, list(FREESOLV), 20, 2.0, 5, T, 11, False, equil=True, protocol="freesolv",
+                           constrain_hbonds=True, boundary=b)
+        assert "DispCorr                 = AllEnerPres" in text and "pcoupl                   = C-rescale" in text
+        (tmp_path / f"{name}.mdp").write_text(text + "\nnstxout = 5\nnstvout = 5\n")
+        _gmx(["grompp", "-f", f"{name}.mdp", "-c", "conf.gro", "-p", "topol.top", "-n", "index.ndx", "-o",
+              f"{name}.tpr", "-maxwarn", "2"], tmp_path)
+    _gmx(["mdrun", "-deffnm", "full", "-ntmpi", "1", "-ntomp", "1", "-nb", "cpu", "-pin", "off"], tmp_path)
+    frames = {}
+    for name in ("full", "split"):
+        _gmx(["mdrun", "-s", f"{name}.tpr", "-rerun", "full.trr", "-deffnm", f"re_{name}", "-ntmpi", "1", "-ntomp",
+              "1", "-nb", "cpu", "-pin", "off", "-dhdl", f"re_{name}.xvg"], tmp_path)
+        xvg = str(tmp_path / f"re_{name}.xvg")
+        frames[name] = (agmx.extract_u_nk(xvg, T=T), agmx.extract_dHdl(xvg, T=T))
+    (u_full, d_full), (u_split, d_split) = frames["full"], frames["split"]
+    assert len(u_full) == len(u_split) == 5 and list(u_split.columns) == list(u_full.columns)[4:]
+    du = np.abs(u_split.to_numpy() - u_full.to_numpy()[:, 4:])
+    print(f"protocol freesolv, stage-2 window vs full topology, same frames: max |ΔU_k difference| {du.max():.2e} kT")
+    assert du.max() <= 1e-3 and np.abs(u_full.to_numpy()[:, 4:]).max() > 1.0
+    assert np.abs(u_full.to_numpy()[:, :4] - u_full.to_numpy()[:, [12]]).max() > 1.0   # charged states differ
+    assert np.allclose(d_split["vdw"], d_full["vdw"], atol=1e-3, rtol=0)
+
+
+@needs_gmx
 def test_split_window_computes_one_pme_grid(window_runs):
     full, split = _pme_spreads(window_runs / "full.log"), _pme_spreads(window_runs / "split.log")
     print(f"PME spread calls over 21 force evaluations: full topology {full}, split {split}")
