@@ -302,8 +302,8 @@ class FreeSolvBenchmark:
                                      seed=self.seed, filters=self.filters)
         return self._selection
 
-    def _calc(self, freesolv_id: str, model: str) -> HydrationFreeEnergy:
-        s = dict(self.settings, model=model)
+    def _calc(self, freesolv_id: str, model: str, settings: Optional[dict] = None) -> HydrationFreeEnergy:
+        s = dict(settings or self.settings, model=model)
         if model != self.settings["model"] and "route" in s:
             s["route"] = hydration_defaults()["route"]   # the extra MM run: the default route
         return HydrationFreeEnergy(freesolv_id=freesolv_id, **s)
@@ -314,18 +314,19 @@ class FreeSolvBenchmark:
         return :attr:`result`. ``progress``: a bar over the molecules and one within each."""
         from pathlib import Path
 
-        from .workflow.benchmark import molecule_dir, run_benchmark, run_labels
+        from .workflow.benchmark import as_started, molecule_dir, run_benchmark, run_labels
 
         sel = self.select()
         route = self.settings.get("route", "direct")
+        settings = as_started(out, self.settings)   # split_decoupling not given: as the benchmark started
         for label, model in run_labels(self.settings["model"], self.with_mm, route) if sel.molecules else ():
             m = sel.molecules[0].id   # time step, samples per window, model files: checked before any run
-            self._calc(m, model).plan(molecule_dir(out, m) / label)
+            self._calc(m, model, settings).plan(molecule_dir(out, m) / label)
 
         def run_one(freesolv_id, model, run_dir, show):
-            self._calc(freesolv_id, model).run(Path(run_dir), progress=show)
+            self._calc(freesolv_id, model, settings).run(Path(run_dir), progress=show)
 
-        self.result = run_benchmark(out, sel, run_one, settings=self.settings, with_mm=self.with_mm,
+        self.result = run_benchmark(out, sel, run_one, settings=settings, with_mm=self.with_mm,
                                     estimator=self.estimator, n_bootstrap=self.bootstrap, seed=self.seed,
                                     progress=progress)
         return self.result

@@ -238,6 +238,89 @@ def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
         FreeSolvBenchmark(ids=[ETHANOL], route="endpoint", estimator="TI")
 
 
+# ------------------------------------------------------------------------------ resume: split decoupling
+def _planning_runs(monkeypatch):
+    """Each molecule's hydration run only plans (plan.json: written or resumed, as a real run does first) and
+    fails, so it stays unfinished; returns [(id, split_decoupling of the plan, resumed)]."""
+    from mdi_mlmm.api import HydrationFreeEnergy
+    from mdi_mlmm.protocol.plan import load_or_create
+
+    seen = []
+
+    def run(self, out, *, progress=True):
+        plan, resumed = load_or_create(self.plan(out))
+        seen.append((self.freesolv_id, plan.split_decoupling, resumed))
+        raise WorkflowError("planned only")
+
+    monkeypatch.setattr(HydrationFreeEnergy, "run", run)
+    return seen
+
+
+def _bench(ids, **kw):
+    from mdi_mlmm.api import FreeSolvBenchmark
+
+    return FreeSolvBenchmark(ids=ids, model="mm", host="gromacs", windows=4, ns_per_window=0.001, sample_every=10,
+                             workers=1, bootstrap=10, **kw)
+
+
+def _stored(out):
+    return json.loads((out / wb.SETTINGS_FILE).read_text())["split_decoupling"]
+
+
+def test_a_benchmark_started_unsplit_goes_on_unsplit_without_the_option(freesolv_data, tmp_path, monkeypatch):
+    """As ``mdi-mlmm hydration``: --no-split-decoupling not given again on a rerun = as the benchmark started
+    (its molecules planned so far and those it adds); only the other value asked for is refused, in one line."""
+    seen = _planning_runs(monkeypatch)
+    out = tmp_path / "b"
+    _bench([ETHANOL], split_decoupling=False).run(out, progress=False)
+    assert seen == [(ETHANOL, False, False)] and _stored(out) is False
+    seen.clear()
+    _bench([ETHANOL, METHANOL]).run(out, progress=False)                  # no option: goes on unsplit
+    assert seen == [(ETHANOL, False, True), (METHANOL, False, False)] and _stored(out) is False
+    with pytest.raises(UserInputError) as e:
+        _bench([ETHANOL], split_decoupling=True).run(out, progress=False)
+    msg = str(e.value)
+    assert "split_decoupling: False on disk vs True now" in msg and "without split_decoupling=True" in msg
+    assert "\n" not in msg
+
+
+def test_a_benchmark_from_before_the_option_goes_on_as_its_runs_were_planned(freesolv_data, tmp_path, monkeypatch):
+    """settings.json and plan.json without split_decoupling (both written before the option): the planned
+    runs ran unsplit; a rerun without the option keeps them so and plans the molecules it adds alike, and
+    --no-split-decoupling is what they ran with, so it is accepted too."""
+    from mdi_mlmm.protocol.plan import PLAN_NAME
+
+    seen = _planning_runs(monkeypatch)
+    out = tmp_path / "b"
+    _bench([ETHANOL], split_decoupling=False).run(out, progress=False)
+    for p in (out / wb.SETTINGS_FILE, out / "molecules" / ETHANOL / "mm" / PLAN_NAME):
+        d = json.loads(p.read_text())
+        del d["split_decoupling"]
+        p.write_text(json.dumps(d))
+    seen.clear()
+    _bench([ETHANOL, METHANOL]).run(out, progress=False)
+    assert seen == [(ETHANOL, False, True), (METHANOL, False, False)] and _stored(out) is False
+    d = json.loads((out / wb.SETTINGS_FILE).read_text())
+    del d["split_decoupling"]
+    (out / wb.SETTINGS_FILE).write_text(json.dumps(d))
+    _bench([ETHANOL], split_decoupling=False).run(out, progress=False)
+
+
+def test_the_benchmark_settings_check_compares_what_split_decoupling_makes(tmp_path):
+    """A benchmark started without the option (split on GROMACS, unsplit on LAMMPS) accepts the value it ran
+    with when asked for, and refuses the other one in one line that names --no-split-decoupling."""
+    s = {"model": "mm", "host": "gromacs", "windows": None, "route": "direct", "split_decoupling": None}
+    wb.check_settings(tmp_path, s)
+    assert wb.check_settings(tmp_path, dict(s, split_decoupling=True))["split_decoupling"] is True
+    assert wb.check_settings(tmp_path, s)["split_decoupling"] is True                   # kept, not asked
+    with pytest.raises(UserInputError, match=r"split_decoupling: True on disk vs False now.*without "
+                                             r"--no-split-decoupling: it ran split") as e:
+        wb.check_settings(tmp_path, dict(s, split_decoupling=False))
+    assert "\n" not in str(e.value)
+    wb.check_settings(tmp_path / "lammps", dict(s, host="lammps"))
+    wb.check_settings(tmp_path / "lammps", dict(s, host="lammps", split_decoupling=False))
+
+
 # ------------------------------------------------------------------------------ end to end
 def _has_gmx() -> bool:
     return any(Path(p, "gmx").exists() for p in os.environ["PATH"].split(":"))

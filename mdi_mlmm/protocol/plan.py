@@ -230,6 +230,13 @@ def _split_decoupling(requested: Optional[bool], host: str, route: str, schedule
     return possible if requested is None else bool(requested)
 
 
+def split_decoupling_of(requested: Optional[bool], *, host: str, route: str = "direct",
+                        windows: Optional[int] = None) -> bool:
+    """:attr:`Plan.split_decoupling` of a plan that :func:`make_plan` makes with these settings (the
+    benchmark compares what a ``settings.json`` meant with what is asked now)."""
+    return _split_decoupling(requested, host, route, decoupling_schedule(windows))
+
+
 def check_constraints(constraints: str, host: str) -> None:
     """Refuse (one line) an unknown X–H treatment. Both hosts constrain ``h-bonds`` (the ML region's included:
     GROMACS ``constraints = h-bonds``, LAMMPS ``fix rattle`` on the X–H bond types); ``host`` is kept for a

@@ -45,8 +45,13 @@ SETTINGS_FILE = "settings.json"
 #: run settings that may change between attempts (how to run, not what is computed)
 HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_every")
 #: settings added since a benchmark on disk may have been started, with the value its runs had then
-#: (compared as such; other settings only one side knows are not compared)
-ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": None}
+#: (compared as such; other settings only one side knows are not compared). split_decoupling came with its
+#: key in settings.json and in plan.json at once, and settings.json is rewritten before any run: a
+#: settings.json without it only ever planned runs without it, which ran unsplit (Plan's False)
+ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False}
+#: settings whose None means "not asked": a rerun without them goes on as the benchmark started (as
+#: ``mdi-mlmm hydration`` does with its plan.json); only an asked value that differs is refused
+AS_STARTED = ("split_decoupling",)
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]
@@ -235,25 +240,58 @@ def _one_line(exc: BaseException) -> str:
     return text if isinstance(exc, MdiMlmmError) else f"{type(exc).__name__}: {text}"
 
 
-def check_settings(out, settings: dict) -> None:
+def check_settings(out, settings: dict) -> dict:
     """Write ``out/settings.json``, or refuse when it holds other run settings (those in
     :data:`HOW_TO_RUN` may change): finished runs would otherwise mix two protocols. Settings that
-    only one side knows (added to the code since) are not compared."""
+    only one side knows (added to the code since) are not compared. Returns the settings the runs go
+    on with: ``settings`` with those of :data:`AS_STARTED` not asked for (None) as on disk."""
     path = Path(out) / SETTINGS_FILE
-    new = json.loads(json.dumps(settings))
+    new = as_started(out, settings)
     if path.exists():
-        old = json.loads(path.read_text())
-        old.update({k: v for k, v in ADDED_SINCE.items() if k in new and k not in old})
+        old = _on_disk(path, new)
         keys = sorted((set(old) & set(new)) - set(HOW_TO_RUN))   # a setting added since: its default then
         if not registry.is_ml(new.get("model")):
             keys = [k for k in keys if k != "dtype"]   # plain MM loads no model
-        diffs = [k for k in keys if old.get(k) != new.get(k)]
+        shown = {k: (old.get(k), new.get(k)) for k in keys}
+        if "split_decoupling" in keys and old["split_decoupling"] != new["split_decoupling"]:
+            shown["split_decoupling"] = (_split_of(old), _split_of(new))   # None: what make_plan makes of it
+        diffs = [k for k in keys if shown[k][0] != shown[k][1]]
         if diffs:
-            listed = ", ".join(f"{k}: {old.get(k)!r} on disk vs {new.get(k)!r} now" for k in diffs[:4])
+            listed = ", ".join(f"{k}: {shown[k][0]!r} on disk vs {shown[k][1]!r} now" for k in diffs[:4])
             hint = f" (--dtype {old['dtype']})" if "dtype" in diffs else ""
+            if "split_decoupling" in diffs:
+                hint += (" (without --no-split-decoupling: it ran split)" if shown["split_decoupling"][0] else
+                         " (without split_decoupling=True: it ran unsplit)")
             raise UserInputError(f"{out} holds a benchmark with other settings ({listed}); rerun with the original "
                                  f"options{hint} to continue it, or choose another --out")
     files.write_json(path, new, indent=1)
+    return new
+
+
+def as_started(out, settings: dict) -> dict:
+    """``settings`` (a copy) with those of :data:`AS_STARTED` not asked for (None) as the benchmark in
+    ``out`` was started (its settings.json), so that every molecule's run, new ones too, is made alike."""
+    new = json.loads(json.dumps(settings))
+    path = Path(out) / SETTINGS_FILE
+    if path.exists():
+        old = _on_disk(path, new)
+        new.update({k: old[k] for k in AS_STARTED if k in new and new[k] is None and old.get(k) is not None})
+    return new
+
+
+def _on_disk(path: Path, new: dict) -> dict:
+    """settings.json, with the settings added since it was written (and that ``new`` has) as they were then."""
+    old = json.loads(path.read_text())
+    old.update({k: v for k, v in ADDED_SINCE.items() if k in new and k not in old})
+    return old
+
+
+def _split_of(settings: dict) -> bool:
+    """Whether the decoupling windows of runs with these benchmark settings run split."""
+    from ..protocol.plan import split_decoupling_of
+
+    return split_decoupling_of(settings.get("split_decoupling"), host=settings.get("host"),
+                               route=settings.get("route", "direct"), windows=settings.get("windows"))
 
 
 def collect_rows(out, molecules: Iterable[Molecule], labels: Sequence[tuple[str, str]],
@@ -333,7 +371,7 @@ def run_benchmark(out, selection: Selection, run: RunFn, *, settings: dict, with
     :class:`~mdi_mlmm.errors.Interrupted` (SIGTERM/SIGINT) stops the benchmark."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, settings)
+    settings = check_settings(out, settings)
     labels = run_labels(settings["model"], with_mm, settings.get("route", "direct"))
     mols = selection.molecules
     report_settings = {**settings, "with_mm": with_mm, "estimator": estimator}
