@@ -12,7 +12,10 @@ from the prepared box. Modes (side by side, alternated ``--repeats`` times):
 * ``1fs``      the workflow's default for ML: 1 fs, every bond flexible (``constraints = none``);
 * ``2fs-hb``   2 fs with X–H bonds constrained (``constraints = h-bonds``, ML region included, LINCS
   order 12, 2 iterations: what ``mdi-mlmm md --host gromacs --constraints h-bonds`` uses);
-* ``1fs-split``, ``2fs-hb-split``  the same, with the windows run as the split decoupling runs the windows
+* ``4fs-hmr``   4 fs with X–H bonds constrained and hydrogen masses repartitioned (×3, taken from the bonded
+  heavy atom; the bench's topology rewritten into its work directory by :func:`mdi_mlmm.hosts.gromacs.host.hmr_topology`,
+  what ``--mass-repartition`` runs): half the steps (ML calls) of ``2fs-hb`` per ns;
+* ``1fs-split``, ``2fs-hb-split``, ``4fs-hmr-split``  the same, with the windows run as the split decoupling runs the windows
   after its boundary state (docs/gromacs.md, "One PME grid"): the solute's charges zero in both topology
   states (one PME grid per step instead of two), energies at the stage-2 states only.
 
@@ -37,6 +40,7 @@ bench/README.md's quiet-machine ANI-2x float64 call, 6.43 ms + 0.22 ms), run aft
 
     python bench/bench_windows_together.py [--windows 2] [--steps 400] [--repeats 1] [--dtype float64]
     python bench/bench_windows_together.py --modes 2fs-hb 2fs-hb-split [--states 8 15]
+    python bench/bench_windows_together.py --modes 2fs-hb-split 4fs-hmr-split
 
 Writes bench/results_windows_together[_DTYPE].json. Shared 2-core machine: the load average at start
 and end of every run is recorded; ratios between modes measured in one run are what to trust.
@@ -58,9 +62,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO / "tests" / "data" / "lammps_ethanol"
-#: mode -> (time step fs, the solute's X–H bonds, split: the window run as a stage-2 window of a split decoupling)
-MODES = {"1fs": (1.0, "none", False), "2fs-hb": (2.0, "h-bonds", False),
-         "1fs-split": (1.0, "none", True), "2fs-hb-split": (2.0, "h-bonds", True)}
+#: mode -> (time step fs, the solute's X–H bonds, split: the window run as a stage-2 window of a split decoupling,
+#: hydrogen mass repartitioning factor or None)
+MODES = {"1fs": (1.0, "none", False, None), "2fs-hb": (2.0, "h-bonds", False, None),
+         "1fs-split": (1.0, "none", True, None), "2fs-hb-split": (2.0, "h-bonds", True, None),
+         "4fs-hmr": (4.0, "h-bonds", False, 3.0), "4fs-hmr-split": (4.0, "h-bonds", True, 3.0)}
 
 
 def _ms_per_step(md_log: Path, dt_fs: float) -> float:
@@ -97,7 +103,7 @@ def window_mdp(mode: str, state: int, steps: int, w: int) -> str:
     from mdi_mlmm.hosts.gromacs import alchemy, host
     from mdi_mlmm.protocol.schedule import decoupling_schedule, stage_boundary
 
-    dt_fs, constraints, split = MODES[mode]
+    dt_fs, constraints, split, _ = MODES[mode]
     sched = decoupling_schedule()
     boundary = stage_boundary(sched) if split else None
     if split and state <= boundary:
@@ -115,9 +121,11 @@ def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path, states: list
     from mdi_mlmm.potentials.shared import start_server_process, stop_server_process
     from mdi_mlmm.topology.mlregion import select_indices
 
-    dt_fs, constraints, split = MODES[mode]
+    dt_fs, constraints, split, hmr = MODES[mode]
     gmx = require_gmx()
     work.mkdir(parents=True)
+    # the mode's topology: the bench's own, or with the hydrogen masses repartitioned into the work directory
+    top = host.hmr_topology(DATA / "topol.top", work, hmr, constrained=constraints == "h-bonds", ml=True)
     ml = [int(i) for i in select_indices(DATA / "conf.gro", "resname MOL")]
     ndx = work / "index.ndx"
     host.make_index(gmx, DATA / "conf.gro", ml, ndx)
@@ -130,7 +138,7 @@ def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path, states: list
             d = work / f"w{w}"
             d.mkdir()
             (d / "prod.mdp").write_text(window_mdp(mode, state, steps, w))
-            alchemy._grompp(gmx, "prod.mdp", DATA / "conf.gro", DATA / "topol.top", "prod.tpr", ndx, d, 2,
+            alchemy._grompp(gmx, "prod.mdp", DATA / "conf.gro", top, "prod.tpr", ndx, d, 2,
                             f"gmx grompp (window {state})")
             dirs.append(d)
 
@@ -154,7 +162,8 @@ def run_mode(mode: str, k: int, steps: int, dtype: str, work: Path, states: list
         raise RuntimeError("; ".join(errors))
     per_window = [_ms_per_step(d / "prod.log", dt_fs) for d in dirs]
     stats = [ln for ln in (work / "server.log").read_text().splitlines() if ln.startswith("{")]
-    return {"mode": mode, "dt_fs": dt_fs, "constraints": constraints, "split": split, "windows": k, "states": states,
+    return {"mode": mode, "dt_fs": dt_fs, "constraints": constraints, "split": split, "mass_repartition": hmr,
+            "windows": k, "states": states,
             "pme_spreads_per_step": [_pme_spreads_per_step(d / "prod.log") for d in dirs],
             "steps": steps, "ms_per_step_per_window": per_window, "ms_per_step": statistics.mean(per_window),
             "wall_s_incl_startup": wall, "load_average_before": list(load0),

@@ -99,6 +99,13 @@ class HydrationFreeEnergy:
     full topology (``--no-split-decoupling``); a run resumes as it started (runs started before the option
     ran unsplit).
 
+    mass_repartition: hydrogen mass repartitioning (HMR, :mod:`mdi_mlmm.topology.hmr`; GROMACS host; needs
+    ``constraints="h-bonds"``): every hydrogen outside rigid water weighs ``mass_repartition`` × its mass (3:
+    the usual, 1.008 → 3.024 amu), taken from its bonded heavy atom, in every GROMACS unit's topology (the
+    direct route's windows and gas run, the endpoint route's MM windows and legs); ``dt_fs`` / ``leg_dt_fs``
+    None then mean 4 fs. ΔG does not depend on the masses (docs/gromacs.md says what has been checked).
+    None (default): off for a new run, as started for a resumed one; 1: off.
+
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
     settings resumes an interrupted run.
     """
@@ -135,6 +142,7 @@ class HydrationFreeEnergy:
     leg_dt_fs: Optional[float] = None
     leg_end_ps: Optional[float] = None
     split_decoupling: Optional[bool] = None
+    mass_repartition: Optional[float] = None
     #: the analysis of the last :meth:`run`
     result: Optional["HydrationResult"] = field(default=None, init=False, repr=False, compare=False)
 
@@ -154,6 +162,7 @@ class HydrationFreeEnergy:
         from .protocol.plan import check_constraints
 
         check_constraints(self.constraints, self.host)
+        self._hmr()
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
         for name in self.ignored_settings():
@@ -181,10 +190,28 @@ class HydrationFreeEnergy:
         return (self.route == "endpoint" or self.constraints == "h-bonds"
                 or (not is_ml(self.model) and self.protocol == "freesolv"))
 
+    def _hmr(self, out=None) -> Optional[float]:
+        """The hydrogen mass factor of the run (None: off), checked (one line: not GROMACS, X–H bonds not
+        constrained); ``mass_repartition`` None with a run directory ``out``: the value its plan.json started with."""
+        from .protocol.timestep import check_mass_repartition
+
+        factor = self.mass_repartition
+        if factor is None and out is not None:
+            from .protocol.plan import started_setting
+
+            factor = started_setting(out, "mass_repartition")
+        constrained = self.legs_constrained if self.route == "endpoint" else self.constrained
+        return check_mass_repartition(factor, constrained_xh=constrained, host=self.host)
+
+    @staticmethod
+    def _default_dt(constrained: bool, hmr: Optional[float]) -> float:
+        return 4.0 if hmr and constrained else 2.0 if constrained else 1.0
+
     @property
     def timestep_fs(self) -> float:
-        """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds)."""
-        return self.dt_fs or (2.0 if self.constrained else 1.0)
+        """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with repartitioned
+        hydrogen masses too)."""
+        return self.dt_fs or self._default_dt(self.constrained, self._hmr())
 
     @property
     def legs_constrained(self) -> bool:
@@ -193,8 +220,9 @@ class HydrationFreeEnergy:
 
     @property
     def leg_timestep_fs(self) -> float:
-        """The endpoint legs' time step: ``leg_dt_fs``, or 1 fs (2 fs with constrained h-bonds)."""
-        return self.leg_dt_fs or (2.0 if self.legs_constrained else 1.0)
+        """The endpoint legs' time step: ``leg_dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with
+        repartitioned hydrogen masses too)."""
+        return self.leg_dt_fs or self._default_dt(self.legs_constrained, self._hmr())
 
     def plan(self, out) -> "Plan":
         """The plan of the run in directory ``out`` (nothing is written or started). Checks the model
@@ -203,11 +231,13 @@ class HydrationFreeEnergy:
         from .protocol.plan import make_plan
         from .protocol.timestep import check_timestep
 
-        dt = self.timestep_fs
-        check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt)
+        hmr = self._hmr(out)   # not given: as the run in out started
+        dt = self.dt_fs or self._default_dt(self.constrained, hmr)
+        leg_dt = self.leg_dt_fs or self._default_dt(self.legs_constrained, hmr)
+        check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt, hmr=bool(hmr))
         if self.route == "endpoint":
-            check_timestep(self.leg_timestep_fs, constrained_xh=self.legs_constrained, allow_large=self.allow_large_dt,
-                           option="--leg-dt")
+            check_timestep(leg_dt, constrained_xh=self.legs_constrained, allow_large=self.allow_large_dt,
+                           option="--leg-dt", hmr=bool(hmr))
         spec = resolve(self.model)
         if spec.ml:
             spec.check_files()  # a bad spec or missing model files fail now, not in a window's engine
@@ -221,8 +251,8 @@ class HydrationFreeEnergy:
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
-                         leg_dt_fs=self.leg_timestep_fs, constraints=self.constraints, leg_end_ps=self.leg_end_ps,
-                         split_decoupling=self.split_decoupling)
+                         leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=self.leg_end_ps,
+                         split_decoupling=self.split_decoupling, mass_repartition=hmr)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

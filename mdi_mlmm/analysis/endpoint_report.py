@@ -257,7 +257,7 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
                                     **{**report.run_settings(plan), "dtype": None})
     d = {"route": "endpoint", "run_dir": str(run_dir), "model": plan.model, "host": plan.host,
          "temperature_K": plan.temperature, "units": "kcal/mol", "protocol": plan.protocol,
-         "constraints": plan.constraints, "dtype": plan.dtype,
+         "constraints": plan.constraints, "dtype": plan.dtype, "mass_repartition": plan.mass_repartition,
          "legs": {"lambdas": list(plan.leg_lambdas), "ps_per_window": leg_ps, "ps_lambda1": end_ps,
                   "equil_ps": plan.leg_equil_steps * plan.leg_dt_fs / 1000.0, "dt_fs": plan.leg_dt_fs,
                   "sample_every": plan.leg_sample_every, "mm_dt_fs": plan.dt_fs,

@@ -285,9 +285,11 @@ def _pm(d):
 
 def run_settings(plan) -> dict:
     """How the λ windows of ``plan`` were run, as :class:`HydrationResult` records it: time step (fs),
-    physical model, the solute's X–H bonds as run, the ML model's precision (None for plain MM)."""
+    physical model, the solute's X–H bonds as run, the ML model's precision (None for plain MM), the hydrogen
+    mass factor (None: off)."""
     return {"dt_fs": plan.dt_fs, "protocol": plan.protocol, "constraints": plan.windows_constraints,
-            "dtype": plan.dtype if plan.ml else None, "split_decoupling": bool(plan.split_decoupling)}
+            "dtype": plan.dtype if plan.ml else None, "split_decoupling": bool(plan.split_decoupling),
+            "mass_repartition": plan.mass_repartition}
 
 
 def bonds_text(constraints) -> str:
@@ -347,7 +349,8 @@ def report_markdown(result: HydrationResult) -> str:
     L.append(f"Molecule: `{mol.get('smiles')}` {mol.get('name') or ''}  ")
     dt = "" if res.get("dt_fs") is None else f" at {res['dt_fs']:g} fs"
     L.append(f"Model: **{res['model']}**{precision_text(res)}, host: **{res['host']}**, protocol: "
-             f"**{res.get('protocol') or 'unknown'}**, solute {bonds_text(res.get('constraints'))}, "
+             f"**{res.get('protocol') or 'unknown'}**, solute {bonds_text(res.get('constraints'))}"
+             + (f" (hydrogen masses × {res['mass_repartition']:g})" if res.get("mass_repartition") else "") + ", "
              f"T = {res['temperature_K']} K, {res['windows']} λ windows × {res['ns_per_window']:.3g} ns{dt}.")
     if res.get("warnings"):
         L += ["", "## ⚠ WARNINGS: overlap or sampling cannot support the number", ""]

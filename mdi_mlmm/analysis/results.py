@@ -147,7 +147,8 @@ class HydrationResult:
     before they were recorded (unknown). ``split_decoupling``: the windows after the boundary state ran with the
     solute's charges zero and MBAR/BAR are sums over two stages, each in ``stages``
     (:meth:`FreeEnergyEstimates.stages_json`; ``overlap_matrix`` is then None, ``min_neighbour_overlap`` the
-    smallest of both stages')."""
+    smallest of both stages'). ``mass_repartition``: the hydrogen mass factor of the units' topologies (None:
+    the force field's masses, or results written before it was recorded)."""
 
     run_dir: str
     model: str
@@ -175,6 +176,7 @@ class HydrationResult:
     dtype: Optional[str] = None
     split_decoupling: Optional[bool] = None
     stages: Optional[list] = None
+    mass_repartition: Optional[float] = None
 
     @property
     def reorg(self) -> Optional[Reorganization]:
@@ -199,6 +201,7 @@ class HydrationResult:
         if self.min_neighbour_overlap is not None:
             d["min_neighbour_overlap"] = self.min_neighbour_overlap
         d["split_decoupling"] = self.split_decoupling
+        d["mass_repartition"] = self.mass_repartition
         if self.stages:
             d["stages"] = self.stages
         if self.reorg_windows is not None:
@@ -234,7 +237,8 @@ class HydrationResult:
                    model_server=d.get("model_server"), freesolv=d.get("freesolv"), molecule=d.get("molecule"),
                    plots=d.get("plots"), units=d.get("units", "kcal/mol"), warnings=list(d.get("warnings", [])),
                    dt_fs=d.get("dt_fs"), protocol=d.get("protocol"), constraints=d.get("constraints"),
-                   dtype=d.get("dtype"), split_decoupling=d.get("split_decoupling"), stages=d.get("stages"))
+                   dtype=d.get("dtype"), split_decoupling=d.get("split_decoupling"), stages=d.get("stages"),
+                   mass_repartition=d.get("mass_repartition"))
 
     def __str__(self) -> str:
         from .report import summary_lines

@@ -119,7 +119,23 @@ TIMESTEP_HELP = (
     "included; `hydration --constraints h-bonds`, its --leg-dt too; either host; hydration --model mm --protocol "
     "freesolv and the endpoint route's MM windows: h-bonds) the fastest motions left are bends near 1600 1/cm "
     "(about 20 fs): warning above 2 fs, "
-    "refused above 4 fs. --allow-large-dt runs anyway (for tests and experiments).")
+    "refused above 4 fs. With hydrogen masses repartitioned too (--mass-repartition, GROMACS host): warning "
+    "above 4 fs, refused above 5 fs. --allow-large-dt runs anyway (for tests and experiments).")
+
+
+#: the help of ``--mass-repartition`` (``md``, ``hydration``)
+MASS_REPARTITION_HELP = (
+    "hydrogen mass repartitioning (HMR), GROMACS host, with --constraints h-bonds: every hydrogen outside rigid "
+    "water weighs FACTOR x its mass (no FACTOR: 3, 1.008 -> 3.024 amu), taken from its bonded heavy atom (each "
+    "molecule keeps its mass; waters untouched), written into a copy of the topology (topol_hmr.top); allows a "
+    "4 fs time step. Off by default (1: off). Averages and free energies do not depend on the masses; "
+    "docs/gromacs.md says what has been checked")
+
+
+def add_mass_repartition(p, default=None) -> None:
+    """Add ``--mass-repartition [FACTOR]`` (:data:`MASS_REPARTITION_HELP`)."""
+    p.add_argument("--mass-repartition", type=positive_float, nargs="?", const=3.0, default=default,
+                   metavar="FACTOR", help=MASS_REPARTITION_HELP)
 
 
 def add_timestep_override(p) -> None:

@@ -7,7 +7,7 @@ from ..api import hydration_defaults
 from ..hosts import registry as hosts
 from ..potentials.registry import DTYPES
 from ..protocol.timestep import CONSTRAINTS
-from ._types import (TIMESTEP_HELP, add_timestep_override, int_at_least, nonneg_float,
+from ._types import (TIMESTEP_HELP, add_mass_repartition, add_timestep_override, int_at_least, nonneg_float,
                      positive_float, positive_int)
 
 
@@ -32,12 +32,14 @@ def register(sub):
     p.add_argument("--gas-ns", type=positive_float, default=D["gas_ns"], help="gas-phase ML run, ns (default: --ns-per-window)")
     p.add_argument("--dt", dest="dt_fs", type=positive_float, default=D["dt_fs"],
                    help="time step, fs (default 1; 2 with --constraints h-bonds, for --model mm with --protocol "
-                        "freesolv, which constrains h-bonds, and for the endpoint route's MM windows; limits below)")
+                        "freesolv, which constrains h-bonds, and for the endpoint route's MM windows; 4 with "
+                        "--mass-repartition; limits below)")
     p.add_argument("--constraints", choices=CONSTRAINTS, default=D["constraints"],
                    help="the solute's X-H bonds: none (default: flexible, 1 fs) or h-bonds: constrained at the force "
                         "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
                         "endpoint route's legs; either host)")
     add_timestep_override(p)
+    add_mass_repartition(p, D["mass_repartition"])
     p.add_argument("--no-split-decoupling", dest="split_decoupling", action="store_const", const=False,
                    default=D["split_decoupling"],
                    help="GROMACS: run every decoupling window with the full topology (two PME grids per step). By "
@@ -82,7 +84,8 @@ def register(sub):
                         "least --leg-ps (default: --leg-ps). Its samples give ΔG_reorg = ⟨E_ML⟩_water − "
                         "⟨E_ML⟩_gas too, which needs ~1 ns where the other windows do with 20-40 ps")
     e.add_argument("--leg-dt", dest="leg_dt_fs", type=positive_float, default=D["leg_dt_fs"],
-                   help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds; limits below)")
+                   help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds, 4 with --mass-repartition too; "
+                        "limits below)")
     e.add_argument("--leg-equil-ps", type=nonneg_float, default=D["leg_equil_ps"],
                    help="endpoint legs: equilibration at each λ_intra, ps (default %(default)s)")
     e.add_argument("--leg-sample-every", type=positive_int, default=D["leg_sample_every"],

@@ -6,8 +6,8 @@ import argparse
 from ..errors import UserInputError
 from ..hosts import registry as hosts
 from ..protocol.timestep import CONSTRAINTS
-from ._types import (TIMESTEP_HELP, add_timestep_override, check_timestep, nonneg_int, port, positive_float,
-                     positive_int)
+from ._types import (TIMESTEP_HELP, add_mass_repartition, add_timestep_override, check_timestep, nonneg_int, port,
+                     positive_float, positive_int)
 from .engine import add_model_options
 
 
@@ -38,6 +38,7 @@ def register(subparsers) -> None:
                         "the ML region's included, constrained at its force-field length b0 (the [ bonds ] "
                         "parameter; GROMACS: LINCS, LAMMPS: fix rattle/shake with the waters), which allows --dt 2 "
                         "(see below, docs/gromacs.md, docs/lammps.md)")
+    add_mass_repartition(p)
     p.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt", help="default nvt")
     p.add_argument("--temperature", type=positive_float, default=298.15, help="K (initial velocities, thermostat)")
     p.add_argument("--pressure", type=positive_float, default=1.0, help="bar (npt)")
@@ -84,7 +85,12 @@ def handler(args: argparse.Namespace) -> int:
     if args.ml_group and not args.ndx:
         raise UserInputError("--ml-group needs --ndx FILE")
     # X-H bonds (the ML region's too) are flexible unless --constraints h-bonds (either host)
-    check_timestep(args.dt, constrained_xh=args.constraints == "h-bonds", allow_large=args.allow_large_dt)
+    from ..protocol.timestep import check_mass_repartition
+
+    args.mass_repartition = check_mass_repartition(args.mass_repartition, constrained_xh=args.constraints == "h-bonds",
+                                                   host=args.host)
+    check_timestep(args.dt, constrained_xh=args.constraints == "h-bonds", allow_large=args.allow_large_dt,
+                   hmr=bool(args.mass_repartition))
     if is_ml(args.model):
         from ..potentials import check_model_spec
 
@@ -120,7 +126,8 @@ def handler(args: argparse.Namespace) -> int:
 
 #: options of one host or another: run_md keyword -> (option, its value in args)
 _HOST_OPTIONS = {"cutoff_A": ("--cutoff", "cutoff"), "maxwarn": ("--maxwarn", "maxwarn"),
-                 "constraints": ("--constraints", "constraints")}
+                 "constraints": ("--constraints", "constraints"),
+                 "mass_repartition": ("--mass-repartition", "mass_repartition")}
 
 
 def _host_options(args, host) -> dict:

@@ -23,7 +23,7 @@ PLAN_NAME = "plan.json"
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
-              "leg_sample_every", "protocol", "constraints", "leg_end_steps", "split_decoupling")
+              "leg_sample_every", "protocol", "constraints", "leg_end_steps", "split_decoupling", "mass_repartition")
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -94,6 +94,10 @@ class Plan:
     #: for a GROMACS decoupling whose schedule has that shape (``--no-split-decoupling``: off); plans written
     #: before the option ran every window with the full topology and read so (False)
     split_decoupling: bool = False
+    #: hydrogen mass repartitioning (:mod:`mdi_mlmm.topology.hmr`): the factor of every hydrogen's mass outside
+    #: rigid water in every GROMACS unit's topology (windows, gas run, endpoint legs; needs h-bonds), None: off
+    #: (plans written before the option read so)
+    mass_repartition: Optional[float] = None
     version: str = __version__
 
     @property
@@ -160,7 +164,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
               leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none",
-              leg_end_ps: Optional[float] = None, split_decoupling: Optional[bool] = None) -> Plan:
+              leg_end_ps: Optional[float] = None, split_decoupling: Optional[bool] = None,
+              mass_repartition: Optional[float] = None) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
@@ -171,7 +176,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     ``none`` or ``h-bonds`` (:func:`check_constraints`). split_decoupling: run the GROMACS windows after the
     schedule's boundary state with the solute's charges zero (one PME grid; :attr:`Plan.split_decoupling`); None:
     wherever the decoupling runs on GROMACS (host gromacs, or the endpoint route's MM part) and the schedule
-    has the "decharge, then decouple" shape; True where it cannot is refused."""
+    has the "decharge, then decouple" shape; True where it cannot is refused. mass_repartition: the hydrogen mass
+    factor (:attr:`Plan.mass_repartition`; None or 1: off)."""
     from .physics import check_protocol
 
     check_protocol(protocol, host)
@@ -211,7 +217,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
-                split_decoupling=split, **legs)
+                split_decoupling=split, mass_repartition=None if not mass_repartition or mass_repartition == 1
+                else float(mass_repartition), **legs)
     plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
     return plan
 
@@ -268,6 +275,8 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         if "leg_end_steps" in diffs and "leg_steps" not in diffs:
             hint += (" (no --leg-end-ps" if old.leg_end_steps == old.leg_steps else
                      f" (--leg-end-ps {old.leg_end_steps * old.leg_dt_fs / 1000.0:g}") + ")"
+        if "mass_repartition" in diffs:
+            hint += f" (--mass-repartition {old.mass_repartition or 1:g})"
         if "split_decoupling" in diffs:
             hint += (" (no split_decoupling=True: it ran unsplit" if not old.split_decoupling else
                      " (--no-split-decoupling not given: it ran split") + ")"
@@ -278,6 +287,18 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
     old.shared_model, old.device = new.shared_model, new.device
     old.write()
     return old, True
+
+
+def started_setting(out, key: str):
+    """The value of ``key`` in the plan.json of run directory ``out``, None when there is none (a setting not
+    given on a resume keeps the value the run started with)."""
+    p = Path(out) / PLAN_NAME
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text()).get(key)
+    except (OSError, ValueError):
+        return None   # a damaged plan.json: load_or_create says so
 
 
 def _norm(v):

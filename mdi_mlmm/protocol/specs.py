@@ -42,6 +42,9 @@ class UnitSpec:
     #: the endpoint route's MM windows, MM windows of protocol freesolv, every unit of a plan with
     #: constraints h-bonds (ML windows, gas run, endpoint legs)
     constrain_hbonds: bool = False
+    #: hydrogen mass repartitioning factor of the unit's topology (:mod:`mdi_mlmm.topology.hmr`; GROMACS host,
+    #: with ``constrain_hbonds``), None: the topology's own masses
+    mass_repartition: Optional[float] = None
 
     @property
     def engine(self) -> str:

@@ -73,7 +73,8 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
     solv, gas = system["solvated"], system["gas"]
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
                   sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]),
-                  checkpoint_every=plan.checkpoint_every, engine_args=plan.engine_options())
+                  checkpoint_every=plan.checkpoint_every, engine_args=plan.engine_options(),
+                  mass_repartition=plan.mass_repartition)
     specs = []
     for w in plan.windows:
         specs.append(WindowSpec(**common, state=w.state, schedule=plan.schedule,

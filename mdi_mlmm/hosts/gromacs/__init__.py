@@ -5,8 +5,9 @@ The host interface of :mod:`mdi_mlmm.hosts.registry`; the work is done in :mod:`
 """
 from __future__ import annotations
 
-#: ``run_md`` keywords only this host has: gmx grompp warnings to accept
-MD_OPTIONS = {"maxwarn": 0, "constraints": "none"}
+#: ``run_md`` keywords only this host has: gmx grompp warnings to accept, the X–H bonds, the hydrogen mass
+#: repartitioning factor (None: off)
+MD_OPTIONS = {"maxwarn": 0, "constraints": "none", "mass_repartition": None}
 
 
 def run_window(spec, progress=None) -> dict:

@@ -184,7 +184,7 @@ def run_window(spec: WindowSpec, progress=None) -> dict:
                                boundary=spec.stage_boundary)
         (out / f"{stage}.mdp").write_text(mdp_text)
         if not (out / f"{stage}.tpr").exists():
-            _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,
+            _grompp(gmx, f"{stage}.mdp", start, _unit_top(spec, out, ml), f"{stage}.tpr", spec.ndx, out, 2,
                     f"gmx grompp (window {spec.state} {stage})")
         args = ["-cpt", "0.5", "-dhdl", f"{stage}.dhdl.xvg"]
         if (out / f"{stage}.cpt").exists():
@@ -241,7 +241,8 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
     (out / "gas.mdp").write_text(mdp.render("gas", ov))
     t0 = time.time()
     if not (out / "gas.tpr").exists():
-        _grompp(gmx, "gas.mdp", spec.gro, spec.top, "gas.tpr", spec.ndx, out, 2, "gmx grompp (gas)")
+        _grompp(gmx, "gas.mdp", spec.gro, _unit_top(spec, out, True), "gas.tpr", spec.ndx, out, 2,
+                "gmx grompp (gas)")
     args = ["-cpt", "0.5"] + (["-cpi", "gas.cpt", "-append"] if (out / "gas.cpt").exists() else [])
     with follow_log(out / "gas.log", progress, 0, int(spec.steps)):
         mdrun_mdi(Path(gmx), out / "gas.tpr", "gas", spec.engine, cwd=out, ntomp=1, mdrun_args=args,
@@ -251,6 +252,14 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
     if progress:
         progress(spec.steps, spec.steps)
     return res
+
+
+def _unit_top(spec, out: Path, ml: bool) -> str:
+    """The topology a unit's grompp reads: ``spec.top``, or its copy ``out/topol_hmr.top`` with the hydrogen
+    masses repartitioned (``spec.mass_repartition``; :func:`.host.hmr_topology`)."""
+    from .host import hmr_topology
+
+    return str(hmr_topology(Path(spec.top), out, spec.mass_repartition, constrained=spec.constrain_hbonds, ml=ml))
 
 
 def _constraints(spec) -> dict:
@@ -315,7 +324,7 @@ def run_leg(spec: LegSpec, progress=None) -> dict:
             continue
         (out / f"{stage}.mdp").write_text(_leg_mdp(spec, stage, nsteps, fresh=stage == "eq" or n_eq == 0))
         if not (out / f"{stage}.tpr").exists():
-            _grompp(gmx, f"{stage}.mdp", start, spec.top, f"{stage}.tpr", spec.ndx, out, 2,
+            _grompp(gmx, f"{stage}.mdp", start, _unit_top(spec, out, True), f"{stage}.tpr", spec.ndx, out, 2,
                     f"gmx grompp ({spec.describe()} {stage})")
         args = ["-cpt", "0.5"] + (["-cpi", f"{stage}.cpt", "-append"] if (out / f"{stage}.cpt").exists() else [])
         with follow_log(out / f"{stage}.log", progress, offset, total):

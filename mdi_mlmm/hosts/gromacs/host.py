@@ -147,6 +147,24 @@ def constraint_mdp(constraints: str) -> dict[str, object]:
     return {"constraints": "h-bonds", "constraint-algorithm": "LINCS", "lincs-order": 12, "lincs-iter": 2}
 
 
+def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained: bool, ml: bool,
+                 name: str = "topol_hmr.top") -> Path:
+    """The topology a unit runs: ``top`` itself, or with hydrogen masses repartitioned by ``factor``
+    (:func:`mdi_mlmm.topology.hmr.repartition`; None: off) written to ``out_dir/name``. Needs the X–H bonds
+    ``constrained``; ``ml``: the atom types must give atomic numbers (the MDI module would otherwise guess the
+    ML elements from the changed masses)."""
+    from ...protocol.timestep import check_mass_repartition
+    from ...topology.hmr import repartition
+
+    factor = check_mass_repartition(factor, constrained_xh=constrained, host="gromacs")
+    if factor is None:
+        return Path(top)
+    out = Path(out_dir) / name
+    report = repartition(top, out, factor, check_elements=ml)
+    log.info("hydrogen masses x %g in %s (%s)", factor, out, ", ".join(f"{m}: {n} H" for m, n in report.molecules.items()))
+    return out
+
+
 def grompp(gmx: Path, mdp: Path, gro: Path, top: Path, tpr: Path, ndx: Path | None = None,
            maxwarn: int = 0, cwd: Path | None = None, maxwarn_option: str | None = "--maxwarn") -> str:
     """``gmx grompp`` (through :func:`mdi_mlmm.prep.tools.grompp`); returns its output (contains the
@@ -378,7 +396,7 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
            engine_args: Sequence[str] = (), mdp_overrides: Mapping[str, object] | None = None,
            ntomp: int | None = None, gmx: Path | None = None, maxwarn: int = 0, timeout: float | None = None,
            progress: bool = True, name: str = "md", minimize: bool = False,
-           constraints: str = "none") -> MDResult:
+           constraints: str = "none", mass_repartition: float | None = None) -> MDResult:
     """ML/MM MD of ``top``/``gro`` with the ML atoms described by ``model`` (GROMACS host).
 
     ml_selection: MDAnalysis selection (``"resname MOL"``), or None with ``ndx`` + ``ml_group``;
@@ -393,7 +411,9 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     drawn; ``mdi-mlmm md`` does this unless ``--no-minimize``, the default here is off so that
     a given configuration is run as it is); constraints: ``none`` (default: every bond flexible, waters
     SETTLE) or ``h-bonds`` (:func:`constraint_mdp`: every X–H bond, the ML region's too, constrained at the
-    force field's b0; the time step may then be 2 fs). Files go to ``out_dir``.
+    force field's b0; the time step may then be 2 fs); mass_repartition: hydrogen mass repartitioning
+    factor (:func:`hmr_topology`, needs ``h-bonds``; 3: the usual, 4 fs; None: off): ``topol_hmr.top`` is
+    run. Files go to ``out_dir``.
     Returns an :class:`MDResult` (energies in kJ/mol, ``E_ML`` among them).
     """
     t0 = time.monotonic()
@@ -411,6 +431,8 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     shutil.copy2(top, out / "topol.top")
     shutil.copy2(gro, out / "conf.gro")
     mm_only = not is_ml(model)
+    run_top = hmr_topology(out / "topol.top", out, mass_repartition, constrained=constraints == "h-bonds",
+                           ml=not mm_only)
     atoms = select_ml_atoms(out / "conf.gro", ml_selection, ndx, ml_group) if (ml_selection or ml_group) else []
     if not atoms and not mm_only:
         raise UserInputError("give the ML atoms: ml_selection, or ndx + ml_group")
@@ -428,14 +450,14 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     o.update(dict(mdp_overrides or {}))
     start, em = out / "conf.gro", None
     if minimize:
-        em = minimize_before_md(gmx, out, out / "topol.top", start, index, bool(atoms) and not mm_only,
+        em = minimize_before_md(gmx, out, run_top, start, index, bool(atoms) and not mm_only,
                                 maxwarn=maxwarn, name=name, ntomp=ntomp)
         start = Path(em["gro"])
     mdp = out / f"{name}.mdp"
     mdp.write_text(mdp_text(ensemble, steps, dt_fs, ml_group=None if mm_only else ML_GROUP, overrides=o,
                             gen_vel=not gro_has_velocities(start), temperature=temperature))
     tpr = out / f"{name}.tpr"
-    grompp(gmx, mdp, start, out / "topol.top", tpr, index, maxwarn=maxwarn, cwd=out)
+    grompp(gmx, mdp, start, run_top, tpr, index, maxwarn=maxwarn, cwd=out)
     if progress:
         print(f"[gromacs] {steps} steps of {dt_fs} fs ({ensemble}), {len(atoms)} ML atoms, model {model}, "
               f"output in {out}", file=sys.stderr, flush=True)
@@ -450,17 +472,19 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
                    minimization=em)
     res.summary = write_md_outputs(res, start, model=model, steps=steps, dt_fs=dt_fs, ensemble=ensemble.lower(),
                                    temperature=temperature, pressure_bar=pressure_bar, engine_port=engine_port,
-                                   mdrun_s=t_end - t_md, name=name, traj=bool(traj_every))
+                                   mdrun_s=t_end - t_md, name=name, traj=bool(traj_every),
+                                   mass_repartition=None if run_top == out / "topol.top" else float(mass_repartition))
     return res
 
 
 def write_md_outputs(res: MDResult, start_gro: Path, *, model: str, steps: int, dt_fs: float, ensemble: str,
                      temperature: float, pressure_bar: float, engine_port: int | None, mdrun_s: float, name: str,
-                     traj: bool) -> dict:
+                     traj: bool, mass_repartition: float | None = None) -> dict:
     """``energies.csv`` and ``summary.json`` of ``mdi-mlmm md`` next to GROMACS's own files, in the
     common format of :mod:`mdi_mlmm.protocol.outputs` (the LAMMPS host writes the same). The wall
     time of the dynamics is md.log's (engine start and set-up excluded, as on the LAMMPS host);
-    ``ml_calls``/``ml_seconds`` are null (mdrun does not count them)."""
+    ``ml_calls``/``ml_seconds`` are null (mdrun does not count them). ``mass_repartition``: the hydrogen
+    mass factor of the topology run (a key of this host's summary only, when given)."""
     from ...protocol.outputs import md_summary, write_md_energies, write_md_summary
 
     out = res.out_dir
@@ -477,7 +501,8 @@ def write_md_outputs(res: MDResult, start_gro: Path, *, model: str, steps: int, 
                          n_ml_atoms=len(res.ml_atoms), temperature_K=temperature, pressure_bar=pressure_bar,
                          ml_calls=None, ml_seconds=None, engine=engine,
                          files={k: v for k, v in files.items() if v is not None}, minimization=res.minimization,
-                         ns_per_day=res.ns_per_day)
+                         ns_per_day=res.ns_per_day,
+                         **({"mass_repartition": mass_repartition} if mass_repartition else {}))
     write_md_summary(out / "summary.json", summary)
     return summary
 

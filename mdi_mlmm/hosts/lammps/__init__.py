@@ -11,9 +11,18 @@ MD_OPTIONS = {"cutoff_A": 10.0, "constraints": "none"}
 
 
 def _common(spec) -> dict:
+    _no_hmr(spec)
     return dict(sample_every=spec.sample_every, temperature=spec.temperature, seed=spec.seed,
                 checkpoint_every=spec.checkpoint_every, engine_model=spec.engine_model,
                 engine_options=spec.engine_args, constrain_hbonds=spec.constrain_hbonds)
+
+
+def _no_hmr(spec) -> None:
+    """Refuse (one line) a unit with repartitioned hydrogen masses: a LAMMPS data file has one mass per atom type,
+    shared by heavy atoms with different numbers of hydrogens (docs/hosts.md)."""
+    from ...protocol.timestep import check_mass_repartition
+
+    check_mass_repartition(getattr(spec, "mass_repartition", None), constrained_xh=spec.constrain_hbonds, host="lammps")
 
 
 def run_window(spec, progress=None) -> dict:
@@ -39,6 +48,7 @@ def run_leg(spec, progress=None) -> dict:
     """One endpoint-leg window (:class:`~mdi_mlmm.protocol.specs.LegSpec`): :func:`.alchemy.run_leg`."""
     from . import alchemy
 
+    _no_hmr(spec)
     return alchemy.run_leg(spec, progress)
 
 

@@ -1,0 +1,220 @@
+"""Hydrogen mass repartitioning (HMR) of a GROMACS topology, written into the ``.top`` text.
+
+Every hydrogen bonded to a heavy atom gets ``factor`` × its mass (3: 1.008 → 3.024 amu, the usual choice)
+and its heavy atom loses what the hydrogen gained, so each molecule keeps its total mass. With the X–H
+bonds constrained this slows the fastest motions left (X–H bends, heavy-atom–H rotations) enough for a
+4 fs time step. Equilibrium averages and free energies do not depend on the masses (the configurational
+distribution does not), so ΔG is unchanged in the limit of converged sampling.
+
+GROMACS 2022 (the version built here) has no ``mass-repartition-factor`` mdp option (it came in 2023), so
+the masses are written into the ``[ atoms ]`` mass column. Edited: every ``[ moleculetype ]`` defined in
+the file itself except rigid water (a moleculetype with ``[ settles ]``, left as it is, as AMBER and
+GROMACS HMR set-ups do); moleculetypes of ``#include``-d files are not seen (a self-contained topology,
+as ``mdi-mlmm prepare`` writes, has none). Anything odd is refused in one line (:class:`UserInputError`):
+a hydrogen bonded to no heavy atom or to two, a heavy atom that would drop below :data:`MIN_HEAVY_FRACTION`
+× the hydrogen mass, masses that look repartitioned already, a hydrogen whose name does not start with H
+(GROMACS ``constraints = h-bonds`` finds X–H bonds by atom name, not mass), perturbed (B-state) masses.
+
+Hydrogens are recognised by mass (0.9–1.2 amu, as :mod:`mdi_mlmm.prep.complex` does); masses from the
+``[ atoms ]`` column, else from the atom type. ``check_elements``: every edited atom's type must give an
+atomic number in the file's ``[ atomtypes ]``: the GROMACS MDI module takes the ML atoms' elements from
+there and guesses them from the masses only when it is missing — a repartitioned mass would then be
+guessed wrong (O − 2.016 amu ≈ N) or not at all.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import UserInputError
+
+#: the usual factor: H 1.008 → 3.024 amu
+DEFAULT_FACTOR = 3.0
+#: a heavy atom may not drop below this many times its hydrogens' original mass
+MIN_HEAVY_FRACTION = 1.5
+#: a hydrogen's mass range (amu): protium only; 1.2–4.5 amu is no element's mass but a repartitioned H's (or D, T)
+H_MASS = (0.9, 1.2)
+_ODD_MASS = (1.2, 4.5)
+#: the ``ptype`` letters of ``[ atomtypes ]``
+_PTYPES = {"A", "D", "S", "V", "B"}
+
+_SECTION = re.compile(r"^\s*\[\s*([A-Za-z_]+)\s*\]")
+
+
+@dataclass
+class Repartitioned:
+    """What :func:`repartition` changed: moleculetype → number of hydrogens repartitioned, the
+    moleculetypes left as rigid water, and the factor."""
+
+    factor: float
+    molecules: dict = field(default_factory=dict)
+    water: list = field(default_factory=list)
+
+    @property
+    def n_hydrogens(self) -> int:
+        return sum(self.molecules.values())
+
+
+def _fields(line: str) -> list[str]:
+    return line.split(";", 1)[0].split()
+
+
+def _blocks(lines: list[str]):
+    """(section name, moleculetype name or None, line index) of every line."""
+    section, moltype, expect_name = None, None, False
+    for i, ln in enumerate(lines):
+        m = _SECTION.match(ln)
+        if m:
+            section = m.group(1).lower()
+            if section == "moleculetype":
+                moltype, expect_name = None, True
+            elif section in ("system", "molecules"):
+                moltype = None
+            yield section, moltype, i, True
+            continue
+        f = _fields(ln)
+        if expect_name and f and not ln.lstrip().startswith("#"):
+            moltype, expect_name = f[0], False
+        yield section, moltype, i, False
+
+
+def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
+    """{type name: (atomic number or None, mass)} of the file's ``[ atomtypes ]`` (every GROMACS layout:
+    the ptype letter is found, mass and charge precede it, an atomic number before those when present)."""
+    out = {}
+    for section, _, i, header in _blocks(lines):
+        if section != "atomtypes" or header or lines[i].lstrip().startswith("#"):
+            continue
+        f = _fields(lines[i])
+        k = next((j for j in range(3, len(f)) if f[j] in _PTYPES), None)
+        if k is None:
+            continue
+        try:
+            mass = float(f[k - 2])
+            z = int(f[k - 3]) if k >= 4 and re.fullmatch(r"-?\d+", f[k - 3]) else None
+        except ValueError:
+            continue
+        out[f[0]] = (z if z and z > 0 else None, mass)
+    return out
+
+
+def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False,
+                     source: str = "topology") -> tuple[str, Repartitioned]:
+    """``text`` (a ``.top``) with its hydrogens' masses repartitioned by ``factor`` (module docstring);
+    returns (new text, :class:`Repartitioned`). ``source`` names the file in messages."""
+    factor = float(factor)
+    if not factor > 1.0:
+        raise UserInputError(f"mass repartitioning factor must be above 1 (3: the usual), got {factor:g}")
+    lines = text.splitlines(keepends=True)
+    types = _atomtypes(lines)
+    atoms: dict[str, dict[int, tuple[int, list[str]]]] = {}   # moltype -> nr -> (line index, fields)
+    bonds: dict[str, list[tuple[int, int]]] = {}
+    water: set[str] = set()
+    order: list[str] = []
+    for section, mol, i, header in _blocks(lines):
+        if header or mol is None or lines[i].lstrip().startswith("#"):
+            continue
+        if mol not in order:
+            order.append(mol)
+        f = _fields(lines[i])
+        if not f:
+            continue
+        if section == "settles":
+            water.add(mol)
+        elif section == "atoms":
+            atoms.setdefault(mol, {})[int(f[0])] = (i, f)
+        elif section in ("bonds", "constraints") and len(f) >= 2:
+            bonds.setdefault(mol, []).append((int(f[0]), int(f[1])))
+    report = Repartitioned(factor, water=sorted(water))
+    for mol in order:
+        if mol in water or mol not in atoms:
+            continue
+        where = f"{source}, moleculetype {mol}"
+        mass = {}
+        for nr, (i, f) in atoms[mol].items():
+            if len(f) not in (7, 8, 11):
+                raise UserInputError(f"{where}: atom {nr} has {len(f)} [ atoms ] columns; mass repartitioning "
+                                     "edits the layouts nr type resnr residue atom cgnr charge [mass] (and no "
+                                     "perturbed B state without its own mass)")
+            if len(f) == 11 and float(f[10]) != float(f[7]):
+                raise UserInputError(f"{where}: atom {nr} has a perturbed mass (massB {f[10]} != {f[7]}): not "
+                                     "repartitioned")
+            if len(f) >= 8:
+                mass[nr] = float(f[7])
+            elif f[1] in types:
+                mass[nr] = types[f[1]][1]
+            else:
+                raise UserInputError(f"{where}: atom {nr} has no mass column and its type {f[1]} is not in the "
+                                     "file's [ atomtypes ]: cannot repartition its mass")
+        odd = [nr for nr, m in mass.items() if _ODD_MASS[0] < m < _ODD_MASS[1]]
+        if odd:
+            raise UserInputError(f"{where}: atom {odd[0]} has mass {mass[odd[0]]:g} amu, not a hydrogen's nor a "
+                                 "heavy atom's: is the topology repartitioned already?")
+        hydrogens = {nr for nr, m in mass.items() if H_MASS[0] <= m <= H_MASS[1]}
+        if not hydrogens:
+            continue
+        partner: dict[int, list[int]] = {h: [] for h in hydrogens}
+        for a, b in bonds.get(mol, []):
+            for h, x in ((a, b), (b, a)):
+                if h in hydrogens and x not in hydrogens:
+                    partner[h].append(x)
+        new = dict(mass)
+        for h in sorted(hydrogens):
+            name = atoms[mol][h][1][4]
+            if len(set(partner[h])) != 1:
+                raise UserInputError(f"{where}: hydrogen {h} ({name}) is bonded to {len(set(partner[h]))} heavy "
+                                     "atoms, not one: cannot repartition its mass")
+            if not name.upper().startswith("H"):
+                raise UserInputError(f"{where}: hydrogen {h} is named {name!r}; GROMACS constraints = h-bonds "
+                                     "finds X-H bonds by names starting with H, so it would stay flexible")
+            gain = (factor - 1.0) * mass[h]
+            new[h] += gain
+            new[partner[h][0]] -= gain
+        for x, m in new.items():
+            if x not in hydrogens and m < MIN_HEAVY_FRACTION * 1.008 and m != mass[x]:
+                raise UserInputError(f"{where}: atom {x} ({atoms[mol][x][1][4]}) would drop to {m:.3f} amu "
+                                     f"(from {mass[x]:g}) with factor {factor:g}: below {MIN_HEAVY_FRACTION:g} × a "
+                                     "hydrogen's mass; use a smaller factor")
+        if check_elements:
+            for x in new:
+                t = atoms[mol][x][1][1]
+                if new[x] != mass[x] and (t not in types or types[t][0] is None):
+                    raise UserInputError(f"{where}: atom type {t} has no atomic number in the file's [ atomtypes ]: "
+                                         "the GROMACS MDI module would guess the ML atoms' elements from the "
+                                         "repartitioned masses; give at.num there")
+        for x, m in new.items():
+            if m == mass[x]:
+                continue
+            i, f = atoms[mol][x]
+            f = list(f)
+            if len(f) == 7:
+                f.append("")
+            f[7] = f"{m:.6f}"
+            if len(f) == 11:
+                f[10] = f[7]
+            comment = lines[i].split(";", 1)[1] if ";" in lines[i] else None
+            eol = "\n" if lines[i].endswith("\n") else ""
+            body = f"{int(f[0]):5d} {f[1]:>10s} {f[2]:>6s} {f[3]:>6s} {f[4]:>6s} {f[5]:>6s} " + " ".join(f[6:])
+            lines[i] = body + (f"   ;{comment.rstrip(chr(10))}" if comment is not None else "") + eol
+        report.molecules[mol] = len(hydrogens)
+    if not report.molecules:
+        raise UserInputError(f"{source}: no hydrogen to repartition outside rigid water (a solute defined in an "
+                             "#include-d file is not edited: give a self-contained topology)")
+    header = (f"; hydrogen mass repartitioning by mdi-mlmm: H mass x {factor:g}, taken from the bonded heavy atom "
+              f"({', '.join(f'{m}: {n} H' for m, n in report.molecules.items())}; rigid water untouched)\n")
+    return header + "".join(lines), report
+
+
+def repartition(top, out, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False) -> Repartitioned:
+    """Write ``top`` with repartitioned hydrogen masses (:func:`repartition_text`) to ``out``."""
+    top, out = Path(top), Path(out)
+    if not top.is_file():
+        raise UserInputError(f"no such file: {top}")
+    text, report = repartition_text(top.read_text(), factor, check_elements=check_elements, source=str(top))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return report

@@ -1,0 +1,300 @@
+"""Hydrogen mass repartitioning (``--mass-repartition``, GROMACS host; issue 13, items 4 and 6): 4 fs with the
+X–H bonds constrained, half the steps (ML calls) per ns of 2 fs.
+
+* the repartitioned topology: H × 3, the bonded heavy atom lighter by what its hydrogens gained, every molecule's
+  mass unchanged, rigid water untouched; grompp takes it at 4 fs + h-bonds with no warning;
+* physics: NVE energy conservation of a gas of 27 ethanols (MM) at 4 fs with HMR against 2 fs and 4 fs without;
+* the masses do not reach the ML engine: E_ML of a 4 fs ML/MM run is the model's energy of the frames;
+* the one-line refusals (no h-bonds, LAMMPS, odd topologies), the time-step policy, plan.json on resume.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdi_mlmm.errors import UserInputError
+from mdi_mlmm.hosts.gromacs import build as gbuild
+from mdi_mlmm.protocol.timestep import check_mass_repartition, check_timestep
+from mdi_mlmm.topology.hmr import repartition, repartition_text
+
+DATA = Path(__file__).resolve().parent / "data" / "lammps_ethanol"  # ethanol (GAFF) + 676 TIP3P, 2037 atoms
+GMX = gbuild.gmx_path()
+
+pytestmark = [pytest.mark.timeout(300)]
+
+
+def _masses(top, gro):
+    from mdi_mlmm.topology.gromacs import load_gromacs
+
+    s = load_gromacs(top, gro)
+    return np.array([a.mass for a in s.atoms]), [a.residue.name for a in s.atoms], [a.element for a in s.atoms]
+
+
+def test_repartitioned_topology(tmp_path):
+    report = repartition(DATA / "topol.top", tmp_path / "hmr.top", 3.0, check_elements=True)
+    assert report.molecules == {"MOL": 6} and report.water == ["SOL"]
+    m0, res, z = _masses(DATA / "topol.top", DATA / "conf.gro")
+    m1, _, _ = _masses(tmp_path / "hmr.top", DATA / "conf.gro")
+    mol = np.array([r == "MOL" for r in res])
+    h = np.array([e == 1 for e in z])
+    assert np.allclose(m1[mol & h], 3 * 1.008)                         # H x 3
+    # C1 (3 H), C2 (2 H), O1 (1 H) lose 2.016 amu per hydrogen
+    assert np.allclose(m1[:3], [12.01 - 3 * 2.016, 12.01 - 2 * 2.016, 16.0 - 2.016])
+    assert m1[mol].sum() == pytest.approx(m0[mol].sum(), abs=1e-9)     # the molecule's mass unchanged
+    assert np.array_equal(m1[~mol], m0[~mol])                          # water untouched
+    # nothing else of the file changed: the same lines but the solute's [ atoms ] rows and one comment
+    old, new = (DATA / "topol.top").read_text().splitlines(), (tmp_path / "hmr.top").read_text().splitlines()
+    assert new[0].startswith("; hydrogen mass repartitioning") and len(new) == len(old) + 1
+    assert sum(a != b for a, b in zip(old, new[1:])) == 9
+
+
+@pytest.mark.parametrize("case, match", [
+    ("factor", "would drop to"),                 # C1 (3 H) at factor 4.5: 12.01 - 3 * 3.528 = 1.43 amu
+    ("twice", "repartitioned already"),
+    ("lonely", "bonded to 0 heavy atoms"),
+    ("name", "named 'X4'"),
+    ("atnum", "has no atomic number"),
+])
+def test_odd_topologies_refused_in_one_line(case, match):
+    text = (DATA / "topol.top").read_text()
+    factor, check = 3.0, False
+    if case == "factor":
+        factor = 4.5
+    elif case == "twice":
+        text = repartition_text(text, 3.0)[0]
+    elif case == "lonely":
+        text = text.replace("      1      4     1   0.10962 288905.200000\n", "")
+    elif case == "name":
+        text = text.replace("MOL     H4      7", "MOL     X4      7")
+    elif case == "atnum":
+        text = text.replace("hc             1   1.008000", "hc                1.008000")   # no at.num
+        check = True
+    with pytest.raises(UserInputError, match=match) as exc:
+        repartition_text(text, factor, check_elements=check)
+    assert "\n" not in str(exc.value)
+
+
+def test_time_step_policy_and_refusals():
+    err = io.StringIO()
+    check_timestep(4.0, constrained_xh=True, allow_large=False, stream=err, hmr=True)   # 4 fs with HMR: silent
+    assert err.getvalue() == ""
+    check_timestep(4.5, constrained_xh=True, allow_large=False, stream=err, hmr=True)
+    assert "above 4 fs" in err.getvalue()
+    with pytest.raises(UserInputError, match="5 fs limit"):
+        check_timestep(5.5, constrained_xh=True, allow_large=False, hmr=True)
+    with pytest.raises(UserInputError, match="4 fs limit"):                              # without HMR: as before
+        check_timestep(4.5, constrained_xh=True, allow_large=False)
+    assert check_mass_repartition(None, constrained_xh=False) is None
+    assert check_mass_repartition(1, constrained_xh=False) is None                       # 1: off
+    assert check_mass_repartition(3, constrained_xh=True, host="gromacs") == 3.0
+    with pytest.raises(UserInputError, match="needs the X-H bonds constrained"):
+        check_mass_repartition(3, constrained_xh=False, host="gromacs")
+    with pytest.raises(UserInputError, match="GROMACS host only"):
+        check_mass_repartition(3, constrained_xh=True, host="lammps")
+    with pytest.raises(UserInputError, match="above 1"):
+        check_mass_repartition(0.5, constrained_xh=True)
+
+
+def test_cli_refusals(tmp_path):
+    cmd = [sys.executable, "-m", "mdi_mlmm", "md", "--top", str(DATA / "topol.top"), "--gro", str(DATA / "conf.gro"),
+           "--model", "mm", "--steps", "1", "--dt", "4", "--no-minimize", "--quiet", "--out", str(tmp_path / "x"),
+           "--mass-repartition"]
+    for extra, match in ((["--host", "gromacs"], "needs the X-H bonds constrained (--constraints h-bonds)"),
+                         (["--host", "lammps", "--constraints", "h-bonds"], "GROMACS host only")):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and match in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "hydration", "--freesolv", "mobley_2310185", "--model", "mm",
+                        "--host", "gromacs", "--mass-repartition", "--out", str(tmp_path / "h")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--mass-repartition needs the X-H bonds constrained" in r.stderr, r.stderr
+
+
+def test_hydration_defaults_plan_and_resume(tmp_path):
+    from mdi_mlmm import HydrationFreeEnergy
+    from mdi_mlmm.protocol.plan import load_or_create
+
+    with pytest.raises(UserInputError, match="GROMACS host only"):
+        HydrationFreeEnergy(freesolv_id="mobley_2310185", host="lammps", constraints="h-bonds", mass_repartition=3)
+    with pytest.raises(UserInputError, match="needs the X-H bonds constrained"):
+        HydrationFreeEnergy(freesolv_id="mobley_2310185", host="gromacs", mass_repartition=3)
+    with pytest.raises(UserInputError, match="needs the X-H bonds constrained"):   # the legs must be constrained
+        HydrationFreeEnergy(freesolv_id="mobley_2310185", host="gromacs", route="endpoint", mass_repartition=3)
+    kw = dict(freesolv_id="mobley_2310185", model="mm", host="gromacs", constraints="h-bonds", ns_per_window=0.01,
+              sample_every=10)
+    h = HydrationFreeEnergy(**kw, mass_repartition=3)
+    assert h.timestep_fs == 4.0 and h.leg_timestep_fs == 4.0                        # the default dt with HMR
+    assert HydrationFreeEnergy(**kw).timestep_fs == 2.0
+    out = tmp_path / "run"
+    plan, resumed = load_or_create(h.plan(out))
+    assert not resumed and (plan.mass_repartition, plan.dt_fs) == (3.0, 4.0)
+    assert json.loads((out / "plan.json").read_text())["mass_repartition"] == 3.0
+    # resumed without the option: as it started (4 fs too); with another value: one line
+    again, resumed = load_or_create(HydrationFreeEnergy(**kw).plan(out))
+    assert resumed and (again.mass_repartition, again.dt_fs) == (3.0, 4.0)
+    with pytest.raises(UserInputError, match=r"mass_repartition: 3\.0 on disk vs None now") as exc:
+        load_or_create(HydrationFreeEnergy(**kw, mass_repartition=1, dt_fs=4.0).plan(out))
+    assert "--mass-repartition 3" in str(exc.value) and "\n" not in str(exc.value)
+    from mdi_mlmm.analysis.report import run_settings
+    from mdi_mlmm.analysis.report import report_markdown
+    from mdi_mlmm.analysis.results import ESTIMATORS, Estimate, HydrationResult
+
+    settings = run_settings(plan)
+    assert settings["mass_repartition"] == 3.0                                      # results.json records it
+    r = HydrationResult(run_dir="x", model="mm", host="gromacs", temperature_K=298.15, windows=20,
+                        ns_per_window=0.01, dG={k: Estimate(0.0, 0.0) for k in ESTIMATORS}, **settings)
+    back = HydrationResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.mass_repartition == 3.0 and "hydrogen masses × 3" in report_markdown(back)
+    # the units carry it: every window (and the endpoint route's legs, through the same plan field)
+    from mdi_mlmm.workflow.hydration import unit_specs
+
+    system = {"root": str(tmp_path), "ml_atoms": list(range(9)),
+              "solvated": {"top": "t.top", "gro": "c.gro", "ndx": "i.ndx"}, "gas": {"top": "g.top", "gro": "g.gro",
+                                                                                  "ndx": "g.ndx"}}
+    specs = unit_specs(plan, system, tmp_path / "eq.gro")
+    assert specs and all(s.mass_repartition == 3.0 and s.constrain_hbonds and s.dt_fs == 4.0 for s in specs)
+
+
+def test_lammps_units_refuse_hmr(tmp_path):
+    from mdi_mlmm.hosts import lammps
+    from mdi_mlmm.protocol.specs import GasSpec
+
+    spec = GasSpec(host="lammps", model="zero", out_dir=str(tmp_path), top="t", gro="g", ml_indices=[0], steps=10,
+                   dt_fs=4.0, temperature=300.0, sample_every=1, seed=1, constrain_hbonds=True, mass_repartition=3.0)
+    with pytest.raises(UserInputError, match="GROMACS host only"):
+        lammps.run_gas(spec)
+
+
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
+def test_solvated_4fs_hmr_md_grompp_clean(tmp_path):
+    """`md --host gromacs --constraints h-bonds --mass-repartition --dt 4` (plain MM): grompp at maxwarn 0,
+    the repartitioned topology run, a stable 1 ps."""
+    r = subprocess.run([sys.executable, "-m", "mdi_mlmm", "md", "--host", "gromacs", "--top", str(DATA / "topol.top"),
+                        "--gro", str(DATA / "conf.gro"), "--model", "mm", "--steps", "250", "--dt", "4",
+                        "--constraints", "h-bonds", "--mass-repartition", "--ensemble", "nve", "--no-minimize",
+                        "--quiet", "--traj-every", "0", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr.lower()                                   # 4 fs with HMR: no time-step warning
+    grompp = (tmp_path / "md.grompp.out").read_text()
+    assert "topol_hmr.top" in grompp and "WARNING" not in grompp
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["mass_repartition"] == 3.0 and summary["dt_fs"] == 4.0
+    assert 280 < summary["T_mean_K"] < 315
+    assert "LINCS WARNING" not in (tmp_path / "md.log").read_text()
+
+
+def _gas_of_ethanols(d: Path, n: int = 3) -> tuple[Path, Path]:
+    """n³ ethanols (the test system's, GAFF) on a 1.6 nm grid, no water: a dilute gas whose energy conservation
+    is the solute's own (in the solvated box the rigid water's dominates)."""
+    text = (DATA / "topol.top").read_text()
+    i = text.index("[ molecules ]")
+    text = text[:i] + text[i:].replace("MOL                  1", f"MOL {n ** 3:20d}").replace("SOL                676", "")
+    lines = (DATA / "conf.gro").read_text().splitlines()[2:11]
+    xyz = np.array([[float(ln[20:28]), float(ln[28:36]), float(ln[36:44])] for ln in lines])
+    xyz -= xyz.mean(0)
+    out, k = [], 0
+    for a in range(n):
+        for b in range(n):
+            for c in range(n):
+                for ln, x in zip(lines, xyz + (np.array([a, b, c]) + 0.5) * 1.6):
+                    k += 1
+                    out.append(f"{(k - 1) // 9 + 1:5d}MOL  {ln[10:15]}{k:5d}{x[0]:8.3f}{x[1]:8.3f}{x[2]:8.3f}")
+    (d / "topol.top").write_text(text)
+    (d / "conf.gro").write_text("\n".join([f"{n ** 3} ethanols", f"{k:5d}", *out, f"{1.6 * n:10.5f}" * 3, ""]))
+    return d / "topol.top", d / "conf.gro"
+
+
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
+def test_4fs_hmr_energy_conservation(tmp_path):
+    """NVE, X–H constrained, the same 2 ps: the conserved energy's fluctuation at 4 fs with HMR against 2 fs
+    (the Verlet error grows as dt²: 4× would be no better than plain 4 fs would be if it scaled ideally) and
+    against 4 fs without HMR. Measured (27 ethanols, seeds 1-4): HMR/2 fs 2.8-3.6, HMR/plain 4 fs 0.58-0.78."""
+    from mdi_mlmm.hosts.gromacs import host
+
+    top, gro = _gas_of_ethanols(tmp_path)
+
+    def run(tag, dt, steps, hmr):
+        r = host.run_md(top, gro, None, model="mm", steps=steps, dt_fs=dt, ensemble="nve", out_dir=tmp_path / tag,
+                        mdp_overrides={"nstcalcenergy": 1, "nstenergy": 1}, constraints="h-bonds",
+                        mass_repartition=hmr, progress=False, ntomp=1, traj_every=0, seed=3)
+        e = r.energies.get("Conserved En.", r.energies["Total Energy"])
+        return float(np.std(e)), float(np.std(r.energies["Kinetic En."]))
+
+    ref, ref_k = run("2fs", 2.0, 1000, None)
+    hmr, hmr_k = run("4fs_hmr", 4.0, 500, 3.0)
+    plain, _ = run("4fs", 4.0, 500, None)
+    print(f"std(E_conserved), kJ/mol: 2 fs {ref:.3f}, 4 fs HMR {hmr:.3f}, 4 fs {plain:.3f}; "
+          f"std(E_kin) 2 fs {ref_k:.2f}, 4 fs HMR {hmr_k:.2f}")
+    assert hmr < 0.9 * plain                  # HMR makes 4 fs conserve energy better
+    assert hmr < 4.0 * ref                    # better than the dt² growth of the 2 fs run's error
+    assert hmr < 0.2 * hmr_k                  # small against the kinetic energy's own fluctuation
+
+
+@pytest.fixture(scope="module")
+def ani():
+    from mdi_mlmm.potentials import load_potential
+
+    try:
+        return load_potential("ani2x", dtype="float64")
+    except Exception as exc:  # model files / torchani missing
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
+        pytest.skip(f"ANI-2x unavailable: {exc}")
+
+
+@pytest.mark.gromacs_build
+@pytest.mark.skipif(GMX is None, reason="no MDI-enabled GROMACS build (run `mdi-mlmm gromacs build`)")
+def test_masses_do_not_reach_the_engine(tmp_path, ani):
+    """ML/MM (ANI-2x) at 4 fs with HMR: the MDI module takes the elements from the atom types (not the changed
+    masses), so E_ML at every frame is the model's energy of that frame's coordinates."""
+    from MDAnalysis.lib.formats.libmdaxdr import TRRFile
+
+    from mdi_mlmm.hosts.gromacs import host
+
+    host.run_md(DATA / "topol.top", DATA / "conf.gro", "resname MOL", model="ani2x", steps=10, dt_fs=4.0,
+                ensemble="nve", out_dir=tmp_path, constraints="h-bonds", mass_repartition=3.0, ntomp=1,
+                mdp_overrides={"nstcalcenergy": 1, "nstenergy": 1, "nstxout": 1},
+                engine_args=["--call-log", str(tmp_path / "calls.csv"), "--dtype", "float64"])
+    assert "elements were guessed from masses" not in (tmp_path / "md.grompp.out").read_text()
+    with TRRFile(str(tmp_path / "md.trr")) as f:
+        frames = [np.array(fr.x, dtype=np.float64) for fr in f if fr.hasx]
+    assert len(frames) == 11
+    calls = np.loadtxt(tmp_path / "calls.csv", delimiter=",", skiprows=1, ndmin=2)
+    z = ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    e_direct = np.array([float(ani.compute(z, x[:9] * 10).energy) for x in frames])
+    assert np.allclose(calls[: len(frames), 2], e_direct, rtol=0, atol=1e-9)
+
+
+def test_mm_window_runs_the_repartitioned_topology(tmp_path):
+    """A λ window unit (plain MM, stock gmx) with ``mass_repartition``: its grompp reads ``topol_hmr.top``
+    written into the window's directory, at 4 fs with h-bonds."""
+    import shutil
+
+    from mdi_mlmm.hosts.gromacs import alchemy
+    from mdi_mlmm.protocol.schedule import decoupling_schedule
+    from mdi_mlmm.protocol.specs import WindowSpec
+
+    if shutil.which("gmx") is None:
+        pytest.skip("no stock gmx")
+    spec = WindowSpec(host="gromacs", model="mm", out_dir=str(tmp_path / "w"), top=str(DATA / "topol.top"),
+                      gro=str(DATA / "conf.gro"), ndx=str(DATA / "index.ndx"), ml_indices=list(range(9)), steps=20,
+                      dt_fs=4.0, temperature=298.15, sample_every=10, seed=1, state=3, schedule=decoupling_schedule(),
+                      constrain_hbonds=True, mass_repartition=3.0)
+    alchemy.run_window(spec)
+    w = tmp_path / "w"
+    assert (w / "done.json").exists() and (w / "topol_hmr.top").read_text().startswith("; hydrogen mass")
+    grompp = (w / "prod.grompp.out").read_text()
+    assert "topol_hmr.top" in grompp and "WARNING" not in grompp
+    mdp = {k.strip(): v.split(";")[0].strip() for k, v in (ln.split("=", 1) for ln in
+                                                             (w / "prod.mdp").read_text().splitlines() if "=" in ln)}
+    assert (float(mdp["dt"]), mdp["constraints"]) == (0.004, "h-bonds")
