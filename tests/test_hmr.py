@@ -53,6 +53,10 @@ def test_repartitioned_topology(tmp_path):
     old, new = (DATA / "topol.top").read_text().splitlines(), (tmp_path / "hmr.top").read_text().splitlines()
     assert new[0].startswith("; hydrogen mass repartitioning") and len(new) == len(old) + 1
     assert sum(a != b for a, b in zip(old, new[1:])) == 9
+    # a solute without hydrogens (CCl4 has none; here ethanol's H made heavy): left as it is, not refused
+    heavy = (DATA / "topol.top").read_text().replace("1.008000   ; qtot", "19.000000   ; qtot")
+    text, report = repartition_text(heavy)
+    assert report.molecules == {} and text.split("\n", 1)[1] == heavy
 
 
 @pytest.mark.parametrize("case, match", [
@@ -61,6 +65,7 @@ def test_repartitioned_topology(tmp_path):
     ("lonely", "bonded to 0 heavy atoms"),
     ("name", "named 'X4'"),
     ("atnum", "has no atomic number"),
+    ("water_only", "no moleculetype outside rigid water"),   # the solute in an #include-d file: not seen
 ])
 def test_odd_topologies_refused_in_one_line(case, match):
     text = (DATA / "topol.top").read_text()
@@ -76,6 +81,9 @@ def test_odd_topologies_refused_in_one_line(case, match):
     elif case == "atnum":
         text = text.replace("hc             1   1.008000", "hc                1.008000")   # no at.num
         check = True
+    elif case == "water_only":
+        first = text.index("[ moleculetype ]")
+        text = text[:first] + text[text.index("[ moleculetype ]", first + 1):].replace("MOL                  1\n", "")
     with pytest.raises(UserInputError, match=match) as exc:
         repartition_text(text, factor, check_elements=check)
     assert "\n" not in str(exc.value)

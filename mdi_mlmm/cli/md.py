@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, required=True, help="number of MD steps")
     p.add_argument("--dt", type=positive_float, default=0.5,
                    help="time step, fs (default 0.5; warning above 1, refused above 2; with --constraints h-bonds above 2 "
-                        "and 4: see below)")
+                        "and 4, with --mass-repartition too above 4 and 5: see below)")
     add_timestep_override(p)
     p.add_argument("--constraints", choices=CONSTRAINTS, default="none",
                    help="none (default: every bond flexible, waters rigid) or h-bonds: every X-H bond, "

@@ -10,7 +10,8 @@ GROMACS 2022 (the version built here) has no ``mass-repartition-factor`` mdp opt
 the masses are written into the ``[ atoms ]`` mass column. Edited: every ``[ moleculetype ]`` defined in
 the file itself except rigid water (a moleculetype with ``[ settles ]``, left as it is, as AMBER and
 GROMACS HMR set-ups do); moleculetypes of ``#include``-d files are not seen (a self-contained topology,
-as ``mdi-mlmm prepare`` writes, has none). Anything odd is refused in one line (:class:`UserInputError`):
+as ``mdi-mlmm prepare`` writes, has none; a file that defines no moleculetype but rigid water is refused; a
+solute without hydrogens, e.g. CCl4, is left as it is). Anything odd is refused in one line (:class:`UserInputError`):
 a hydrogen bonded to no heavy atom or to two, a heavy atom that would drop below :data:`MIN_HEAVY_FRACTION`
 × the hydrogen mass, masses that look repartitioned already, a hydrogen whose name does not start with H
 (GROMACS ``constraints = h-bonds`` finds X–H bonds by atom name, not mass), perturbed (B-state) masses.
@@ -199,11 +200,12 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
             body = f"{int(f[0]):5d} {f[1]:>10s} {f[2]:>6s} {f[3]:>6s} {f[4]:>6s} {f[5]:>6s} " + " ".join(f[6:])
             lines[i] = body + (f"   ;{comment.rstrip(chr(10))}" if comment is not None else "") + eol
         report.molecules[mol] = len(hydrogens)
-    if not report.molecules:
-        raise UserInputError(f"{source}: no hydrogen to repartition outside rigid water (a solute defined in an "
+    if not any(mol not in water for mol in atoms):
+        raise UserInputError(f"{source}: no moleculetype outside rigid water to repartition (a solute defined in an "
                              "#include-d file is not edited: give a self-contained topology)")
     header = (f"; hydrogen mass repartitioning by mdi-mlmm: H mass x {factor:g}, taken from the bonded heavy atom "
-              f"({', '.join(f'{m}: {n} H' for m, n in report.molecules.items())}; rigid water untouched)\n")
+              f"({', '.join(f'{m}: {n} H' for m, n in report.molecules.items()) or 'no hydrogen outside water'}; "
+              "rigid water untouched)\n")
     return header + "".join(lines), report
 
 
