@@ -185,10 +185,10 @@ class HydrationFreeEnergy:
     def constrained(self) -> bool:
         """Whether the windows constrain X–H bonds: with ``constraints="h-bonds"``, the GROMACS MM windows of
         protocol ``freesolv`` and the endpoint route's MM windows (h-bonds); otherwise not."""
-        from .potentials.registry import is_ml
+        from .protocol.plan import windows_constrained
 
-        return (self.route == "endpoint" or self.constraints == "h-bonds"
-                or (not is_ml(self.model) and self.protocol == "freesolv"))
+        return windows_constrained(model=self.model, route=self.route, constraints=self.constraints,
+                                   protocol=self.protocol)
 
     def _hmr(self, out=None) -> Optional[float]:
         """The hydrogen mass factor of the run (None: off), checked (one line: not GROMACS, X–H bonds not
@@ -203,15 +203,19 @@ class HydrationFreeEnergy:
         constrained = self.legs_constrained if self.route == "endpoint" else self.constrained
         return check_mass_repartition(factor, constrained_xh=constrained, host=self.host)
 
-    @staticmethod
-    def _default_dt(constrained: bool, hmr: Optional[float]) -> float:
-        return 4.0 if hmr and constrained else 2.0 if constrained else 1.0
+    def _resolved(self, hmr: Optional[float]) -> dict:
+        """The settings as the plan gets them (:func:`~mdi_mlmm.protocol.plan.resolved_settings`: time steps,
+        windows, gas run, ...), with the hydrogen mass factor ``hmr``."""
+        from .protocol.plan import resolved_settings
+
+        return resolved_settings({**{f.name: getattr(self, f.name) for f in fields(self) if f.init},
+                                  "mass_repartition": hmr})
 
     @property
     def timestep_fs(self) -> float:
         """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with repartitioned
         hydrogen masses too)."""
-        return self.dt_fs or self._default_dt(self.constrained, self._hmr())
+        return self._resolved(self._hmr())["dt_fs"]
 
     @property
     def legs_constrained(self) -> bool:
@@ -222,7 +226,7 @@ class HydrationFreeEnergy:
     def leg_timestep_fs(self) -> float:
         """The endpoint legs' time step: ``leg_dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with
         repartitioned hydrogen masses too)."""
-        return self.leg_dt_fs or self._default_dt(self.legs_constrained, self._hmr())
+        return self._resolved(self._hmr())["leg_dt_fs"]
 
     def plan(self, out) -> "Plan":
         """The plan of the run in directory ``out`` (nothing is written or started). Checks the model
@@ -232,8 +236,8 @@ class HydrationFreeEnergy:
         from .protocol.timestep import check_timestep
 
         hmr = self._hmr(out)   # not given: as the run in out started
-        dt = self.dt_fs or self._default_dt(self.constrained, hmr)
-        leg_dt = self.leg_dt_fs or self._default_dt(self.legs_constrained, hmr)
+        r = self._resolved(hmr)   # the one place where None settings get their values (the benchmark's check too)
+        dt, leg_dt = r["dt_fs"], r["leg_dt_fs"]
         check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt, hmr=bool(hmr))
         if self.route == "endpoint":
             check_timestep(leg_dt, constrained_xh=self.legs_constrained, allow_large=self.allow_large_dt,
@@ -244,14 +248,14 @@ class HydrationFreeEnergy:
         return make_plan(out, model=self.model, host=self.host, smiles=self.smiles, freesolv_id=self.freesolv_id,
                          name=self.name, windows=self.windows, ns_per_window=self.ns_per_window, dt_fs=dt,
                          temperature=self.temperature, sample_every=self.sample_every,
-                         gas_ns=self.gas_ns if self.gas_ns is not None else self.ns_per_window,
+                         gas_ns=r["gas_ns"],
                          equil_ps=self.equil_ps, window_equil_ps=self.window_equil_ps,
                          workers=self.workers or (os.cpu_count() or 1), scheduler=self.scheduler,
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
-                         leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=self.leg_end_ps,
+                         leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=r["leg_end_ps"],
                          split_decoupling=self.split_decoupling, mass_repartition=hmr)
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
@@ -348,7 +352,7 @@ class FreeSolvBenchmark:
 
         sel = self.select()
         route = self.settings.get("route", "direct")
-        settings = as_started(out, self.settings)   # split_decoupling not given: as the benchmark started
+        settings = as_started(out, self.settings)   # split_decoupling, mass_repartition not given: as started
         for label, model in run_labels(self.settings["model"], self.with_mm, route) if sel.molecules else ():
             m = sel.molecules[0].id   # time step, samples per window, model files: checked before any run
             self._calc(m, model, settings).plan(molecule_dir(out, m) / label)

@@ -239,9 +239,9 @@ def test_api_refuses_unknown_settings_and_estimators(freesolv_data):
 
 
 # ------------------------------------------------------------------------------ resume: split decoupling
-def _planning_runs(monkeypatch):
+def _planning_runs(monkeypatch, attr: str = "split_decoupling"):
     """Each molecule's hydration run only plans (plan.json: written or resumed, as a real run does first) and
-    fails, so it stays unfinished; returns [(id, split_decoupling of the plan, resumed)]."""
+    fails, so it stays unfinished; returns [(id, ``attr`` of the plan, resumed)]."""
     from mdi_mlmm.api import HydrationFreeEnergy
     from mdi_mlmm.protocol.plan import load_or_create
 
@@ -249,7 +249,7 @@ def _planning_runs(monkeypatch):
 
     def run(self, out, *, progress=True):
         plan, resumed = load_or_create(self.plan(out))
-        seen.append((self.freesolv_id, plan.split_decoupling, resumed))
+        seen.append((self.freesolv_id, getattr(plan, attr), resumed))
         raise WorkflowError("planned only")
 
     monkeypatch.setattr(HydrationFreeEnergy, "run", run)
@@ -259,12 +259,13 @@ def _planning_runs(monkeypatch):
 def _bench(ids, **kw):
     from mdi_mlmm.api import FreeSolvBenchmark
 
-    return FreeSolvBenchmark(ids=ids, model="mm", host="gromacs", windows=4, ns_per_window=0.001, sample_every=10,
-                             workers=1, bootstrap=10, **kw)
+    settings = dict(model="mm", host="gromacs", windows=4, ns_per_window=0.001, sample_every=10, workers=1,
+                    bootstrap=10)
+    return FreeSolvBenchmark(ids=ids, **dict(settings, **kw))
 
 
-def _stored(out):
-    return json.loads((out / wb.SETTINGS_FILE).read_text())["split_decoupling"]
+def _stored(out, key: str = "split_decoupling"):
+    return json.loads((out / wb.SETTINGS_FILE).read_text())[key]
 
 
 def test_a_benchmark_started_unsplit_goes_on_unsplit_without_the_option(freesolv_data, tmp_path, monkeypatch):
@@ -319,6 +320,86 @@ def test_the_benchmark_settings_check_compares_what_split_decoupling_makes(tmp_p
     assert "\n" not in str(e.value)
     wb.check_settings(tmp_path / "lammps", dict(s, host="lammps"))
     wb.check_settings(tmp_path / "lammps", dict(s, host="lammps", split_decoupling=False))
+
+
+# ------------------------------------------------------------------------------ resume: HMR, defaults
+def test_a_benchmark_started_with_hmr_goes_on_with_it_without_the_option(freesolv_data, tmp_path, monkeypatch):
+    """--mass-repartition not given again on a rerun = as the benchmark started (the molecules it planned and
+    those it adds, at its default 4 fs); an asked other value (1: off) is refused in one line naming the option."""
+    seen = _planning_runs(monkeypatch, "mass_repartition")
+    out = tmp_path / "b"
+    _bench([ETHANOL], constraints="h-bonds", mass_repartition=3.0).run(out, progress=False)
+    assert seen == [(ETHANOL, 3.0, False)] and _stored(out, "mass_repartition") == 3.0
+    seen.clear()
+    _bench([ETHANOL, METHANOL], constraints="h-bonds").run(out, progress=False)
+    assert seen == [(ETHANOL, 3.0, True), (METHANOL, 3.0, False)] and _stored(out, "mass_repartition") == 3.0
+    _bench([ETHANOL], constraints="h-bonds", dt_fs=4.0).run(out, progress=False)   # the 4 fs it ran with
+    for other in (1, 2.0):
+        with pytest.raises(UserInputError) as e:
+            _bench([ETHANOL], constraints="h-bonds", mass_repartition=other).run(out, progress=False)
+        msg = str(e.value)
+        assert "mass_repartition: 3.0 on disk vs" in msg and "--mass-repartition 3 or without it" in msg
+        assert "\n" not in msg
+
+
+def test_hmr_off_is_none_or_1_and_a_benchmark_from_before_the_option_ran_without(freesolv_data, tmp_path,
+                                                                                  monkeypatch):
+    """A benchmark started without HMR continues with --mass-repartition 1 (off too) and without it; one whose
+    settings.json and plan.json were written before the option ran without HMR, so HMR asked now is refused."""
+    from mdi_mlmm.protocol.plan import PLAN_NAME
+
+    seen = _planning_runs(monkeypatch, "mass_repartition")
+    out = tmp_path / "b"
+    _bench([ETHANOL], constraints="h-bonds").run(out, progress=False)
+    _bench([ETHANOL], constraints="h-bonds", mass_repartition=1).run(out, progress=False)
+    _bench([ETHANOL], constraints="h-bonds").run(out, progress=False)
+    assert seen == [(ETHANOL, None, False)] + [(ETHANOL, None, True)] * 2
+    for p in (out / wb.SETTINGS_FILE, out / "molecules" / ETHANOL / "mm" / PLAN_NAME):
+        d = json.loads(p.read_text())
+        del d["mass_repartition"]
+        p.write_text(json.dumps(d))
+    with pytest.raises(UserInputError, match=r"mass_repartition: None on disk vs 3.0 now.*without "
+                                             r"--mass-repartition: its runs kept the hydrogen masses") as e:
+        _bench([ETHANOL, METHANOL], constraints="h-bonds", mass_repartition=3.0).run(out, progress=False)
+    assert "\n" not in str(e.value)
+    seen.clear()
+    _bench([ETHANOL, METHANOL], constraints="h-bonds").run(out, progress=False)
+    assert seen == [(ETHANOL, None, True), (METHANOL, None, False)]
+
+
+def test_a_resume_may_ask_for_what_the_defaults_made(freesolv_data, tmp_path, monkeypatch):
+    """As ``mdi-mlmm hydration``: a benchmark started without --windows, --dt, --gas-ns continues when they are
+    asked for as the values the plan gave them (20 windows, 1 fs flexible, ns per window); other values are
+    refused, each named as the plan gets it."""
+    seen = _planning_runs(monkeypatch, "steps_per_window")
+    out = tmp_path / "b"
+    _bench([ETHANOL], windows=None).run(out, progress=False)
+    _bench([ETHANOL], windows=20, dt_fs=1.0, gas_ns=0.001).run(out, progress=False)
+    _bench([ETHANOL], windows=None).run(out, progress=False)   # and back (settings.json now holds the values)
+    assert seen == [(ETHANOL, 1000, False), (ETHANOL, 1000, True), (ETHANOL, 1000, True)]
+    for kw, shown in ((dict(windows=12), "windows: 20 on disk vs 12 now"),
+                      (dict(windows=None, dt_fs=0.5), "dt_fs: 1.0 on disk vs 0.5 now"),
+                      (dict(windows=None, gas_ns=0.002), "gas_ns: 0.001 on disk vs 0.002 now")):
+        with pytest.raises(UserInputError, match=shown):
+            _bench([ETHANOL], **kw).run(out, progress=False)
+
+
+def test_the_settings_check_resolves_the_time_steps_and_the_legs_as_the_plan_does(tmp_path):
+    """The endpoint route's settings (those FreeSolvBenchmark keeps): --leg-dt, --leg-end-ps and --dt asked as
+    what None made of them (2 fs with h-bonds, 4 fs with HMR, leg_ps) continue the benchmark; others are refused."""
+    from mdi_mlmm.api import FreeSolvBenchmark
+
+    def settings(**kw):
+        return FreeSolvBenchmark(ids=[ETHANOL], model="ani2x", host="gromacs", route="endpoint", **kw).settings
+
+    wb.check_settings(tmp_path / "a", settings())
+    wb.check_settings(tmp_path / "a", settings(dt_fs=2.0, leg_dt_fs=1.0, leg_end_ps=20.0))
+    with pytest.raises(UserInputError, match="leg_end_ps: 20.0 on disk vs 40.0 now"):
+        wb.check_settings(tmp_path / "a", settings(leg_end_ps=40.0))
+    wb.check_settings(tmp_path / "b", settings(constraints="h-bonds", mass_repartition=3.0))
+    wb.check_settings(tmp_path / "b", settings(constraints="h-bonds", dt_fs=4.0, leg_dt_fs=4.0))
+    with pytest.raises(UserInputError, match="leg_dt_fs: 4.0 on disk vs 2.0 now"):
+        wb.check_settings(tmp_path / "b", settings(constraints="h-bonds", leg_dt_fs=2.0))
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -109,8 +109,8 @@ class Plan:
         """The solute's X–H bonds in the λ windows as run: ``h-bonds`` with the plan's constraints h-bonds, for
         an MM solute with protocol ``freesolv`` (FreeSolv's protocol constrains them) and on the endpoint route
         (its windows are the plain-MM decoupling), else ``none``."""
-        constrained = self.constraints == "h-bonds" or self.route == "endpoint" or \
-            (not self.ml and self.protocol == "freesolv")
+        constrained = windows_constrained(model=self.model, route=self.route, constraints=self.constraints,
+                                          protocol=self.protocol)
         return "h-bonds" if constrained else "none"
 
     @property
@@ -217,10 +217,49 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
-                split_decoupling=split, mass_repartition=None if not mass_repartition or mass_repartition == 1
-                else float(mass_repartition), **legs)
+                split_decoupling=split, mass_repartition=_hmr_factor(mass_repartition), **legs)
     plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
     return plan
+
+
+def windows_constrained(*, model: str, route: str = "direct", constraints: str = "none",
+                        protocol: str = "default") -> bool:
+    """Whether the λ windows constrain the solute's X–H bonds: with constraints ``h-bonds``, on the endpoint route
+    (its windows are the plain-MM decoupling) and for an MM solute with protocol ``freesolv``."""
+    return constraints == "h-bonds" or route == "endpoint" or (not is_ml(model) and protocol == "freesolv")
+
+
+def _hmr_factor(factor) -> Optional[float]:
+    """A hydrogen mass factor as a plan holds it: None for off (None or 1), else a float."""
+    return None if not factor or factor == 1 else float(factor)
+
+
+#: the run settings whose None stands for a value that :func:`resolved_settings` works out
+RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition")
+
+
+def resolved_settings(settings: dict) -> dict:
+    """``settings`` of a hydration run (the fields of :class:`~mdi_mlmm.api.HydrationFreeEnergy`; a benchmark's
+    settings.json) with those of :data:`RESOLVED` as the plan gets them: ``windows`` the number of λ states (None:
+    FreeSolv's 20), ``dt_fs`` and ``leg_dt_fs`` (None: :func:`~.timestep.default_dt_fs` of the windows' and the legs'
+    constraints and the hydrogen mass factor), ``gas_ns`` (None: ``ns_per_window``), ``leg_end_ps`` (None:
+    ``leg_ps``), ``mass_repartition`` (None or 1: None, off). A setting ``settings`` lacks takes its default.
+    Nothing is checked (:meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan` does)."""
+    from .timestep import default_dt_fs
+
+    s = dict(settings)
+    hmr = _hmr_factor(s.get("mass_repartition"))
+    constraints = s.get("constraints", "none")
+    windows_xh = windows_constrained(model=s.get("model", "mm"), route=s.get("route", "direct"),
+                                     constraints=constraints, protocol=s.get("protocol", "default"))
+    s.update(windows=len(decoupling_schedule(s.get("windows"))), mass_repartition=hmr,
+             dt_fs=s.get("dt_fs") or default_dt_fs(windows_xh, hmr),
+             leg_dt_fs=s.get("leg_dt_fs") or default_dt_fs(constraints == "h-bonds", hmr))
+    if s.get("gas_ns") is None and "ns_per_window" in s:
+        s["gas_ns"] = s["ns_per_window"]
+    if s.get("leg_end_ps") is None and "leg_ps" in s:
+        s["leg_end_ps"] = s["leg_ps"]
+    return s
 
 
 def _split_decoupling(requested: Optional[bool], host: str, route: str, schedule) -> bool:

@@ -23,6 +23,12 @@ DT_LIMITS_HMR = (4.0, 5.0)
 CONSTRAINTS = ("none", "h-bonds")
 
 
+def default_dt_fs(constrained_xh: bool, hmr=None) -> float:
+    """The time step (fs) of a run that asks for none: 1 fs with flexible X–H bonds, 2 fs with them constrained,
+    4 fs with them constrained and hydrogen masses repartitioned (``hmr``: the factor, None or 1: off)."""
+    return 4.0 if constrained_xh and hmr and hmr != 1 else 2.0 if constrained_xh else 1.0
+
+
 def check_timestep(dt_fs: float, *, constrained_xh: bool, allow_large: bool, stream=None, option: str = "--dt",
                    hmr: bool = False) -> None:
     """Refuse (:class:`UserInputError`) or warn (one ``warning:`` line on ``stream``, default stderr)

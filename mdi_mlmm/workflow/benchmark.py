@@ -38,6 +38,7 @@ from ..analysis.results import Estimate
 from ..errors import ChargedSystemError, Interrupted, MdiMlmmError, UnsupportedElementError, UserInputError
 from ..potentials import registry
 from ..prep import freesolv
+from ..protocol.plan import RESOLVED, resolved_settings
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,14 @@ SETTINGS_FILE = "settings.json"
 #: run settings that may change between attempts (how to run, not what is computed)
 HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_every")
 #: settings added since a benchmark on disk may have been started, with the value its runs had then
-#: (compared as such; other settings only one side knows are not compared). split_decoupling came with its
-#: key in settings.json and in plan.json at once, and settings.json is rewritten before any run: a
-#: settings.json without it only ever planned runs without it, which ran unsplit (Plan's False)
-ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False}
+#: (compared as such; other settings only one side knows are not compared). split_decoupling and
+#: mass_repartition came with their keys in settings.json and in plan.json at once, and settings.json is
+#: rewritten before any run: a settings.json without one only ever planned runs without it, which ran
+#: unsplit (Plan's False) and with their hydrogen masses as they are (None: off)
+ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False, "mass_repartition": None}
 #: settings whose None means "not asked": a rerun without them goes on as the benchmark started (as
 #: ``mdi-mlmm hydration`` does with its plan.json); only an asked value that differs is refused
-AS_STARTED = ("split_decoupling",)
+AS_STARTED = ("split_decoupling", "mass_repartition")
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]
@@ -244,7 +246,10 @@ def check_settings(out, settings: dict) -> dict:
     """Write ``out/settings.json``, or refuse when it holds other run settings (those in
     :data:`HOW_TO_RUN` may change): finished runs would otherwise mix two protocols. Settings that
     only one side knows (added to the code since) are not compared. Returns the settings the runs go
-    on with: ``settings`` with those of :data:`AS_STARTED` not asked for (None) as on disk."""
+    on with: ``settings`` with those of :data:`AS_STARTED` not asked for (None) as on disk. Settings
+    whose None stands for a value (time steps, windows, ...) are compared as the plan gets them
+    (:func:`~mdi_mlmm.protocol.plan.resolved_settings`): ``--windows 20`` continues a benchmark started
+    without --windows, as ``mdi-mlmm hydration`` continues a run."""
     path = Path(out) / SETTINGS_FILE
     new = as_started(out, settings)
     if path.exists():
@@ -253,6 +258,9 @@ def check_settings(out, settings: dict) -> dict:
         if not registry.is_ml(new.get("model")):
             keys = [k for k in keys if k != "dtype"]   # plain MM loads no model
         shown = {k: (old.get(k), new.get(k)) for k in keys}
+        if any(shown[k][0] != shown[k][1] for k in keys):   # compared as the plan gets them (None: its default)
+            r_old, r_new = resolved_settings(old), resolved_settings(new)
+            shown.update({k: (r_old[k], r_new[k]) for k in RESOLVED if k in shown})
         if "split_decoupling" in keys and old["split_decoupling"] != new["split_decoupling"]:
             shown["split_decoupling"] = (_split_of(old), _split_of(new))   # None: what make_plan makes of it
         diffs = [k for k in keys if shown[k][0] != shown[k][1]]
@@ -262,6 +270,10 @@ def check_settings(out, settings: dict) -> dict:
             if "split_decoupling" in diffs:
                 hint += (" (without --no-split-decoupling: it ran split)" if shown["split_decoupling"][0] else
                          " (without split_decoupling=True: it ran unsplit)")
+            if "mass_repartition" in diffs:
+                factor = shown["mass_repartition"][0]
+                hint += (f" (--mass-repartition {factor:g} or without it: its runs repartitioned hydrogen masses)"
+                         if factor else " (without --mass-repartition: its runs kept the hydrogen masses)")
             raise UserInputError(f"{out} holds a benchmark with other settings ({listed}); rerun with the original "
                                  f"options{hint} to continue it, or choose another --out")
     files.write_json(path, new, indent=1)
