@@ -59,6 +59,37 @@ def test_repartitioned_topology(tmp_path):
     assert report.molecules == {} and text.split("\n", 1)[1] == heavy
 
 
+def test_included_itp_repartitioned_and_runs_elsewhere(tmp_path):
+    """A ligand in an ``#include``-d .itp next to the .top (a protein-ligand tutorial's layout; its own include
+    of position restraints relative to itself) is written into topol_hmr.top and repartitioned (it was refused,
+    or with another moleculetype inline left at its masses); the copy, written into another directory as every
+    unit's is, goes through grompp there."""
+    import shutil
+
+    lines = (DATA / "topol.top").read_text().splitlines(keepends=True)
+    mol, sol = [i for i, ln in enumerate(lines) if ln.startswith("[ moleculetype ]")]
+    (tmp_path / "lig").mkdir()
+    (tmp_path / "lig" / "lig.itp").write_text("".join(lines[mol:sol]) + '#ifdef POSRES\n#include "posre_lig.itp"\n#endif\n')
+    (tmp_path / "lig" / "posre_lig.itp").write_text("[ position_restraints ]\n 1 1 1000 1000 1000\n\n")
+    (tmp_path / "topol.top").write_text("".join(lines[:mol]) + '#include "lig/lig.itp"\n\n' + "".join(lines[sol:]))
+    report = repartition(tmp_path / "topol.top", tmp_path / "unit" / "topol_hmr.top", 3.0, check_elements=True)
+    assert report.molecules == {"MOL": 6} and report.water == ["SOL"]
+    m0, res, z = _masses(DATA / "topol.top", DATA / "conf.gro")
+    m1, _, _ = _masses(tmp_path / "unit" / "topol_hmr.top", DATA / "conf.gro")
+    mol_ = np.array([r == "MOL" for r in res])
+    assert np.allclose(m1[mol_ & np.array([e == 1 for e in z])], 3 * 1.008)
+    assert m1[mol_].sum() == pytest.approx(m0[mol_].sum(), abs=1e-9) and np.array_equal(m1[~mol_], m0[~mol_])
+    if shutil.which("gmx") is None:
+        pytest.skip("no stock gmx")
+    unit = tmp_path / "unit"
+    (unit / "t.mdp").write_text("integrator = md\ndt = 0.004\nnsteps = 0\ncutoff-scheme = Verlet\ncoulombtype = PME\n"
+                                "rcoulomb = 1.0\nrvdw = 1.0\nconstraints = h-bonds\ndefine = -DPOSRES\n")
+    r = subprocess.run(["gmx", "grompp", "-f", "t.mdp", "-c", str(DATA / "conf.gro"), "-r", str(DATA / "conf.gro"),
+                        "-p", "topol_hmr.top", "-o", "t.tpr", "-maxwarn", "0"], cwd=unit, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("case, match", [
     ("factor", "would drop to"),                 # C1 (3 H) at factor 4.5: 12.01 - 3 * 3.528 = 1.43 amu
     ("twice", "repartitioned already"),

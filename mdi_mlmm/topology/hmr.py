@@ -9,9 +9,13 @@ distribution does not), so ΔG is unchanged in the limit of converged sampling.
 GROMACS 2022 (the version built here) has no ``mass-repartition-factor`` mdp option (it came in 2023), so
 the masses are written into the ``[ atoms ]`` mass column. Edited: every ``[ moleculetype ]`` defined in
 the file itself except rigid water (a moleculetype with ``[ settles ]``, left as it is, as AMBER and
-GROMACS HMR set-ups do); moleculetypes of ``#include``-d files are not seen (a self-contained topology,
-as ``mdi-mlmm prepare`` writes, has none; a file that defines no moleculetype but rigid water is refused; a
-solute without hydrogens, e.g. CCl4, is left as it is). Anything odd is refused in one line (:class:`UserInputError`):
+GROMACS HMR set-ups do). :func:`repartition` first writes every ``#include``-d file found next to the file
+that includes it (where grompp looks first) into the text (:func:`inline_includes`), so that a ligand's
+``.itp`` beside a protein's ``.top`` is repartitioned too and the written copy runs from any directory;
+includes found only through GMXLIB (a force field's atom types, water, ions) stay ``#include`` lines and
+their moleculetypes are not seen (a self-contained topology, as ``mdi-mlmm prepare`` writes, has none; a
+file that defines no moleculetype but rigid water is refused; a solute without hydrogens, e.g. CCl4, is
+left as it is). Anything odd is refused in one line (:class:`UserInputError`):
 a hydrogen bonded to no heavy atom or to two, a heavy atom that would drop below :data:`MIN_HEAVY_FRACTION`
 × the hydrogen mass, masses that look repartitioned already, a hydrogen whose name does not start with H
 (GROMACS ``constraints = h-bonds`` finds X–H bonds by atom name, not mass), perturbed (B-state) masses.
@@ -42,6 +46,7 @@ _ODD_MASS = (1.2, 4.5)
 _PTYPES = {"A", "D", "S", "V", "B"}
 
 _SECTION = re.compile(r"^\s*\[\s*([A-Za-z_]+)\s*\]")
+_INCLUDE = re.compile(r'^\s*#\s*include\s+["<]([^">]+)[">]')
 
 
 @dataclass
@@ -202,19 +207,40 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
         report.molecules[mol] = len(hydrogens)
     if not any(mol not in water for mol in atoms):
         raise UserInputError(f"{source}: no moleculetype outside rigid water to repartition (a solute defined in an "
-                             "#include-d file is not edited: give a self-contained topology)")
+                             "#include-d file not found next to the topology is not edited: give a self-contained topology)")
     header = (f"; hydrogen mass repartitioning by mdi-mlmm: H mass x {factor:g}, taken from the bonded heavy atom "
               f"({', '.join(f'{m}: {n} H' for m, n in report.molecules.items()) or 'no hydrogen outside water'}; "
               "rigid water untouched)\n")
     return header + "".join(lines), report
 
 
+def inline_includes(top, _within: tuple = ()) -> str:
+    """The text of ``top`` with every ``#include`` that names a file next to the including file (grompp's first
+    place to look; recursively) replaced by that file's text between two comment lines; other includes (found
+    by grompp through ``-I`` or GMXLIB: a force field's) stay as they are. ``#ifdef`` lines stay too."""
+    top = Path(top)
+    out = []
+    for ln in top.read_text().splitlines(keepends=True):
+        m = _INCLUDE.match(ln)
+        inc = top.parent / m.group(1) if m else None
+        if inc is None or not inc.is_file():
+            out.append(ln)
+            continue
+        if inc.resolve() in _within:
+            raise UserInputError(f"{top}: {ln.strip()} includes a file that includes it")
+        body = inline_includes(inc, _within + (top.resolve(), inc.resolve()))
+        out += [f"; mdi-mlmm (hydrogen mass repartitioning): {ln.strip()} written in\n",
+                body if body.endswith("\n") or not body else body + "\n", f"; end of {m.group(1)}\n"]
+    return "".join(out)
+
+
 def repartition(top, out, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False) -> Repartitioned:
-    """Write ``top`` with repartitioned hydrogen masses (:func:`repartition_text`) to ``out``."""
+    """Write ``top`` with repartitioned hydrogen masses (:func:`repartition_text`) to ``out``; the files it
+    ``#include``-s from beside it are written in (:func:`inline_includes`), so ``out`` may be anywhere."""
     top, out = Path(top), Path(out)
     if not top.is_file():
         raise UserInputError(f"no such file: {top}")
-    text, report = repartition_text(top.read_text(), factor, check_elements=check_elements, source=str(top))
+    text, report = repartition_text(inline_includes(top), factor, check_elements=check_elements, source=str(top))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
