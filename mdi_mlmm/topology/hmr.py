@@ -4,7 +4,8 @@ Every hydrogen bonded to a heavy atom gets ``factor`` × its mass (3: 1.008 → 
 and its heavy atom loses what the hydrogen gained, so each molecule keeps its total mass. With the X–H
 bonds constrained this slows the fastest motions left (X–H bends, heavy-atom–H rotations) enough for a
 4 fs time step. Equilibrium averages and free energies do not depend on the masses (the configurational
-distribution does not), so ΔG is unchanged in the limit of converged sampling.
+distribution does not, but for the constraints' mass-metric factor, negligible here: docs/gromacs.md), so
+ΔG is unchanged in the limit of converged sampling.
 
 GROMACS 2022 (the version built here) has no ``mass-repartition-factor`` mdp option (it came in 2023), so
 the masses are written into the ``[ atoms ]`` mass column. Edited: every ``[ moleculetype ]`` defined in
