@@ -90,6 +90,30 @@ def test_included_itp_repartitioned_and_runs_elsewhere(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def test_bond_too_fast_for_the_time_step_refused(tmp_path):
+    """Repartitioned masses make propene's =CH2 carbon 7.98 amu: its C=C oscillates in 18.8 fs (21.9 fs before),
+    under grompp's 5 steps of 4 fs (51 FreeSolv molecules: alkenes, alkynes, nitriles). grompp only warns, and the
+    units accept two warnings, so a unit refuses it in one line naming the step that works; 3.5 fs runs, and so
+    does ethanol (C-C 23 fs) at 4 fs."""
+    from mdi_mlmm.hosts.gromacs.alchemy import _unit_top
+    from mdi_mlmm.prep import freesolv
+    from mdi_mlmm.protocol.specs import LegSpec
+    from mdi_mlmm.topology.hmr import fastest_bond
+
+    top = freesolv.extract("mobley_303222", "top", tmp_path)   # propene, CC=C
+    period, mol, bond = fastest_bond(repartition_text(top.read_text())[0])
+    assert (mol, bond) == ("MOL", "C2-C3") and 18.5 < period < 19.0 < 21.5 < fastest_bond(top.read_text())[0]
+    leg = dict(host="gromacs", model="zero", top=str(top), gro="g", ndx="n", ml_indices=[0], steps=10,
+               temperature=298.15, sample_every=1, seed=1, constrain_hbonds=True, mass_repartition=3.0,
+               phase="gas", lam=0.0, mm_intra_top=str(top))
+    with pytest.raises(UserInputError, match=r"C2-C3 of MOL .* oscillates in 18\.8 fs.*give --leg-dt 3\.5 or less") as exc:
+        _unit_top(LegSpec(**leg, dt_fs=4.0, out_dir=str(tmp_path / "a")), tmp_path / "a", True)
+    assert "\n" not in str(exc.value)
+    assert _unit_top(LegSpec(**leg, dt_fs=3.5, out_dir=str(tmp_path / "b")), tmp_path / "b", True).endswith("topol_hmr.top")
+    assert _unit_top(LegSpec(**{**leg, "top": str(DATA / "topol.top")}, dt_fs=4.0, out_dir=str(tmp_path / "c")),
+                     tmp_path / "c", True).endswith("topol_hmr.top")
+
+
 @pytest.mark.parametrize("case, match", [
     ("factor", "would drop to"),                 # C1 (3 H) at factor 4.5: 12.01 - 3 * 3.528 = 1.43 amu
     ("twice", "repartitioned already"),

@@ -29,6 +29,7 @@ guessed wrong (O − 2.016 amu ≈ N) or not at all.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,50 @@ def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
             continue
         out[f[0]] = (z if z and z > 0 else None, mass)
     return out
+
+
+#: grompp warns when a flexible bond oscillates in fewer time steps than this (leap-frog turns unstable near 4.4)
+MIN_STEPS_PER_PERIOD = 5
+
+
+def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
+    """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) that
+    ``constraints = h-bonds`` leaves flexible (no atom named H*; rigid water skipped), as grompp estimates it:
+    2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line (bonds
+    of function 1 only; parameters from ``[ bondtypes ]`` are not seen); None if there is none. Repartitioned
+    masses make heavy-atom bonds faster (a =CH2 carbon 7.98 amu), and triple bonds are fast already (C≡N 17 fs):
+    at 4 fs some fall under :data:`MIN_STEPS_PER_PERIOD` steps."""
+    lines = text.splitlines()
+    types = _atomtypes(lines)
+    atoms: dict[str, dict[int, tuple[float, str]]] = {}
+    bonds: dict[str, list[tuple[int, int, float]]] = {}
+    water: set[str] = set()
+    for section, mol, i, header in _blocks(lines):
+        if header or mol is None or lines[i].lstrip().startswith("#"):
+            continue
+        f = _fields(lines[i])
+        try:
+            if section == "settles":
+                water.add(mol)
+            elif section == "atoms" and len(f) >= 7:
+                m = float(f[7]) if len(f) >= 8 else types.get(f[1], (None, 0.0))[1]
+                atoms.setdefault(mol, {})[int(f[0])] = (m, f[4])
+            elif section == "bonds" and len(f) >= 5 and f[2] == "1":
+                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), float(f[4])))
+        except (ValueError, IndexError):
+            continue
+    best = None
+    for mol, bl in bonds.items():
+        if mol in water:
+            continue
+        for a, b, kb in bl:
+            (ma, na), (mb, nb) = atoms.get(mol, {}).get(a, (0.0, "H")), atoms.get(mol, {}).get(b, (0.0, "H"))
+            if na.upper().startswith("H") or nb.upper().startswith("H") or min(ma, mb, kb) <= 0:
+                continue
+            period = 2000.0 * math.pi * math.sqrt(ma * mb / ((ma + mb) * kb))   # fs: amu, kJ/mol/nm^2
+            if best is None or period < best[0]:
+                best = (period, mol, f"{na}-{nb}")
+    return best
 
 
 def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False,

@@ -19,6 +19,7 @@ public for tests, benchmarks and the free-energy workflow.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shlex
@@ -148,19 +149,28 @@ def constraint_mdp(constraints: str) -> dict[str, object]:
 
 
 def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained: bool, ml: bool,
-                 name: str = "topol_hmr.top") -> Path:
+                 name: str = "topol_hmr.top", dt_fs: float | None = None, option: str = "--dt") -> Path:
     """The topology a unit runs: ``top`` itself, or with hydrogen masses repartitioned by ``factor``
     (:func:`mdi_mlmm.topology.hmr.repartition`; None: off) written to ``out_dir/name``. Needs the X–H bonds
     ``constrained``; ``ml``: the atom types must give atomic numbers (the MDI module would otherwise guess the
-    ML elements from the changed masses)."""
+    ML elements from the changed masses). ``dt_fs``: refuse (one line naming ``option``) a flexible bond that
+    oscillates in fewer than :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps (grompp only warns,
+    and the λ windows accept its warnings)."""
     from ...protocol.timestep import check_mass_repartition
-    from ...topology.hmr import repartition
+    from ...topology.hmr import MIN_STEPS_PER_PERIOD, fastest_bond, repartition
 
     factor = check_mass_repartition(factor, constrained_xh=constrained, host="gromacs")
     if factor is None:
         return Path(top)
     out = Path(out_dir) / name
     report = repartition(top, out, factor, check_elements=ml)
+    fast = fastest_bond(out.read_text()) if dt_fs else None
+    if fast and fast[0] < MIN_STEPS_PER_PERIOD * dt_fs:
+        ok = math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 2) / 2
+        raise UserInputError(f"{top}: with hydrogen masses x {factor:g} the bond {fast[2]} of {fast[1]} (not "
+                             f"constrained) oscillates in {fast[0]:.1f} fs, under {MIN_STEPS_PER_PERIOD} steps of "
+                             f"{dt_fs:g} fs (grompp's warning; leap-frog turns unstable near 4.4): give {option} "
+                             f"{ok:g} or less")
     log.info("hydrogen masses x %g in %s (%s)", factor, out, ", ".join(f"{m}: {n} H" for m, n in report.molecules.items()))
     return out
 
