@@ -103,6 +103,8 @@ def test_bond_too_fast_for_the_time_step_refused(tmp_path):
     top = freesolv.extract("mobley_303222", "top", tmp_path)   # propene, CC=C
     period, mol, bond = fastest_bond(repartition_text(top.read_text())[0])
     assert (mol, bond) == ("MOL", "C2-C3") and 18.5 < period < 19.0 < 21.5 < fastest_bond(top.read_text())[0]
+    constrained = repartition_text(top.read_text())[0].replace("[ pairs ]", "[ constraints ]\n 2 3 1 0.13\n\n[ pairs ]", 1)
+    assert fastest_bond(constrained)[2] == "C1-C2"                         # a bond in [ constraints ] is not flexible
     leg = dict(host="gromacs", model="zero", top=str(top), gro="g", ndx="n", ml_indices=[0], steps=10,
                temperature=298.15, sample_every=1, seed=1, constrain_hbonds=True, mass_repartition=3.0,
                phase="gas", lam=0.0, mm_intra_top=str(top))

@@ -114,7 +114,8 @@ MIN_STEPS_PER_PERIOD = 5
 
 def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
     """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) that
-    ``constraints = h-bonds`` leaves flexible (no atom named H*; rigid water skipped), as grompp estimates it:
+    ``constraints = h-bonds`` leaves flexible (no atom named H*, not in ``[ constraints ]``; rigid water skipped),
+    as grompp estimates it:
     2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line (bonds
     of function 1 only; parameters from ``[ bondtypes ]`` are not seen); None if there is none. Repartitioned
     masses make heavy-atom bonds faster (a =CH2 carbon 7.98 amu), and triple bonds are fast already (C≡N 17 fs):
@@ -123,6 +124,7 @@ def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
     types = _atomtypes(lines)
     atoms: dict[str, dict[int, tuple[float, str]]] = {}
     bonds: dict[str, list[tuple[int, int, float]]] = {}
+    constrained: set[tuple[str, frozenset]] = set()
     water: set[str] = set()
     for section, mol, i, header in _blocks(lines):
         if header or mol is None or lines[i].lstrip().startswith("#"):
@@ -131,6 +133,8 @@ def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
         try:
             if section == "settles":
                 water.add(mol)
+            elif section == "constraints" and len(f) >= 2:
+                constrained.add((mol, frozenset((int(f[0]), int(f[1])))))
             elif section == "atoms" and len(f) >= 7:
                 m = float(f[7]) if len(f) >= 8 else types.get(f[1], (None, 0.0))[1]
                 atoms.setdefault(mol, {})[int(f[0])] = (m, f[4])
@@ -144,7 +148,8 @@ def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
             continue
         for a, b, kb in bl:
             (ma, na), (mb, nb) = atoms.get(mol, {}).get(a, (0.0, "H")), atoms.get(mol, {}).get(b, (0.0, "H"))
-            if na.upper().startswith("H") or nb.upper().startswith("H") or min(ma, mb, kb) <= 0:
+            if (na.upper().startswith("H") or nb.upper().startswith("H") or min(ma, mb, kb) <= 0
+                    or (mol, frozenset((a, b))) in constrained):
                 continue
             period = 2000.0 * math.pi * math.sqrt(ma * mb / ((ma + mb) * kb))   # fs: amu, kJ/mol/nm^2
             if best is None or period < best[0]:
