@@ -258,7 +258,8 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
         report.molecules[mol] = len(hydrogens)
     if not any(mol not in water for mol in atoms):
         raise UserInputError(f"{source}: no moleculetype outside rigid water to repartition (a solute defined in an "
-                             "#include-d file not found next to the topology is not edited: give a self-contained topology)")
+                             "#include-d file not found next to the topology is not edited: give a self-contained "
+                             "topology)")
     header = (f"; hydrogen mass repartitioning by mdi-mlmm: H mass x {factor:g}, taken from the bonded heavy atom "
               f"({', '.join(f'{m}: {n} H' for m, n in report.molecules.items()) or 'no hydrogen outside water'}; "
               "rigid water untouched)\n")
