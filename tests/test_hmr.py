@@ -119,6 +119,74 @@ def test_bond_too_fast_for_the_time_step_refused(tmp_path):
                      tmp_path / "c", True).endswith("topol_hmr.top")
 
 
+def test_bond_too_fast_refused_without_hmr_too(tmp_path, capsys):
+    """Without HMR too: acetonitrile's C#N (17.3 fs) at --constraints h-bonds --dt 4 ran at 4.3 steps per period
+    (grompp's warning swallowed by the units' maxwarn 2); ethanol's flexible O-H (9.1 fs) at --dt 2 likewise. Every
+    unit refuses in one line naming the step that works; ``md`` (grompp with the user's --maxwarn) warns."""
+    from mdi_mlmm.hosts.gromacs.alchemy import _unit_top
+    from mdi_mlmm.hosts.gromacs.host import hmr_topology
+    from mdi_mlmm.prep import freesolv
+    from mdi_mlmm.protocol.specs import LegSpec, WindowSpec
+
+    top = freesolv.extract("mobley_7532833", "top", tmp_path)   # acetonitrile, CC#N
+    unit = dict(host="gromacs", model="zero", top=str(top), gro="g", ndx="n", ml_indices=list(range(6)), steps=10,
+                temperature=298.15, sample_every=1, seed=1, constrain_hbonds=True, out_dir=str(tmp_path))
+    leg = dict(phase="gas", lam=0.0, mm_intra_top=str(top))
+    with pytest.raises(UserInputError, match=r"C2-N1 of MOL \(not constrained\) .* 17\.3 fs.*give --leg-dt 3 or less"):
+        _unit_top(LegSpec(**unit, **leg, dt_fs=4.0), tmp_path, True)
+    with pytest.raises(UserInputError, match=r"give --dt 3 or less") as exc:
+        _unit_top(WindowSpec(**unit, dt_fs=4.0, state=0, schedule=[(1, 1)]), tmp_path, False)
+    assert "\n" not in str(exc.value) and "hydrogen masses" not in str(exc.value)
+    assert _unit_top(LegSpec(**unit, **leg, dt_fs=3.0), tmp_path, True) == str(top)        # 5.8 steps: runs
+    flexible = {**unit, "top": str(DATA / "topol.top"), "constrain_hbonds": False}
+    with pytest.raises(UserInputError, match=r"O1-H6 of MOL \(flexible.* 9\.1 fs.*give --dt 1\.5 or less"):
+        _unit_top(WindowSpec(**flexible, dt_fs=2.0, state=0, schedule=[(1, 1)]), tmp_path, True)
+    assert _unit_top(WindowSpec(**flexible, dt_fs=1.0, state=0, schedule=[(1, 1)]), tmp_path, True) == flexible["top"]
+    capsys.readouterr()
+    assert hmr_topology(top, tmp_path, None, constrained=True, ml=True, dt_fs=4.0, refuse_fast=False) == top
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "give --dt 3 or less" in err and "--maxwarn" in err and err.count("\n") == 1
+
+
+def test_heavy_atom_not_lighter_than_its_hydrogens():
+    """Factor 4 left ethanol's CH3 carbon at 2.94 amu beside hydrogens of 4.03 (the old floor was 1.5 amu):
+    refused, naming the largest factor that works for it (3.7, as GROMACS's own mass-repartition-factor rule)."""
+    text = (DATA / "topol.top").read_text()
+    with pytest.raises(UserInputError, match=r"atom 1 \(C1\) would drop to 2\.938 amu .* lighter than its hydrogens "
+                                             r"\(4\.032 amu\); use a factor of 3\.7 or less") as exc:
+        repartition_text(text, 4.0)
+    assert "\n" not in str(exc.value)
+    assert repartition_text(text, 3.7)[1].molecules == {"MOL": 6}
+
+
+def test_element_check_only_for_the_ml_atoms(tmp_path):
+    """A pdb2gmx-style topology: a protein whose atom types come from GMXLIB (no at.num in the file) beside the
+    ML ligand. The MDI module reads (or guesses from the masses) the elements of the mdi-ml-group atoms only, so
+    only their types are checked: the protein passes, an ML atom without at.num is still refused, and ML atoms
+    after a moleculetype the file does not define cannot be found (refused in one line)."""
+    import re
+
+    from mdi_mlmm.hosts.gromacs.host import hmr_topology
+
+    text = (DATA / "topol.top").read_text()
+    first = text.index("[ moleculetype ]")
+    block = text[first:text.index("[ moleculetype ]", first + 1)].replace("MOL          3", "PROT         3")
+    block = re.sub(r"(?m)^(\s+\d+\s+)(c3|oh|hc|h1|ho)\b", lambda m: m.group(1) + m.group(2).upper() + "X", block)
+    text = text[:first] + block + text[first:].replace("MOL                  1\n", "PROT                 2\nMOL   1\n")
+    (tmp_path / "topol.top").write_text(text)
+    ml = list(range(18, 27))                                                 # the ligand after two proteins
+    with pytest.raises(UserInputError, match="atom type C3X has no atomic number"):
+        hmr_topology(tmp_path / "topol.top", tmp_path, 3.0, constrained=True, ml=True)     # every edited atom
+    run = hmr_topology(tmp_path / "topol.top", tmp_path, 3.0, constrained=True, ml=True, ml_atoms=ml)
+    assert run.name == "topol_hmr.top"
+    with pytest.raises(UserInputError, match="atom type C3X has no atomic number"):
+        repartition_text(text, 3.0, check_elements=range(9, 18))             # the second protein as the ML region
+    gmxlib = text.replace("PROT                 2\n", "NA                   1\nPROT                 2\n")
+    with pytest.raises(UserInputError, match="moleculetype NA of \\[ molecules \\] comes before them") as exc:
+        repartition_text(gmxlib, 3.0, check_elements=ml)
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.parametrize("case, match", [
     ("factor", "would drop to"),                 # C1 (3 H) at factor 4.5: 12.01 - 3 * 3.528 = 1.43 amu
     ("twice", "repartitioned already"),

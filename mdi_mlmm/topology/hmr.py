@@ -17,15 +17,19 @@ includes found only through GMXLIB (a force field's atom types, water, ions) sta
 their moleculetypes are not seen (a self-contained topology, as ``mdi-mlmm prepare`` writes, has none; a
 file that defines no moleculetype but rigid water is refused; a solute without hydrogens, e.g. CCl4, is
 left as it is). Anything odd is refused in one line (:class:`UserInputError`):
-a hydrogen bonded to no heavy atom or to two, a heavy atom that would drop below :data:`MIN_HEAVY_FRACTION`
-× the hydrogen mass, masses that look repartitioned already, a hydrogen whose name does not start with H
-(GROMACS ``constraints = h-bonds`` finds X–H bonds by atom name, not mass), perturbed (B-state) masses.
+a hydrogen bonded to no heavy atom or to two, a heavy atom that would end lighter than a hydrogen bonded to it
+(GROMACS 2023's ``mass-repartition-factor`` refuses that too: CH3 at factor 4 would leave C 2.94 amu beside
+H 4.03; CH4 allows a factor up to 3.18, CH3 3.73), masses that look repartitioned already, a hydrogen whose
+name does not start with H (GROMACS ``constraints = h-bonds`` finds X–H bonds by atom name, not mass),
+perturbed (B-state) masses.
 
 Hydrogens are recognised by mass (0.9–1.2 amu, as :mod:`mdi_mlmm.prep.complex` does); masses from the
-``[ atoms ]`` column, else from the atom type. ``check_elements``: every edited atom's type must give an
-atomic number in the file's ``[ atomtypes ]``: the GROMACS MDI module takes the ML atoms' elements from
-there and guesses them from the masses only when it is missing — a repartitioned mass would then be
-guessed wrong (O − 2.016 amu ≈ N) or not at all.
+``[ atoms ]`` column, else from the atom type. ``check_elements``: an edited ML atom's type must give an
+atomic number in the file's ``[ atomtypes ]``: the GROMACS MDI module (``mditopology.cpp``) takes the
+``mdi-ml-group`` atoms' elements from there and guesses them from the masses only when it is missing — a
+repartitioned mass would then be guessed wrong (O − 2.016 amu ≈ N) or not at all; no other atom's element is
+read. True checks every edited atom; a collection of 0-based atom indices (the ML region) only those, found
+through ``[ molecules ]``, so that atom types from a force field under GMXLIB (a pdb2gmx protein's) pass.
 """
 from __future__ import annotations
 
@@ -39,8 +43,6 @@ from ..errors import UserInputError
 
 #: the usual factor: H 1.008 → 3.024 amu
 DEFAULT_FACTOR = 3.0
-#: a heavy atom may not drop below this many times its hydrogens' original mass
-MIN_HEAVY_FRACTION = 1.5
 #: a hydrogen's mass range (amu): protium only; 1.2–4.5 amu is no element's mass but a repartitioned H's (or D, T)
 H_MASS = (0.9, 1.2)
 _ODD_MASS = (1.2, 4.5)
@@ -112,10 +114,10 @@ def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
 MIN_STEPS_PER_PERIOD = 5
 
 
-def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
-    """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) that
-    ``constraints = h-bonds`` leaves flexible (no atom named H*, not in ``[ constraints ]``; rigid water skipped),
-    as grompp estimates it:
+def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tuple[float, str, str]]:
+    """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) left
+    flexible (not in ``[ constraints ]``; with ``hbonds_constrained``, as ``constraints = h-bonds`` does, no atom
+    named H* either; rigid water skipped), as grompp estimates it:
     2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line (bonds
     of function 1 only; parameters from ``[ bondtypes ]`` are not seen); None if there is none. Repartitioned
     masses make heavy-atom bonds faster (a =CH2 carbon 7.98 amu), and triple bonds are fast already (C≡N 17 fs):
@@ -148,8 +150,8 @@ def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
             continue
         for a, b, kb in bl:
             (ma, na), (mb, nb) = atoms.get(mol, {}).get(a, (0.0, "H")), atoms.get(mol, {}).get(b, (0.0, "H"))
-            if (na.upper().startswith("H") or nb.upper().startswith("H") or min(ma, mb, kb) <= 0
-                    or (mol, frozenset((a, b))) in constrained):
+            xh = na.upper().startswith("H") or nb.upper().startswith("H")
+            if (hbonds_constrained and xh) or min(ma, mb, kb) <= 0 or (mol, frozenset((a, b))) in constrained:
                 continue
             period = 2000.0 * math.pi * math.sqrt(ma * mb / ((ma + mb) * kb))   # fs: amu, kJ/mol/nm^2
             if best is None or period < best[0]:
@@ -157,10 +159,46 @@ def fastest_bond(text: str) -> Optional[tuple[float, str, str]]:
     return best
 
 
-def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False,
+def fast_bond_message(text: str, dt_fs: float, *, hbonds_constrained: bool, option: str = "--dt",
+                      source: str = "topology", factor: Optional[float] = None) -> Optional[str]:
+    """One line saying that the fastest flexible bond of ``text`` (:func:`fastest_bond`) oscillates in fewer than
+    :data:`MIN_STEPS_PER_PERIOD` steps of ``dt_fs`` and naming the ``option`` value (a multiple of 0.5 fs) that
+    keeps them; None when every bond has them. ``factor``: the hydrogen masses were repartitioned by it (said)."""
+    fast = fastest_bond(text, hbonds_constrained=hbonds_constrained)
+    if not dt_fs or fast is None or fast[0] >= MIN_STEPS_PER_PERIOD * dt_fs:
+        return None
+    ok = math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 2) / 2 or math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 10) / 10
+    masses = f"with hydrogen masses x {factor:g} " if factor else ""
+    state = "not constrained" if hbonds_constrained else "flexible: no --constraints h-bonds"
+    return (f"{source}: {masses}the bond {fast[2]} of {fast[1]} ({state}) oscillates in {fast[0]:.1f} fs, under "
+            f"{MIN_STEPS_PER_PERIOD} steps of {dt_fs:g} fs (grompp's warning; leap-frog turns unstable near 4.4): "
+            f"give {option} {ok:g} or less")
+
+
+def _sites(lines: list[str], atoms: dict, indices, source: str) -> set[tuple[str, int]]:
+    """(moleculetype, atom nr) of the 0-based system atom ``indices``, counted through ``[ molecules ]``;
+    a moleculetype the file does not define (``atoms``: those it does) before the last of them is refused."""
+    want, found, offset = sorted({int(i) for i in indices}), set(), 0
+    for section, _, i, header in _blocks(lines):
+        f = _fields(lines[i])
+        if section != "molecules" or header or len(f) < 2 or lines[i].lstrip().startswith("#") or offset > want[-1]:
+            continue
+        if f[0] not in atoms:
+            raise UserInputError(f"{source}: cannot find the ML atoms' atom types: moleculetype {f[0]} of "
+                                 "[ molecules ] comes before them and is not defined in the file (an #include "
+                                 "found through GMXLIB?); list the ML molecule before it")
+        nrs = sorted(atoms[f[0]])
+        n = len(nrs) * int(f[1]) if f[1].isdigit() else 0
+        found |= {(f[0], nrs[(i - offset) % len(nrs)]) for i in want if offset <= i < offset + n}
+        offset += n
+    return found
+
+
+def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_elements=False,
                      source: str = "topology") -> tuple[str, Repartitioned]:
     """``text`` (a ``.top``) with its hydrogens' masses repartitioned by ``factor`` (module docstring);
-    returns (new text, :class:`Repartitioned`). ``source`` names the file in messages."""
+    returns (new text, :class:`Repartitioned`). ``check_elements``: False, True (every edited atom) or the ML
+    region's 0-based atom indices (module docstring). ``source`` names the file in messages."""
     factor = float(factor)
     if not factor > 1.0:
         raise UserInputError(f"mass repartitioning factor must be above 1 (3: the usual), got {factor:g}")
@@ -185,6 +223,7 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
         elif section in ("bonds", "constraints") and len(f) >= 2:
             bonds.setdefault(mol, []).append((int(f[0]), int(f[1])))
     report = Repartitioned(factor, water=sorted(water))
+    ml = None if check_elements is True or not check_elements else _sites(lines, atoms, check_elements, source)
     for mol in order:
         if mol in water or mol not in atoms:
             continue
@@ -229,15 +268,17 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
             gain = (factor - 1.0) * mass[h]
             new[h] += gain
             new[partner[h][0]] -= gain
-        for x, m in new.items():
-            if x not in hydrogens and m < MIN_HEAVY_FRACTION * 1.008 and m != mass[x]:
-                raise UserInputError(f"{where}: atom {x} ({atoms[mol][x][1][4]}) would drop to {m:.3f} amu "
-                                     f"(from {mass[x]:g}) with factor {factor:g}: below {MIN_HEAVY_FRACTION:g} × a "
-                                     "hydrogen's mass; use a smaller factor")
+        for x in sorted(set(new) - hydrogens):
+            own = [mass[h] for h in hydrogens if partner[h][0] == x]
+            if own and new[x] < factor * max(own):   # lighter than its hydrogens (GROMACS's own rule)
+                most = math.floor((mass[x] + sum(own)) / (sum(own) + max(own)) * 10) / 10
+                raise UserInputError(f"{where}: atom {x} ({atoms[mol][x][1][4]}) would drop to {new[x]:.3f} amu "
+                                     f"(from {mass[x]:g}) with factor {factor:g}, lighter than its hydrogens "
+                                     f"({factor * max(own):.3f} amu); use a factor of {most:g} or less")
         if check_elements:
             for x in new:
                 t = atoms[mol][x][1][1]
-                if new[x] != mass[x] and (t not in types or types[t][0] is None):
+                if new[x] != mass[x] and (t not in types or types[t][0] is None) and (ml is None or (mol, x) in ml):
                     raise UserInputError(f"{where}: atom type {t} has no atomic number in the file's [ atomtypes ]: "
                                          "the GROMACS MDI module would guess the ML atoms' elements from the "
                                          "repartitioned masses; give at.num there")
@@ -286,7 +327,7 @@ def inline_includes(top, _within: tuple = ()) -> str:
     return "".join(out)
 
 
-def repartition(top, out, factor: float = DEFAULT_FACTOR, *, check_elements: bool = False) -> Repartitioned:
+def repartition(top, out, factor: float = DEFAULT_FACTOR, *, check_elements=False) -> Repartitioned:
     """Write ``top`` with repartitioned hydrogen masses (:func:`repartition_text`) to ``out``; the files it
     ``#include``-s from beside it are written in (:func:`inline_includes`), so ``out`` may be anywhere."""
     top, out = Path(top), Path(out)

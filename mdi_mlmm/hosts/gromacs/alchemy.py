@@ -256,12 +256,14 @@ def run_gas(spec: GasSpec, progress=None) -> dict:
 
 def _unit_top(spec, out: Path, ml: bool) -> str:
     """The topology a unit's grompp reads: ``spec.top``, or its copy ``out/topol_hmr.top`` with the hydrogen
-    masses repartitioned (``spec.mass_repartition``; :func:`.host.hmr_topology`, which refuses a flexible bond
-    too fast for the unit's time step: grompp only warns, and the units accept its warnings)."""
+    masses repartitioned (``spec.mass_repartition``; the ML atoms' types checked: :func:`.host.hmr_topology`,
+    which also refuses, with or without HMR, a flexible bond too fast for the unit's time step: grompp only
+    warns, and the units accept its warnings)."""
     from .host import hmr_topology
 
     return str(hmr_topology(Path(spec.top), out, spec.mass_repartition, constrained=spec.constrain_hbonds, ml=ml,
-                            dt_fs=spec.dt_fs, option="--leg-dt" if isinstance(spec, LegSpec) else "--dt"))
+                            ml_atoms=spec.ml_indices, dt_fs=spec.dt_fs,
+                            option="--leg-dt" if isinstance(spec, LegSpec) else "--dt"))
 
 
 def _constraints(spec) -> dict:

@@ -19,7 +19,6 @@ public for tests, benchmarks and the free-energy workflow.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shlex
@@ -149,30 +148,36 @@ def constraint_mdp(constraints: str) -> dict[str, object]:
 
 
 def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained: bool, ml: bool,
-                 name: str = "topol_hmr.top", dt_fs: float | None = None, option: str = "--dt") -> Path:
+                 name: str = "topol_hmr.top", dt_fs: float | None = None, option: str = "--dt",
+                 ml_atoms: Sequence[int] | None = None, refuse_fast: bool = True) -> Path:
     """The topology a unit runs: ``top`` itself, or with hydrogen masses repartitioned by ``factor``
     (:func:`mdi_mlmm.topology.hmr.repartition`; None: off) written to ``out_dir/name``. Needs the X–H bonds
-    ``constrained``; ``ml``: the atom types must give atomic numbers (the MDI module would otherwise guess the
-    ML elements from the changed masses). ``dt_fs``: refuse (one line naming ``option``) a flexible bond that
-    oscillates in fewer than :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps (grompp only warns,
-    and the λ windows accept its warnings)."""
+    ``constrained``; ``ml``: the ML atoms' types must give atomic numbers (the MDI module would otherwise guess
+    their elements from the changed masses): those of ``ml_atoms`` (0-based), every edited atom's when None.
+    ``dt_fs``: whatever the masses, a flexible bond (the X–H bonds too unless ``constrained``) that oscillates in
+    fewer than :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps is refused in one line naming ``option``
+    (:func:`~mdi_mlmm.topology.hmr.fast_bond_message`; grompp only warns, and the λ windows accept its
+    warnings), or with ``refuse_fast=False`` (``md``, whose grompp takes the user's ``--maxwarn``) warned about
+    on stderr."""
     from ...protocol.timestep import check_mass_repartition
-    from ...topology.hmr import MIN_STEPS_PER_PERIOD, fastest_bond, repartition
+    from ...topology.hmr import fast_bond_message, inline_includes, repartition
 
     factor = check_mass_repartition(factor, constrained_xh=constrained, host="gromacs")
-    if factor is None:
-        return Path(top)
-    out = Path(out_dir) / name
-    report = repartition(top, out, factor, check_elements=ml)
-    fast = fastest_bond(out.read_text()) if dt_fs else None
-    if fast and fast[0] < MIN_STEPS_PER_PERIOD * dt_fs:
-        ok = math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 2) / 2
-        raise UserInputError(f"{top}: with hydrogen masses x {factor:g} the bond {fast[2]} of {fast[1]} (not "
-                             f"constrained) oscillates in {fast[0]:.1f} fs, under {MIN_STEPS_PER_PERIOD} steps of "
-                             f"{dt_fs:g} fs (grompp's warning; leap-frog turns unstable near 4.4): give {option} "
-                             f"{ok:g} or less")
-    log.info("hydrogen masses x %g in %s (%s)", factor, out, ", ".join(f"{m}: {n} H" for m, n in report.molecules.items()))
-    return out
+    run = Path(top) if factor is None else Path(out_dir) / name
+    if factor is not None:
+        check = (True if ml_atoms is None else list(ml_atoms)) if ml else False
+        report = repartition(top, run, factor, check_elements=check)
+        log.info("hydrogen masses x %g in %s (%s)", factor, run,
+                 ", ".join(f"{m}: {n} H" for m, n in report.molecules.items()))
+    problem = dt_fs and run.is_file() and fast_bond_message(
+        run.read_text() if factor else inline_includes(run), dt_fs, hbonds_constrained=constrained, option=option,
+        source=str(top), factor=factor)   # a missing top: grompp's own error
+    if problem and refuse_fast:
+        raise UserInputError(problem)
+    if problem:
+        print(f"warning: {problem} (gmx grompp refuses it unless --maxwarn allows its warning)", file=sys.stderr,
+              flush=True)
+    return run
 
 
 def grompp(gmx: Path, mdp: Path, gro: Path, top: Path, tpr: Path, ndx: Path | None = None,
@@ -423,7 +428,8 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     SETTLE) or ``h-bonds`` (:func:`constraint_mdp`: every X–H bond, the ML region's too, constrained at the
     force field's b0; the time step may then be 2 fs); mass_repartition: hydrogen mass repartitioning
     factor (:func:`hmr_topology`, needs ``h-bonds``; 3: the usual, 4 fs; None: off): ``topol_hmr.top`` is
-    run. Files go to ``out_dir``.
+    run; a flexible bond under 5 steps of ``dt_fs`` is warned about on stderr (grompp refuses it unless
+    ``maxwarn``). Files go to ``out_dir``.
     Returns an :class:`MDResult` (energies in kJ/mol, ``E_ML`` among them).
     """
     t0 = time.monotonic()
@@ -441,11 +447,11 @@ def run_md(top, gro, ml_selection: str | None, model: str = "ani2x", steps: int 
     shutil.copy2(top, out / "topol.top")
     shutil.copy2(gro, out / "conf.gro")
     mm_only = not is_ml(model)
-    run_top = hmr_topology(out / "topol.top", out, mass_repartition, constrained=constraints == "h-bonds",
-                           ml=not mm_only)
     atoms = select_ml_atoms(out / "conf.gro", ml_selection, ndx, ml_group) if (ml_selection or ml_group) else []
     if not atoms and not mm_only:
         raise UserInputError("give the ML atoms: ml_selection, or ndx + ml_group")
+    run_top = hmr_topology(out / "topol.top", out, mass_repartition, constrained=constraints == "h-bonds",
+                           ml=not mm_only, ml_atoms=atoms, dt_fs=dt_fs, refuse_fast=False)
     index = out / "index.ndx"
     make_index(gmx, out / "conf.gro", atoms, index) if atoms else run_gmx(
         [gmx, "make_ndx", "-f", out / "conf.gro", "-o", index], out, "gmx make_ndx", stdin="q\n")
