@@ -104,7 +104,10 @@ class HydrationFreeEnergy:
     the usual, 1.008 → 3.024 amu), taken from its bonded heavy atom, in every GROMACS unit's topology (the
     direct route's windows and gas run, the endpoint route's MM windows and legs); ``dt_fs`` / ``leg_dt_fs``
     None then mean 4 fs. ΔG does not depend on the masses (docs/gromacs.md says what has been checked).
-    None (default): off for a new run, as started for a resumed one; 1: off.
+    None (default): off for a new run, as started for a resumed one; 1: off. A ``dt_fs`` / ``leg_dt_fs`` not
+    given is lowered, for the GROMACS units, to the largest multiple of 0.5 fs that keeps 5 steps in the
+    solute's fastest flexible bond once its topology is prepared (at 4 fs with HMR: a nitrile, alkyne or =CH2
+    alkene gets 3.5 or 3 fs; plan.json and results.json record it); one given too large is refused.
 
     :meth:`run` writes everything into one directory and sets :attr:`result`; rerunning it with the same
     settings resumes an interrupted run.
@@ -214,7 +217,7 @@ class HydrationFreeEnergy:
     @property
     def timestep_fs(self) -> float:
         """The time step used: ``dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with repartitioned
-        hydrogen masses too)."""
+        hydrogen masses too; a run lowers this default for a solute bond too fast for it: plan.json says)."""
         return self._resolved(self._hmr())["dt_fs"]
 
     @property
@@ -225,7 +228,7 @@ class HydrationFreeEnergy:
     @property
     def leg_timestep_fs(self) -> float:
         """The endpoint legs' time step: ``leg_dt_fs``, or 1 fs (2 fs with constrained h-bonds, 4 fs with
-        repartitioned hydrogen masses too)."""
+        repartitioned hydrogen masses too; lowered as :attr:`timestep_fs`)."""
         return self._resolved(self._hmr())["leg_dt_fs"]
 
     def plan(self, out) -> "Plan":
@@ -245,7 +248,7 @@ class HydrationFreeEnergy:
         spec = resolve(self.model)
         if spec.ml:
             spec.check_files()  # a bad spec or missing model files fail now, not in a window's engine
-        return make_plan(out, model=self.model, host=self.host, smiles=self.smiles, freesolv_id=self.freesolv_id,
+        plan = make_plan(out, model=self.model, host=self.host, smiles=self.smiles, freesolv_id=self.freesolv_id,
                          name=self.name, windows=self.windows, ns_per_window=self.ns_per_window, dt_fs=dt,
                          temperature=self.temperature, sample_every=self.sample_every,
                          gas_ns=r["gas_ns"],
@@ -257,6 +260,10 @@ class HydrationFreeEnergy:
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
                          leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=r["leg_end_ps"],
                          split_decoupling=self.split_decoupling, mass_repartition=hmr)
+        # not in plan.json: a time step not asked for is lowered for the solute's fastest bond once its topology
+        # is there (workflow.hydration.settle_timesteps)
+        plan._dt_default, plan._leg_dt_default = self.dt_fs is None, self.leg_dt_fs is None
+        return plan
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":
         """Run (or resume) the calculation in directory ``out`` — prepare, equilibrate, λ windows, gas run,

@@ -33,7 +33,8 @@ def register(sub):
     p.add_argument("--dt", dest="dt_fs", type=positive_float, default=D["dt_fs"],
                    help="time step, fs (default 1; 2 with --constraints h-bonds, for --model mm with --protocol "
                         "freesolv, which constrains h-bonds, and for the endpoint route's MM windows; 4 with "
-                        "--mass-repartition; limits below)")
+                        "--mass-repartition; a default is lowered to keep 5 steps in the solute's fastest "
+                        "flexible bond, e.g. 3 fs for a nitrile at 4; limits below)")
     p.add_argument("--constraints", choices=CONSTRAINTS, default=D["constraints"],
                    help="the solute's X-H bonds: none (default: flexible, 1 fs) or h-bonds: constrained at the force "
                         "field's b0, the ML region's included, 2 fs (the direct route's windows and gas run, the "
@@ -84,8 +85,8 @@ def register(sub):
                         "least --leg-ps (default: --leg-ps). Its samples give ΔG_reorg = ⟨E_ML⟩_water − "
                         "⟨E_ML⟩_gas too, which needs ~1 ns where the other windows do with 20-40 ps")
     e.add_argument("--leg-dt", dest="leg_dt_fs", type=positive_float, default=D["leg_dt_fs"],
-                   help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds, 4 with --mass-repartition too; "
-                        "limits below)")
+                   help="endpoint legs: time step, fs (default 1; 2 with --constraints h-bonds, 4 with "
+                        "--mass-repartition too, lowered as --dt's; limits below)")
     e.add_argument("--leg-equil-ps", type=nonneg_float, default=D["leg_equil_ps"],
                    help="endpoint legs: equilibration at each λ_intra, ps (default %(default)s)")
     e.add_argument("--leg-sample-every", type=positive_int, default=D["leg_sample_every"],

@@ -178,6 +178,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     wherever the decoupling runs on GROMACS (host gromacs, or the endpoint route's MM part) and the schedule
     has the "decharge, then decouple" shape; True where it cannot is refused. mass_repartition: the hydrogen mass
     factor (:attr:`Plan.mass_repartition`; None or 1: off)."""
+    made = dict(locals())   # the arguments: replan() makes the plan again with other time steps
     from .physics import check_protocol
 
     check_protocol(protocol, host)
@@ -219,7 +220,19 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
                 split_decoupling=split, mass_repartition=_hmr_factor(mass_repartition), **legs)
     plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
+    plan._made = made
     return plan
+
+
+def replan(plan: Plan, **changes) -> Plan:
+    """``plan`` made again by :func:`make_plan` from the settings it was made with, but ``changes`` (the time
+    steps ``dt_fs``, ``leg_dt_fs``: the step counts follow); what is not in plan.json (whether a setting was
+    asked for) is kept."""
+    new = make_plan(**{**plan._made, **changes})
+    for k, v in vars(plan).items():
+        if k.startswith("_") and k != "_made":
+            setattr(new, k, v)
+    return new
 
 
 def windows_constrained(*, model: str, route: str = "direct", constraints: str = "none",

@@ -159,6 +159,21 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
     return best
 
 
+def largest_dt_fs(period_fs: float) -> float:
+    """The largest time step (fs) on a 0.5 fs grid (0.1 fs under 2.5 fs periods) that keeps
+    :data:`MIN_STEPS_PER_PERIOD` steps in a bond oscillation of ``period_fs``."""
+    per = period_fs / MIN_STEPS_PER_PERIOD
+    return math.floor(per * 2) / 2 or math.floor(per * 10) / 10
+
+
+def text_as_run(top, factor: Optional[float] = None) -> str:
+    """The text of the ``.top`` file ``top`` as a unit runs it (for :func:`fastest_bond`): the files it includes
+    from beside it written in (:func:`inline_includes`), the hydrogen masses repartitioned by ``factor`` (None:
+    not)."""
+    text = inline_includes(top)
+    return repartition_text(text, factor, source=str(top))[0] if factor else text
+
+
 def fast_bond_message(text: str, dt_fs: float, *, hbonds_constrained: bool, option: str = "--dt",
                       source: str = "topology", factor: Optional[float] = None) -> Optional[str]:
     """One line saying that the fastest flexible bond of ``text`` (:func:`fastest_bond`) oscillates in fewer than
@@ -167,7 +182,7 @@ def fast_bond_message(text: str, dt_fs: float, *, hbonds_constrained: bool, opti
     fast = fastest_bond(text, hbonds_constrained=hbonds_constrained)
     if not dt_fs or fast is None or fast[0] >= MIN_STEPS_PER_PERIOD * dt_fs:
         return None
-    ok = math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 2) / 2 or math.floor(fast[0] / MIN_STEPS_PER_PERIOD * 10) / 10
+    ok = largest_dt_fs(fast[0])
     masses = f"with hydrogen masses x {factor:g} " if factor else ""
     state = "not constrained" if hbonds_constrained else "flexible: no --constraints h-bonds"
     return (f"{source}: {masses}the bond {fast[2]} of {fast[1]} ({state}) oscillates in {fast[0]:.1f} fs, under "

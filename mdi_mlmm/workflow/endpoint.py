@@ -88,12 +88,12 @@ def run_endpoint(plan: Plan, *, progress: bool = True, analyze: bool = True):
 
 
 def _run_endpoint(plan: Plan, *, progress: bool, analyze: bool):
-    from .hydration import prepare_and_equilibrate
+    from .hydration import prepare_and_equilibrate, settle_timesteps
 
     if plan.route != "endpoint":
         raise WorkflowError(f"plan of route {plan.route!r} given to the endpoint workflow")
     registry.resolve(plan.model).check_files().check_other_process()
-    plan, resumed = load_or_create(plan)
+    plan, resumed = load_or_create(settle_timesteps(plan))
     log.info("%s endpoint run in %s (%d MM windows, legs at λ = %s, model %s, host %s)",
              "resuming" if resumed else "starting", plan.out, len(plan.windows),
              ", ".join(f"{x:g}" for x in plan.leg_lambdas), plan.model, plan.host)

@@ -2,8 +2,9 @@
 
 Everything lives in one directory (``--out DIR``)::
 
-    DIR/plan.json          written before anything runs; a rerun resumes from it
     DIR/system/            mdi-mlmm prepare output (system.json, solvated/, gas/)
+    DIR/plan.json          written once the system is prepared (a time step not given is lowered for the
+                           solute's fastest bond: settle_timesteps), before anything runs; a rerun resumes from it
     DIR/equil/             EM → NVT → NPT (plain MM, stock gmx)
     DIR/windows/NN/        one λ window each (progress.json while running, done.json when finished)
     DIR/gas/               gas-phase ML run (ML models)
@@ -27,9 +28,9 @@ from pathlib import Path
 
 from .. import processes
 from .. import progress as progress_display
-from ..errors import WorkflowError
+from ..errors import UserInputError, WorkflowError
 from ..potentials import registry
-from ..protocol.plan import Plan, load_or_create
+from ..protocol.plan import PLAN_NAME, Plan, load_or_create, replan
 from ..protocol.specs import GasSpec, UnitSpec, WindowSpec
 from .task import run_in_subprocess
 
@@ -47,6 +48,65 @@ def _prepare(plan: Plan) -> dict:
                    forcefield=plan.forcefield, box_padding_nm=plan.box_padding_nm,
                    model=plan.model if plan.ml else "mm")
     return load_system(sysdir)
+
+
+#: unit outputs that show a unit of the run has started (settle_timesteps: a stored plan may then not be remade)
+_STARTED = ("progress.json", "done.json")
+_UNIT_DIRS = ("windows", "gas", "legs")
+
+
+def settle_timesteps(plan: Plan) -> Plan:
+    """``plan`` with its time steps as the prepared solute allows, before plan.json is written or compared
+    (the run's ``system/`` is prepared first if it is not there). For the units that run on GROMACS (whose
+    grompp only warns), a time step not asked for (``plan._dt_default``, ``_leg_dt_default``: set by
+    :meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan`) is lowered, when the solute's fastest flexible bond as the
+    unit runs it (its X–H constraints, its hydrogen masses) oscillates in fewer than
+    :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps, to the largest multiple of 0.5 fs that keeps them
+    (:func:`~mdi_mlmm.topology.hmr.largest_dt_fs`; one log line); one asked for is refused in the line every unit
+    would refuse it with. A resume finds the same topology, so the same time step as plan.json; a plan.json at
+    the unlowered time step (written before this check; every unit refused it) is remade if no unit has
+    started. A plan.json without a prepared system is left as it is (its units check)."""
+    from ..topology.hmr import MIN_STEPS_PER_PERIOD, fast_bond_message, fastest_bond, largest_dt_fs, text_as_run
+
+    stored = plan.path(PLAN_NAME)
+    units = (("dt_fs", "--dt", plan.host == "gromacs" or plan.route == "endpoint",   # endpoint: MM windows on GROMACS
+              plan.windows_constraints == "h-bonds", getattr(plan, "_dt_default", False)),
+             ("leg_dt_fs", "--leg-dt", plan.route == "endpoint" and plan.host == "gromacs",
+              plan.constraints == "h-bonds", getattr(plan, "_leg_dt_default", False)))
+    units = [u for u in units if u[2]]
+    if not units or (stored.is_file() and not plan.path("system", "system.json").is_file()):
+        return plan
+    system = _prepare(plan)
+    top = Path(system["root"]) / system["solvated"]["top"]
+    text = text_as_run(top, plan.mass_repartition)
+    changes = {}
+    for key, option, _, constrained, default in units:
+        dt, fast = getattr(plan, key), fastest_bond(text, hbonds_constrained=constrained)
+        if fast is None or fast[0] >= MIN_STEPS_PER_PERIOD * dt:
+            continue
+        if not default:
+            raise UserInputError(fast_bond_message(text, dt, hbonds_constrained=constrained, option=option,
+                                                   source=str(top), factor=plan.mass_repartition))
+        changes[key] = largest_dt_fs(fast[0])
+        log.info("%s not given: %g fs instead of %g fs: the bond %s of %s%s oscillates in %.1f fs (at least %d "
+                 "steps per period)", option, changes[key], dt, fast[2], fast[1],
+                 f" (hydrogen masses x {plan.mass_repartition:g})" if plan.mass_repartition else "", fast[0],
+                 MIN_STEPS_PER_PERIOD)
+    if not changes:
+        return plan
+    new = replan(plan, **changes)
+    if stored.is_file():
+        try:
+            old = json.loads(stored.read_text())
+        except (OSError, ValueError):
+            return new   # load_or_create says what is wrong with it
+        started = any(True for d in _UNIT_DIRS for n in _STARTED for _ in plan.path(d).rglob(n))
+        if all(old.get(k) == getattr(plan, k) for k in changes) and not started:
+            load_or_create(plan)   # the other settings as on disk (else refused as usual)
+            log.info("%s: remade at the lowered time step (no unit had run at %s)", stored,
+                     ", ".join(f"{getattr(plan, k):g} fs" for k in changes))
+            new.write()
+    return new
 
 
 def prepare_and_equilibrate(plan: Plan) -> tuple[dict, Path]:
@@ -229,7 +289,7 @@ def run_hydration(plan: Plan, *, progress: bool = True, analyze: bool = True):
 
 def _run_hydration(plan: Plan, *, progress: bool, analyze: bool):
     registry.resolve(plan.model).check_files().check_other_process()   # fail now, not in a window
-    plan, resumed = load_or_create(plan)
+    plan, resumed = load_or_create(settle_timesteps(plan))
     log.info("%s hydration run in %s (%d windows, model %s, host %s)", "resuming" if resumed else "starting",
              plan.out, len(plan.windows), plan.model, plan.host)
     system, gro_eq = prepare_and_equilibrate(plan)
