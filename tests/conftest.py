@@ -15,3 +15,17 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data directory {path} not found (set MDI_MLMM_SHARED)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ani():
+    """ANI-2x in float64 (the exactness tests' precision); skipped where the model files are missing, a
+    failure under CI (``$CI`` set), where they must be there."""
+    from mdi_mlmm.potentials import load_potential
+
+    try:
+        return load_potential("ani2x", dtype="float64")
+    except Exception as exc:  # model files / torchani missing
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
+        pytest.skip(f"ANI-2x unavailable: {exc}")

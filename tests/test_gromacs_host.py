@@ -210,18 +210,6 @@ def test_mm_part_equals_debian_stock_gmx(gmx, system, zero_run, tmp_path):
 
 # --------------------------------------------------------------------------------------------- (a)
 @pytest.fixture(scope="module")
-def ani():
-    from mdi_mlmm.potentials import load_potential
-
-    try:
-        return load_potential("ani2x", dtype="float64")
-    except Exception as exc:  # model files / torchani missing outside CI
-        if CI:
-            raise
-        pytest.skip(f"ANI-2x unavailable: {exc}")
-
-
-@pytest.fixture(scope="module")
 def ani_run(system, tmp_path_factory, ani):
     out = tmp_path_factory.mktemp("ani_run")
     res = host.run_md(system["top"], system["gro"], "resname MOL", model="ani2x", steps=6, dt_fs=0.5,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -376,16 +375,6 @@ def test_4fs_hmr_energy_conservation(tmp_path):
     assert hmr < 0.2 * hmr_k                  # small against the kinetic energy's own fluctuation
 
 
-@pytest.fixture(scope="module")
-def ani():
-    from mdi_mlmm.potentials import load_potential
-
-    try:
-        return load_potential("ani2x", dtype="float64")
-    except Exception as exc:  # model files / torchani missing
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
-        pytest.skip(f"ANI-2x unavailable: {exc}")
 
 
 @pytest.mark.gromacs_build

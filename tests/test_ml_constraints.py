@@ -10,7 +10,6 @@ and the refusals are checked without GROMACS.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,16 +57,6 @@ def test_cli_takes_constraints_on_lammps(tmp_path):
     assert r.returncode != 0 and "invalid choice: 'all-bonds'" in r.stderr
 
 
-@pytest.fixture(scope="module")
-def ani():
-    from mdi_mlmm.potentials import load_potential
-
-    try:
-        return load_potential("ani2x", dtype="float64")
-    except Exception as exc:  # model files / torchani missing
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
-        pytest.skip(f"ANI-2x unavailable: {exc}")
 
 
 @pytest.mark.gromacs_build
