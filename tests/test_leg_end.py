@@ -91,7 +91,7 @@ def test_resume_refuses_a_changed_leg_end_ps_and_old_plans_resume(tmp_path):
     check_settings(tmp_path / "bench", {"model": "ani2x", "leg_ps": 40.0, "leg_end_ps": None})
     assert json.loads((tmp_path / "bench" / SETTINGS_FILE).read_text())["leg_end_ps"] is None
     (tmp_path / "bench" / SETTINGS_FILE).write_text(json.dumps({"model": "ani2x", "leg_ps": 40.0}))
-    with pytest.raises(UserInputError, match="leg_end_ps: None on disk vs 1000.0 now"):
+    with pytest.raises(UserInputError, match=r"leg_end_ps: 40.0 on disk vs 1000.0 now"):
         check_settings(tmp_path / "bench", {"model": "ani2x", "leg_ps": 40.0, "leg_end_ps": 1000.0})
 
 
