@@ -29,3 +29,17 @@ def ani():
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but ANI-2x cannot be loaded: {exc}")
         pytest.skip(f"ANI-2x unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def stock_gmx() -> Path:
+    """The stock (Debian) ``gmx`` on PATH, which the set-up installs; skipped where it is missing, a failure
+    under CI (``$CI`` set)."""
+    import shutil
+
+    gmx = shutil.which("gmx")
+    if gmx is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but the stock gmx is not on PATH")
+        pytest.skip("no stock gmx on PATH")
+    return Path(gmx)

@@ -58,12 +58,11 @@ def test_repartitioned_topology(tmp_path):
     assert report.molecules == {} and text.split("\n", 1)[1] == heavy
 
 
-def test_included_itp_repartitioned_and_runs_elsewhere(tmp_path):
+def test_included_itp_repartitioned_and_runs_elsewhere(tmp_path, stock_gmx):
     """A ligand in an ``#include``-d .itp next to the .top (a protein-ligand tutorial's layout; its own include
     of position restraints relative to itself) is written into topol_hmr.top and repartitioned (it was refused,
     or with another moleculetype inline left at its masses); the copy, written into another directory as every
     unit's is, goes through grompp there."""
-    import shutil
 
     lines = (DATA / "topol.top").read_text().splitlines(keepends=True)
     mol, sol = [i for i, ln in enumerate(lines) if ln.startswith("[ moleculetype ]")]
@@ -79,12 +78,10 @@ def test_included_itp_repartitioned_and_runs_elsewhere(tmp_path):
     mol_ = np.array([r == "MOL" for r in res])
     assert np.allclose(m1[mol_ & np.array([e == 1 for e in z])], 3 * 1.008)
     assert m1[mol_].sum() == pytest.approx(m0[mol_].sum(), abs=1e-9) and np.array_equal(m1[~mol_], m0[~mol_])
-    if shutil.which("gmx") is None:
-        pytest.skip("no stock gmx")
     unit = tmp_path / "unit"
     (unit / "t.mdp").write_text("integrator = md\ndt = 0.004\nnsteps = 0\ncutoff-scheme = Verlet\ncoulombtype = PME\n"
                                 "rcoulomb = 1.0\nrvdw = 1.0\nconstraints = h-bonds\ndefine = -DPOSRES\n")
-    r = subprocess.run(["gmx", "grompp", "-f", "t.mdp", "-c", str(DATA / "conf.gro"), "-r", str(DATA / "conf.gro"),
+    r = subprocess.run([str(stock_gmx), "grompp", "-f", "t.mdp", "-c", str(DATA / "conf.gro"), "-r", str(DATA / "conf.gro"),
                         "-p", "topol_hmr.top", "-o", "t.tpr", "-maxwarn", "0"], cwd=unit, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -400,17 +397,14 @@ def test_masses_do_not_reach_the_engine(tmp_path, ani):
     assert np.allclose(calls[: len(frames), 2], e_direct, rtol=0, atol=1e-9)
 
 
-def test_mm_window_runs_the_repartitioned_topology(tmp_path):
+def test_mm_window_runs_the_repartitioned_topology(tmp_path, stock_gmx):
     """A λ window unit (plain MM, stock gmx) with ``mass_repartition``: its grompp reads ``topol_hmr.top``
     written into the window's directory, at 4 fs with h-bonds."""
-    import shutil
 
     from mdi_mlmm.hosts.gromacs import alchemy
     from mdi_mlmm.protocol.schedule import decoupling_schedule
     from mdi_mlmm.protocol.specs import WindowSpec
 
-    if shutil.which("gmx") is None:
-        pytest.skip("no stock gmx")
     spec = WindowSpec(host="gromacs", model="mm", out_dir=str(tmp_path / "w"), top=str(DATA / "topol.top"),
                       gro=str(DATA / "conf.gro"), ndx=str(DATA / "index.ndx"), ml_indices=list(range(9)), steps=20,
                       dt_fs=4.0, temperature=298.15, sample_every=10, seed=1, state=3, schedule=decoupling_schedule(),
