@@ -107,6 +107,21 @@ def test_given_time_step_too_large_refused_and_ethanol_keeps_4fs(tmp_path):
     assert _settled(HydrationFreeEnergy(freesolv_id=ETHANOL, **HMR), eth)[0].dt_fs == 4.0
 
 
+def test_refused_fresh_run_leaves_no_system_behind(tmp_path, monkeypatch):
+    """The check prepares the system before plan.json exists: a refused fresh run removes that system/, or a
+    rerun into the same --out with other inputs (another molecule, force field or model) would take it unchecked.
+    (Preparation itself stands in as :func:`_prepared`, which writes what the check reads.)"""
+    from mdi_mlmm.prep.system import load_system
+    from mdi_mlmm.workflow import hydration
+
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(hydration, "_prepare",
+                        lambda plan: (_prepared(out, ACETONITRILE), load_system(out / "system"))[1])
+    with pytest.raises(UserInputError, match=r"give --dt 3 or less"):
+        _settled(HydrationFreeEnergy(freesolv_id=ACETONITRILE, **HMR, dt_fs=4.0), out)
+    assert not (out / "system").exists() and not (out / "plan.json").exists()
+
+
 def test_endpoint_leg_default_lowered_and_old_plan_remade(tmp_path):
     """The endpoint route's --leg-dt default (and its MM windows' --dt) follow the same rule; a plan.json written
     at the unlowered 4 fs before this check (every unit refused it, none ran) is remade instead of refused."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,6 +77,7 @@ def settle_timesteps(plan: Plan) -> Plan:
     units = [u for u in units if u[2]]
     if not units or (stored.is_file() and not plan.path("system", "system.json").is_file()):
         return plan
+    fresh = not stored.is_file() and not plan.path("system", "system.json").is_file()
     system = _prepare(plan)
     top = Path(system["root"]) / system["solvated"]["top"]
     text = text_as_run(top, plan.mass_repartition)
@@ -85,6 +87,8 @@ def settle_timesteps(plan: Plan) -> Plan:
         if fast is None or fast[0] >= MIN_STEPS_PER_PERIOD * dt:
             continue
         if not default:
+            if fresh:   # no system/ without its plan.json: a rerun with other inputs would take it unchecked
+                shutil.rmtree(plan.path("system"), ignore_errors=True)
             raise UserInputError(fast_bond_message(text, dt, hbonds_constrained=constrained, option=option,
                                                    source=str(top), factor=plan.mass_repartition))
         changes[key] = largest_dt_fs(fast[0])
