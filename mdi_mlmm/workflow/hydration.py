@@ -56,6 +56,11 @@ _STARTED = ("progress.json", "done.json")
 _UNIT_DIRS = ("windows", "gas", "legs")
 
 
+def _any_unit_started(plan: Plan) -> bool:
+    """Whether any unit of the run under ``plan.out`` has left progress.json or done.json (walks the unit dirs)."""
+    return any(True for d in _UNIT_DIRS for n in _STARTED for _ in plan.path(d).rglob(n))
+
+
 def settle_timesteps(plan: Plan) -> Plan:
     """``plan`` with its time steps as the prepared solute allows, before plan.json is written or compared
     (the run's ``system/`` is prepared first if it is not there). For the units that run on GROMACS (whose
@@ -104,8 +109,7 @@ def settle_timesteps(plan: Plan) -> Plan:
             old = json.loads(stored.read_text())
         except (OSError, ValueError):
             return new   # load_or_create says what is wrong with it
-        started = any(True for d in _UNIT_DIRS for n in _STARTED for _ in plan.path(d).rglob(n))
-        if all(old.get(k) == getattr(plan, k) for k in changes) and not started:
+        if all(old.get(k) == getattr(plan, k) for k in changes) and not _any_unit_started(plan):
             load_or_create(plan)   # the other settings as on disk (else refused as usual)
             log.info("%s: remade at the lowered time step (no unit had run at %s)", stored,
                      ", ".join(f"{getattr(plan, k):g} fs" for k in changes))
