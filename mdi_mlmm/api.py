@@ -259,10 +259,11 @@ class HydrationFreeEnergy:
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
                          leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=r["leg_end_ps"],
-                         split_decoupling=self.split_decoupling, mass_repartition=hmr)
-        # not in plan.json: a time step not asked for is lowered for the solute's fastest bond once its topology
-        # is there (workflow.hydration.settle_timesteps)
-        plan._dt_default, plan._leg_dt_default = self.dt_fs is None, self.leg_dt_fs is None
+                         split_decoupling=self.split_decoupling, mass_repartition=hmr,
+                         # a time step not asked for is lowered for the solute's fastest bond once its topology is
+                         # there (workflow.hydration.settle_timesteps)
+                         dt_default=self.dt_fs is None, leg_dt_default=self.leg_dt_fs is None,
+                         allow_large_dt=self.allow_large_dt)
         return plan
 
     def run(self, out, *, progress: bool = True) -> "HydrationResult":

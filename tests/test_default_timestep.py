@@ -107,6 +107,29 @@ def test_given_time_step_too_large_refused_and_ethanol_keeps_4fs(tmp_path):
     assert _settled(HydrationFreeEnergy(freesolv_id=ETHANOL, **HMR), eth)[0].dt_fs == 4.0
 
 
+def test_allow_large_dt_warns_instead_of_refusing_a_fast_bond(tmp_path, capsys):
+    """``allow_large_dt`` (``--allow-large-dt``) reaches the fast-bond check: a time step given under 5 steps of the
+    solute's fastest flexible bond is warned about, before the run and in every GROMACS unit, not refused (it was
+    refused whatever the option); a resume keeps the permission of its own command."""
+    from mdi_mlmm.hosts.gromacs.alchemy import _unit_top
+    from mdi_mlmm.workflow.hydration import unit_specs
+
+    out = tmp_path / "acetonitrile"
+    top = _prepared(out, ACETONITRILE)
+    calc = HydrationFreeEnergy(freesolv_id=ACETONITRILE, **HMR, dt_fs=4.0, allow_large_dt=True)
+    plan, _ = _settled(calc, out)
+    err = capsys.readouterr().err
+    assert plan.dt_fs == 4.0 and "warning:" in err and "give --dt 3 or less" in err and "--allow-large-dt" in err
+    system = {"root": str(out / "system"), "ml_atoms": [0], "solvated": {"top": top.name, "gro": "c", "ndx": "i"},
+              "gas": {"top": top.name, "gro": "c", "ndx": "i"}}
+    spec = unit_specs(plan, system, "eq")[0]
+    assert spec.allow_large_dt and _unit_top(spec, tmp_path / "w", False)             # the unit runs it
+    assert "give --dt 3 or less" in capsys.readouterr().err
+    with pytest.raises(UserInputError, match="give --dt 3 or less"):                # without the option: refused
+        _settled(HydrationFreeEnergy(freesolv_id=ACETONITRILE, **HMR, dt_fs=4.0), out)
+    assert _settled(calc, out)[0].allow_large_dt                                      # a resume with it: runs
+
+
 def test_refused_fresh_run_leaves_no_system_behind(tmp_path, monkeypatch):
     """The check prepares the system before plan.json exists: a refused fresh run removes that system/, or a
     rerun into the same --out with other inputs (another molecule, force field or model) would take it unchecked.

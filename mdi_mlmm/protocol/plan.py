@@ -27,6 +27,9 @@ KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
+#: :class:`Plan` fields of one attempt, not written to plan.json: how the time steps were asked for, and the
+#: arguments the plan was made with (:func:`replan`)
+ATTEMPT_FIELDS = ("dt_default", "leg_dt_default", "allow_large_dt", "made_with")
 
 
 @dataclass
@@ -99,6 +102,16 @@ class Plan:
     #: (plans written before the option read so)
     mass_repartition: Optional[float] = None
     version: str = __version__
+    # -- this attempt's, not in plan.json (:data:`ATTEMPT_FIELDS`; a resume keeps the new plan's allow_large_dt) --
+    #: ``dt_fs`` / ``leg_dt_fs`` were not given (their defaults): lowered for the solute's fastest flexible bond
+    #: once its topology is there (:func:`mdi_mlmm.workflow.hydration.settle_timesteps`); a given one is refused
+    dt_default: bool = field(default=False, compare=False)
+    leg_dt_default: bool = field(default=False, compare=False)
+    #: ``--allow-large-dt``: a time step under 5 steps of the solute's fastest flexible bond is warned about
+    #: instead of refused (settle_timesteps and every GROMACS unit)
+    allow_large_dt: bool = field(default=False, compare=False)
+    #: the :func:`make_plan` arguments this plan was made with (:func:`replan`); empty for a plan read back
+    made_with: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ml(self) -> bool:
@@ -138,12 +151,14 @@ class Plan:
 
     def to_json(self) -> dict:
         d = asdict(self)
+        for k in ATTEMPT_FIELDS:
+            del d[k]
         d["units"] = {"dt": "fs", "temperature": "K", "box_padding": "nm", "energies": "kcal/mol"}
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Plan":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k not in ATTEMPT_FIELDS}
         # plans written before the protocol existed: GROMACS ran FreeSolv's settings, LAMMPS today's default
         d.setdefault("protocol", "freesolv" if d.get("host") == "gromacs" else "default")
         d.setdefault("dtype", "float64")   # plans written before float32 became the default ran float64
@@ -165,7 +180,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
               leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none",
               leg_end_ps: Optional[float] = None, split_decoupling: Optional[bool] = None,
-              mass_repartition: Optional[float] = None) -> Plan:
+              mass_repartition: Optional[float] = None, dt_default: bool = False, leg_dt_default: bool = False,
+              allow_large_dt: bool = False) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
     are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
@@ -177,7 +193,8 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     schedule's boundary state with the solute's charges zero (one PME grid; :attr:`Plan.split_decoupling`); None:
     wherever the decoupling runs on GROMACS (host gromacs, or the endpoint route's MM part) and the schedule
     has the "decharge, then decouple" shape; True where it cannot is refused. mass_repartition: the hydrogen mass
-    factor (:attr:`Plan.mass_repartition`; None or 1: off)."""
+    factor (:attr:`Plan.mass_repartition`; None or 1: off). dt_default, leg_dt_default, allow_large_dt: how the
+    time steps were asked for (:attr:`Plan.dt_default`, not in plan.json)."""
     made = dict(locals())   # the arguments: replan() makes the plan again with other time steps
     from .physics import check_protocol
 
@@ -218,21 +235,18 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
-                split_decoupling=split, mass_repartition=_hmr_factor(mass_repartition), **legs)
+                split_decoupling=split, mass_repartition=_hmr_factor(mass_repartition), dt_default=dt_default,
+                leg_dt_default=leg_dt_default, allow_large_dt=allow_large_dt, made_with=made, **legs)
     plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
-    plan._made = made
     return plan
 
 
 def replan(plan: Plan, **changes) -> Plan:
-    """``plan`` made again by :func:`make_plan` from the settings it was made with, but ``changes`` (the time
-    steps ``dt_fs``, ``leg_dt_fs``: the step counts follow); what is not in plan.json (whether a setting was
-    asked for) is kept."""
-    new = make_plan(**{**plan._made, **changes})
-    for k, v in vars(plan).items():
-        if k.startswith("_") and k != "_made":
-            setattr(new, k, v)
-    return new
+    """``plan`` made again by :func:`make_plan` from the settings it was made with (:attr:`Plan.made_with`), but
+    ``changes`` (the time steps ``dt_fs``, ``leg_dt_fs``: the step counts follow)."""
+    if not plan.made_with:
+        raise ValueError("replan: the plan was read back from plan.json, not made by make_plan")
+    return make_plan(**{**plan.made_with, **changes})
 
 
 def windows_constrained(*, model: str, route: str = "direct", constraints: str = "none",
@@ -336,7 +350,7 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts
     old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
-    old.shared_model, old.device = new.shared_model, new.device
+    old.shared_model, old.device, old.allow_large_dt = new.shared_model, new.device, new.allow_large_dt
     old.write()
     return old, True
 

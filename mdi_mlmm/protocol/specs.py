@@ -45,6 +45,9 @@ class UnitSpec:
     #: hydrogen mass repartitioning factor of the unit's topology (:mod:`mdi_mlmm.topology.hmr`; GROMACS host,
     #: with ``constrain_hbonds``), None: the topology's own masses
     mass_repartition: Optional[float] = None
+    #: ``--allow-large-dt``: a flexible bond under 5 steps of ``dt_fs`` is warned about in the unit's log instead
+    #: of refused (GROMACS host)
+    allow_large_dt: bool = False
 
     @property
     def engine(self) -> str:

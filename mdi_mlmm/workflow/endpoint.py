@@ -65,7 +65,7 @@ def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
                   checkpoint_every=plan.checkpoint_every, equil_steps=plan.leg_equil_steps,
                   engine_args=plan.engine_options(), mm_intra_top=str(root / gas["top"]),
                   constrain_hbonds=plan.constraints == "h-bonds", protocol=plan.protocol,
-                  mass_repartition=plan.mass_repartition)
+                  mass_repartition=plan.mass_repartition, allow_large_dt=plan.allow_large_dt)
     files = {"water": (root / solv["top"], gro_eq, root / solv["ndx"]),
              "gas": (root / gas["top"], root / gas["gro"], root / gas["ndx"])}
     specs = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,21 +65,22 @@ def _any_unit_started(plan: Plan) -> bool:
 def settle_timesteps(plan: Plan) -> Plan:
     """``plan`` with its time steps as the prepared solute allows, before plan.json is written or compared
     (the run's ``system/`` is prepared first if it is not there). For the units that run on GROMACS (whose
-    grompp only warns), a time step not asked for (``plan._dt_default``, ``_leg_dt_default``: set by
-    :meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan`) is lowered, when the solute's fastest flexible bond as the
+    grompp only warns), a time step not asked for (:attr:`~mdi_mlmm.protocol.plan.Plan.dt_default`,
+    ``leg_dt_default``) is lowered, when the solute's fastest flexible bond as the
     unit runs it (its X–H constraints, its hydrogen masses) oscillates in fewer than
     :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps, to the largest multiple of 0.5 fs that keeps them
     (:func:`~mdi_mlmm.topology.hmr.largest_dt_fs`; one log line); one asked for is refused in the line every unit
-    would refuse it with. A resume finds the same topology, so the same time step as plan.json; a plan.json at
+    would refuse it with (with :attr:`~mdi_mlmm.protocol.plan.Plan.allow_large_dt`: warned about on stderr, and
+    the units warn too). A resume finds the same topology, so the same time step as plan.json; a plan.json at
     the unlowered time step (written before this check; every unit refused it) is remade if no unit has
     started. A plan.json without a prepared system is left as it is (its units check)."""
     from ..topology.hmr import MIN_STEPS_PER_PERIOD, fast_bond_message, fastest_bond, largest_dt_fs, text_as_run
 
     stored = plan.path(PLAN_NAME)
     units = (("dt_fs", "--dt", plan.host == "gromacs" or plan.route == "endpoint",   # endpoint: MM windows on GROMACS
-              plan.windows_constraints == "h-bonds", getattr(plan, "_dt_default", False)),
+              plan.windows_constraints == "h-bonds", plan.dt_default),
              ("leg_dt_fs", "--leg-dt", plan.route == "endpoint" and plan.host == "gromacs",
-              plan.constraints == "h-bonds", getattr(plan, "_leg_dt_default", False)))
+              plan.constraints == "h-bonds", plan.leg_dt_default))
     units = [u for u in units if u[2]]
     if not units or (stored.is_file() and not plan.path("system", "system.json").is_file()):
         return plan
@@ -92,10 +94,14 @@ def settle_timesteps(plan: Plan) -> Plan:
         if fast is None or fast[0] >= MIN_STEPS_PER_PERIOD * dt:
             continue
         if not default:
+            message = fast_bond_message(text, dt, hbonds_constrained=constrained, option=option, source=str(top),
+                                        factor=plan.mass_repartition)
+            if plan.allow_large_dt:
+                print(f"warning: {message} (--allow-large-dt: run anyway)", file=sys.stderr, flush=True)
+                continue
             if fresh:   # no system/ without its plan.json: a rerun with other inputs would take it unchecked
                 shutil.rmtree(plan.path("system"), ignore_errors=True)
-            raise UserInputError(fast_bond_message(text, dt, hbonds_constrained=constrained, option=option,
-                                                   source=str(top), factor=plan.mass_repartition))
+            raise UserInputError(message)
         changes[key] = largest_dt_fs(fast[0])
         log.info("%s not given: %g fs instead of %g fs: the bond %s of %s%s oscillates in %.1f fs (at least %d "
                  "steps per period)", option, changes[key], dt, fast[2], fast[1],
@@ -142,7 +148,7 @@ def unit_specs(plan: Plan, system: dict, gro_eq: Path, *, constrain_hbonds: bool
     common = dict(host=plan.host, model=plan.model, dt_fs=plan.dt_fs, temperature=plan.temperature,
                   sample_every=plan.sample_every, ml_indices=list(system["ml_atoms"]),
                   checkpoint_every=plan.checkpoint_every, engine_args=plan.engine_options(),
-                  mass_repartition=plan.mass_repartition)
+                  mass_repartition=plan.mass_repartition, allow_large_dt=plan.allow_large_dt)
     specs = []
     for w in plan.windows:
         specs.append(WindowSpec(**common, state=w.state, schedule=plan.schedule,

@@ -258,12 +258,13 @@ def _unit_top(spec, out: Path, ml: bool) -> str:
     """The topology a unit's grompp reads: ``spec.top``, or its copy ``out/topol_hmr.top`` with the hydrogen
     masses repartitioned (``spec.mass_repartition``; the ML atoms' types checked: :func:`.host.hmr_topology`,
     which also refuses, with or without HMR, a flexible bond too fast for the unit's time step: grompp only
-    warns, and the units accept its warnings)."""
+    warns, and the units accept its warnings; ``spec.allow_large_dt``: warned about instead)."""
     from .host import hmr_topology
 
     return str(hmr_topology(Path(spec.top), out, spec.mass_repartition, constrained=spec.constrain_hbonds, ml=ml,
                             ml_atoms=spec.ml_indices, dt_fs=spec.dt_fs,
-                            option="--leg-dt" if isinstance(spec, LegSpec) else "--dt"))
+                            option="--leg-dt" if isinstance(spec, LegSpec) else "--dt",
+                            refuse_fast=not spec.allow_large_dt, warning_note="--allow-large-dt: run anyway"))
 
 
 def _constraints(spec) -> dict:

@@ -149,7 +149,8 @@ def constraint_mdp(constraints: str) -> dict[str, object]:
 
 def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained: bool, ml: bool,
                  name: str = "topol_hmr.top", dt_fs: float | None = None, option: str = "--dt",
-                 ml_atoms: Sequence[int] | None = None, refuse_fast: bool = True) -> Path:
+                 ml_atoms: Sequence[int] | None = None, refuse_fast: bool = True,
+                 warning_note: str = "gmx grompp refuses it unless --maxwarn allows its warning") -> Path:
     """The topology a unit runs: ``top`` itself, or with hydrogen masses repartitioned by ``factor``
     (:func:`mdi_mlmm.topology.hmr.repartition`; None: off) written to ``out_dir/name``. Needs the X–H bonds
     ``constrained``; ``ml``: the ML atoms' types must give atomic numbers (the MDI module would otherwise guess
@@ -157,8 +158,8 @@ def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained:
     ``dt_fs``: whatever the masses, a flexible bond (the X–H bonds too unless ``constrained``) that oscillates in
     fewer than :data:`~mdi_mlmm.topology.hmr.MIN_STEPS_PER_PERIOD` steps is refused in one line naming ``option``
     (:func:`~mdi_mlmm.topology.hmr.fast_bond_message`; grompp only warns, and the λ windows accept its
-    warnings), or with ``refuse_fast=False`` (``md``, whose grompp takes the user's ``--maxwarn``) warned about
-    on stderr."""
+    warnings), or with ``refuse_fast=False`` (``md``, whose grompp takes the user's ``--maxwarn``; a unit with
+    ``--allow-large-dt``) warned about on stderr, followed by ``warning_note`` in brackets."""
     from ...protocol.timestep import check_mass_repartition
     from ...topology.hmr import fast_bond_message, inline_includes, repartition
 
@@ -175,8 +176,7 @@ def hmr_topology(top: Path, out_dir: Path, factor: float | None, *, constrained:
     if problem and refuse_fast:
         raise UserInputError(problem)
     if problem:
-        print(f"warning: {problem} (gmx grompp refuses it unless --maxwarn allows its warning)", file=sys.stderr,
-              flush=True)
+        print(f"warning: {problem} ({warning_note})", file=sys.stderr, flush=True)
     return run
 
 
