@@ -193,16 +193,20 @@ class HydrationFreeEnergy:
         return windows_constrained(model=self.model, route=self.route, constraints=self.constraints,
                                    protocol=self.protocol)
 
-    def _hmr(self, out=None) -> Optional[float]:
+    def _as_started(self, out=None) -> dict:
+        """The settings of :data:`~mdi_mlmm.protocol.plan.AS_STARTED` (``split_decoupling``, ``mass_repartition``)
+        as given, those not given (None) as the run in directory ``out`` started (its plan.json; None: as given)."""
+        from .protocol.plan import AS_STARTED, settings_as_started, started_settings
+
+        return settings_as_started({k: getattr(self, k) for k in AS_STARTED},
+                                   None if out is None else started_settings(out))
+
+    def _hmr(self, started: Optional[dict] = None) -> Optional[float]:
         """The hydrogen mass factor of the run (None: off), checked (one line: not GROMACS, X–H bonds not
-        constrained); ``mass_repartition`` None with a run directory ``out``: the value its plan.json started with."""
+        constrained): ``mass_repartition``, or that of ``started`` (:meth:`_as_started`)."""
         from .protocol.timestep import check_mass_repartition
 
-        factor = self.mass_repartition
-        if factor is None and out is not None:
-            from .protocol.plan import started_setting
-
-            factor = started_setting(out, "mass_repartition")
+        factor = (started or self._as_started())["mass_repartition"]
         constrained = self.legs_constrained if self.route == "endpoint" else self.constrained
         return check_mass_repartition(factor, constrained_xh=constrained, host=self.host)
 
@@ -238,7 +242,7 @@ class HydrationFreeEnergy:
         from .protocol.plan import make_plan
         from .protocol.timestep import check_timestep
 
-        hmr = self._hmr(out)   # not given: as the run in out started
+        hmr = self._hmr(self._as_started(out))   # not given: as the run in out started (make_plan does the same)
         r = self._resolved(hmr)   # the one place where None settings get their values (the benchmark's check too)
         dt, leg_dt = r["dt_fs"], r["leg_dt_fs"]
         check_timestep(dt, constrained_xh=self.constrained, allow_large=self.allow_large_dt, hmr=bool(hmr))
@@ -259,7 +263,7 @@ class HydrationFreeEnergy:
                          leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
                          leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=r["leg_end_ps"],
-                         split_decoupling=self.split_decoupling, mass_repartition=hmr,
+                         split_decoupling=self.split_decoupling, mass_repartition=self.mass_repartition,
                          # a time step not asked for is lowered for the solute's fastest bond once its topology is
                          # there (workflow.hydration.settle_timesteps)
                          dt_default=self.dt_fs is None, leg_dt_default=self.leg_dt_fs is None,

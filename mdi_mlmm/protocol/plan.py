@@ -193,10 +193,13 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     schedule's boundary state with the solute's charges zero (one PME grid; :attr:`Plan.split_decoupling`); None:
     wherever the decoupling runs on GROMACS (host gromacs, or the endpoint route's MM part) and the schedule
     has the "decharge, then decouple" shape; True where it cannot is refused. mass_repartition: the hydrogen mass
-    factor (:attr:`Plan.mass_repartition`; None or 1: off). dt_default, leg_dt_default, allow_large_dt: how the
-    time steps were asked for (:attr:`Plan.dt_default`, not in plan.json)."""
+    factor (:attr:`Plan.mass_repartition`; 1: off). Both not given (None): as the run in ``out`` started (its
+    plan.json; :func:`settings_as_started`), else split where possible and no repartitioning. dt_default,
+    leg_dt_default, allow_large_dt: how the time steps were asked for (:attr:`Plan.dt_default`, not in
+    plan.json)."""
     made = dict(locals())   # the arguments: replan() makes the plan again with other time steps
     from .physics import check_protocol
+    from .timestep import mass_factor
 
     check_protocol(protocol, host)
     check_constraints(constraints, host)
@@ -226,7 +229,16 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                     leg_steps=leg_steps, leg_end_steps=max(leg_steps, leg_end_steps),
                     leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
                     leg_dt_fs=float(leg_dt_fs), leg_sample_every=int(leg_sample_every))
-    split = _split_decoupling(split_decoupling, host, route, sched)
+    # split_decoupling, mass_repartition not given (None): as the run in out started (settings_as_started)
+    started = settings_as_started(dict(split_decoupling=split_decoupling, mass_repartition=mass_repartition),
+                                  started_settings(out))
+    try:
+        split = _split_decoupling(started["split_decoupling"], host, route, sched)
+    except UserInputError:
+        if split_decoupling is not None:
+            raise
+        # as started, impossible now: another host, route or schedule, which load_or_create refuses (naming those)
+        split = bool(started["split_decoupling"])
     ws = [Window(state=k, coul=float(c), vdw=float(v), directory=f"windows/{k:02d}") for k, (c, v) in enumerate(sched)]
     plan = Plan(out=str(Path(out).resolve()), model=model, host=host, smiles=smiles, freesolv_id=freesolv_id, name=name,
                 forcefield=forcefield, box_padding_nm=box_padding_nm, schedule=[tuple(s) for s in sched], windows=ws,
@@ -235,9 +247,9 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                 gas_steps=int(round(gas_ns * 1e6 / dt_fs)) if is_ml(model) and route == "direct" else 0,
                 equil_ps=equil_ps, workers=workers, scheduler=scheduler, seed=seed, checkpoint_every=checkpoint_every,
                 shared_model=shared_model, device=device, protocol=protocol, constraints=constraints,
-                split_decoupling=split, mass_repartition=_hmr_factor(mass_repartition), dt_default=dt_default,
-                leg_dt_default=leg_dt_default, allow_large_dt=allow_large_dt, made_with=made, **legs)
-    plan._split_requested = split_decoupling   # not in plan.json: whether the value was asked for (load_or_create)
+                split_decoupling=split, mass_repartition=mass_factor(started["mass_repartition"]),
+                dt_default=dt_default, leg_dt_default=leg_dt_default, allow_large_dt=allow_large_dt, made_with=made,
+                **legs)
     return plan
 
 
@@ -256,11 +268,6 @@ def windows_constrained(*, model: str, route: str = "direct", constraints: str =
     return constraints == "h-bonds" or route == "endpoint" or (not is_ml(model) and protocol == "freesolv")
 
 
-def _hmr_factor(factor) -> Optional[float]:
-    """A hydrogen mass factor as a plan holds it: None for off (None or 1), else a float."""
-    return None if not factor or factor == 1 else float(factor)
-
-
 #: the run settings whose None stands for a value that :func:`resolved_settings` works out
 RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition")
 
@@ -272,10 +279,10 @@ def resolved_settings(settings: dict) -> dict:
     constraints and the hydrogen mass factor), ``gas_ns`` (None: ``ns_per_window``), ``leg_end_ps`` (None:
     ``leg_ps``), ``mass_repartition`` (None or 1: None, off). A setting ``settings`` lacks takes its default.
     Nothing is checked (:meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan` does)."""
-    from .timestep import default_dt_fs
+    from .timestep import default_dt_fs, mass_factor
 
     s = dict(settings)
-    hmr = _hmr_factor(s.get("mass_repartition"))
+    hmr = mass_factor(s.get("mass_repartition"))
     constraints = s.get("constraints", "none")
     windows_xh = windows_constrained(model=s.get("model", "mm"), route=s.get("route", "direct"),
                                      constraints=constraints, protocol=s.get("protocol", "default"))
@@ -327,13 +334,9 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         new.write()
         return new, False
     old = Plan.from_json(json.loads(p.read_text()))
-    # split_decoupling not asked for (None: make_plan's default): the run goes on as it started, split or not
-    # (a plan written before the option has no key: it ran unsplit; a resume writes False into it, so the
-    # next resume must not read that as --no-split-decoupling); only a value asked for and different is refused
-    asked = getattr(new, "_split_requested", new.split_decoupling)
+    # the settings of AS_STARTED not given are as on disk already (make_plan): a difference was asked for
     diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))
-             and (k != "dtype" or new.ml)   # a plain-MM run loads no model: its dtype does not matter
-             and (k != "split_decoupling" or asked is not None)]
+             and (k != "dtype" or new.ml)]   # a plain-MM run loads no model: its dtype does not matter
     if diffs:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
@@ -355,16 +358,36 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
     return old, True
 
 
-def started_setting(out, key: str):
-    """The value of ``key`` in the plan.json of run directory ``out``, None when there is none (a setting not
-    given on a resume keeps the value the run started with)."""
+#: the run settings whose None means "not given: as the run started": a resume without them goes on with the value
+#: it started with (a hydration run's plan.json, a benchmark's settings.json; its molecules added since too), and
+#: only a value given that differs is refused
+AS_STARTED = ("split_decoupling", "mass_repartition")
+
+
+def settings_as_started(given: dict, started: Optional[dict]) -> dict:
+    """``given`` (a copy) with its settings of :data:`AS_STARTED` that are None (not given) as in ``started``, the
+    settings the run started with (None: a fresh start). The one mechanism of "not given on a resume: as
+    started": :func:`make_plan` with :func:`started_settings` (plan.json), so also
+    :meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan`, which needs the hydrogen mass factor for its default time
+    step first; a benchmark with its settings.json (:func:`~mdi_mlmm.workflow.benchmark.as_started`)."""
+    new = dict(given)
+    if started:
+        new.update({k: started[k] for k in AS_STARTED if k in new and new[k] is None and started.get(k) is not None})
+    return new
+
+
+def started_settings(out) -> Optional[dict]:
+    """The settings of :data:`AS_STARTED` in the plan.json of run directory ``out`` as a plan reads them (one
+    written before an option: its value then, :meth:`Plan.from_json`: unsplit, masses kept), None when there is
+    none or it cannot be read (:func:`load_or_create` says why)."""
     p = Path(out) / PLAN_NAME
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text()).get(key)
-    except (OSError, ValueError):
+        plan = Plan.from_json(json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None   # a damaged plan.json: load_or_create says so
+    return {k: getattr(plan, k) for k in AS_STARTED}
 
 
 def _norm(v):

@@ -23,10 +23,16 @@ DT_LIMITS_HMR = (4.0, 5.0)
 CONSTRAINTS = ("none", "h-bonds")
 
 
+def mass_factor(factor) -> float | None:
+    """A hydrogen mass factor as runs hold it: None for off (None or 1; also 0 or False), else the factor as a
+    float. The one place that says what "off" is; :func:`check_mass_repartition` checks a factor given."""
+    return None if not factor or factor == 1 else float(factor)
+
+
 def default_dt_fs(constrained_xh: bool, hmr=None) -> float:
     """The time step (fs) of a run that asks for none: 1 fs with flexible X–H bonds, 2 fs with them constrained,
-    4 fs with them constrained and hydrogen masses repartitioned (``hmr``: the factor, None or 1: off)."""
-    return 4.0 if constrained_xh and hmr and hmr != 1 else 2.0 if constrained_xh else 1.0
+    4 fs with them constrained and hydrogen masses repartitioned (``hmr``: the factor, :func:`mass_factor`)."""
+    return 4.0 if constrained_xh and mass_factor(hmr) else 2.0 if constrained_xh else 1.0
 
 
 def check_timestep(dt_fs: float, *, constrained_xh: bool, allow_large: bool, stream=None, option: str = "--dt",
@@ -59,11 +65,13 @@ def check_mass_repartition(factor, *, constrained_xh: bool, host: str | None = N
     """The hydrogen mass repartitioning factor (:mod:`mdi_mlmm.topology.hmr`) as a float, None for off (None
     or 1), or one line (:class:`UserInputError`): a factor not above 1, X–H bonds not constrained, or a
     host that cannot (:data:`HMR_HOSTS`)."""
-    if factor is None or (not isinstance(factor, bool) and factor == 1):
-        return None
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                               or not (factor > 1 or factor == 1)):
         raise UserInputError(f"{option}: the hydrogen mass factor must be a number above 1 (3: the usual; 1: off), "
                              f"got {factor!r}")
+    factor = mass_factor(factor)
+    if factor is None:
+        return None
     if host is not None and host not in HMR_HOSTS:
         raise UserInputError(f"{option}: hydrogen mass repartitioning runs on the GROMACS host only (LAMMPS keeps "
                              f"one mass per atom type), not on {host}")

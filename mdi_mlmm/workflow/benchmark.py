@@ -38,7 +38,7 @@ from ..analysis.results import Estimate
 from ..errors import ChargedSystemError, Interrupted, MdiMlmmError, UnsupportedElementError, UserInputError
 from ..potentials import registry
 from ..prep import freesolv
-from ..protocol.plan import RESOLVED, resolved_settings
+from ..protocol.plan import RESOLVED, resolved_settings, settings_as_started
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,6 @@ HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_ever
 #: rewritten before any run: a settings.json without one only ever planned runs without it, which ran
 #: unsplit (Plan's False) and with their hydrogen masses as they are (None: off)
 ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False, "mass_repartition": None}
-#: settings whose None means "not asked": a rerun without them goes on as the benchmark started (as
-#: ``mdi-mlmm hydration`` does with its plan.json); only an asked value that differs is refused
-AS_STARTED = ("split_decoupling", "mass_repartition")
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]
@@ -246,8 +243,8 @@ def check_settings(out, settings: dict) -> dict:
     """Write ``out/settings.json``, or refuse when it holds other run settings (those in
     :data:`HOW_TO_RUN` may change): finished runs would otherwise mix two protocols. Settings that
     only one side knows (added to the code since) are not compared. Returns the settings the runs go
-    on with: ``settings`` with those of :data:`AS_STARTED` not asked for (None) as on disk. Settings
-    whose None stands for a value (time steps, windows, ...) are compared as the plan gets them
+    on with: ``settings`` with those of :data:`~mdi_mlmm.protocol.plan.AS_STARTED` not asked for (None) as on
+    disk. Settings whose None stands for a value (time steps, windows, ...) are compared as the plan gets them
     (:func:`~mdi_mlmm.protocol.plan.resolved_settings`): ``--windows 20`` continues a benchmark started
     without --windows, as ``mdi-mlmm hydration`` continues a run."""
     path = Path(out) / SETTINGS_FILE
@@ -281,14 +278,12 @@ def check_settings(out, settings: dict) -> dict:
 
 
 def as_started(out, settings: dict) -> dict:
-    """``settings`` (a copy) with those of :data:`AS_STARTED` not asked for (None) as the benchmark in
-    ``out`` was started (its settings.json), so that every molecule's run, new ones too, is made alike."""
+    """``settings`` (a copy) with those of :data:`~mdi_mlmm.protocol.plan.AS_STARTED` not asked for (None) as the
+    benchmark in ``out`` was started (its settings.json), so that every molecule's run, new ones too, is made
+    alike (:func:`~mdi_mlmm.protocol.plan.settings_as_started`)."""
     new = json.loads(json.dumps(settings))
     path = Path(out) / SETTINGS_FILE
-    if path.exists():
-        old = _on_disk(path, new)
-        new.update({k: old[k] for k in AS_STARTED if k in new and new[k] is None and old.get(k) is not None})
-    return new
+    return settings_as_started(new, _on_disk(path, new) if path.exists() else None)
 
 
 def _on_disk(path: Path, new: dict) -> dict:
