@@ -272,27 +272,23 @@ def _posres_block(indices: list[int]) -> str:
 def add_position_restraints(top: Path, structure) -> list[str]:
     """Insert ``#ifdef POSRES`` heavy-atom restraints into every non-water, non-ion moleculetype of
     ``top`` (written by ParmEd from ``structure``). Returns the restrained moleculetype names."""
-    text = top.read_text()
-    parts = re.split(r"(?m)^(?=\[ moleculetype \])", text)
-    out, restrained = [parts[0]], []
-    for block in parts[1:]:
-        m = re.search(r"\[ moleculetype \]\s*\n(?:\s*;.*\n)*\s*(\S+)", block)
-        atoms = re.search(r"\[ atoms \]\n((?:.*\n)+?)\s*\n", block)
-        name = m.group(1) if m else ""
-        if name in ("SOL", "NA", "CL") or not atoms:
-            out.append(block)
+    from ..topology.topfile import blocks, fields
+
+    lines = top.read_text().splitlines(keepends=True)
+    walked = list(blocks(lines))
+    starts = [i for section, _, i, header in walked if header and section == "moleculetype"]
+    out, restrained = ["".join(lines[:starts[0] if starts else len(lines)])], []
+    for start, end in zip(starts, starts[1:] + [len(lines)]):
+        block = walked[start:end]
+        name = next((mol for _, mol, _, _ in block if mol is not None), "")
+        atoms = [fields(lines[i]) for section, _, i, header in block if section == "atoms" and not header]
+        if name in ("SOL", "NA", "CL") or not any(section == "atoms" for section, _, _, _ in block):
+            out.append("".join(lines[start:end]))
             continue
-        heavy = []
-        for ln in atoms.group(1).splitlines():
-            f = ln.split(";", 1)[0].split()
-            if len(f) >= 8 and float(f[7]) > 1.5:   # mass: not a hydrogen
-                heavy.append(int(f[0]) - 1)
-        tail = re.search(r"(?m)^\[ system \]", block)
-        if tail:
-            block = block[:tail.start()].rstrip("\n") + "\n" + _posres_block(heavy) + "\n" + block[tail.start():]
-        else:
-            block = block.rstrip("\n") + "\n" + _posres_block(heavy) + "\n"
-        out.append(block)
+        heavy = [int(f[0]) - 1 for f in atoms if len(f) >= 8 and float(f[7]) > 1.5]   # mass: not a hydrogen
+        tail = next((i for section, _, i, header in block if header and section == "system"), end)
+        head = "".join(lines[start:tail]).rstrip("\n") + "\n" + _posres_block(heavy) + "\n"
+        out.append(head + "".join(lines[tail:end]))
         restrained.append(name)
     top.write_text("".join(out))
     return restrained

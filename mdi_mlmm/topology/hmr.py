@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UserInputError
+from .topfile import INCLUDE, blocks, fields
 
 #: the usual factor: H 1.008 → 3.024 amu
 DEFAULT_FACTOR = 3.0
@@ -48,9 +49,6 @@ H_MASS = (0.9, 1.2)
 _ODD_MASS = (1.2, 4.5)
 #: the ``ptype`` letters of ``[ atomtypes ]``
 _PTYPES = {"A", "D", "S", "V", "B"}
-
-_SECTION = re.compile(r"^\s*\[\s*([A-Za-z_]+)\s*\]")
-_INCLUDE = re.compile(r'^\s*#\s*include\s+["<]([^">]+)[">]')
 
 
 @dataclass
@@ -67,37 +65,14 @@ class Repartitioned:
         return sum(self.molecules.values())
 
 
-def _fields(line: str) -> list[str]:
-    return line.split(";", 1)[0].split()
-
-
-def _blocks(lines: list[str]):
-    """(section name, moleculetype name or None, line index) of every line."""
-    section, moltype, expect_name = None, None, False
-    for i, ln in enumerate(lines):
-        m = _SECTION.match(ln)
-        if m:
-            section = m.group(1).lower()
-            if section == "moleculetype":
-                moltype, expect_name = None, True
-            elif section in ("system", "molecules"):
-                moltype = None
-            yield section, moltype, i, True
-            continue
-        f = _fields(ln)
-        if expect_name and f and not ln.lstrip().startswith("#"):
-            moltype, expect_name = f[0], False
-        yield section, moltype, i, False
-
-
 def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
     """{type name: (atomic number or None, mass)} of the file's ``[ atomtypes ]`` (every GROMACS layout:
     the ptype letter is found, mass and charge precede it, an atomic number before those when present)."""
     out = {}
-    for section, _, i, header in _blocks(lines):
+    for section, _, i, header in blocks(lines):
         if section != "atomtypes" or header or lines[i].lstrip().startswith("#"):
             continue
-        f = _fields(lines[i])
+        f = fields(lines[i])
         k = next((j for j in range(3, len(f)) if f[j] in _PTYPES), None)
         if k is None:
             continue
@@ -128,10 +103,10 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
     bonds: dict[str, list[tuple[int, int, float]]] = {}
     constrained: set[tuple[str, frozenset]] = set()
     water: set[str] = set()
-    for section, mol, i, header in _blocks(lines):
+    for section, mol, i, header in blocks(lines):
         if header or mol is None or lines[i].lstrip().startswith("#"):
             continue
-        f = _fields(lines[i])
+        f = fields(lines[i])
         try:
             if section == "settles":
                 water.add(mol)
@@ -194,8 +169,8 @@ def _sites(lines: list[str], atoms: dict, indices, source: str) -> set[tuple[str
     """(moleculetype, atom nr) of the 0-based system atom ``indices``, counted through ``[ molecules ]``;
     a moleculetype the file does not define (``atoms``: those it does) before the last of them is refused."""
     want, found, offset = sorted({int(i) for i in indices}), set(), 0
-    for section, _, i, header in _blocks(lines):
-        f = _fields(lines[i])
+    for section, _, i, header in blocks(lines):
+        f = fields(lines[i])
         if section != "molecules" or header or len(f) < 2 or lines[i].lstrip().startswith("#") or offset > want[-1]:
             continue
         if f[0] not in atoms:
@@ -223,12 +198,12 @@ def repartition_text(text: str, factor: float = DEFAULT_FACTOR, *, check_element
     bonds: dict[str, list[tuple[int, int]]] = {}
     water: set[str] = set()
     order: list[str] = []
-    for section, mol, i, header in _blocks(lines):
+    for section, mol, i, header in blocks(lines):
         if header or mol is None or lines[i].lstrip().startswith("#"):
             continue
         if mol not in order:
             order.append(mol)
-        f = _fields(lines[i])
+        f = fields(lines[i])
         if not f:
             continue
         if section == "settles":
@@ -329,7 +304,7 @@ def inline_includes(top, _within: tuple = ()) -> str:
     top = Path(top)
     out = []
     for ln in top.read_text().splitlines(keepends=True):
-        m = _INCLUDE.match(ln)
+        m = INCLUDE.match(ln)
         inc = top.parent / m.group(1) if m else None
         if inc is None or not inc.is_file():
             out.append(ln)
