@@ -144,6 +144,63 @@ def test_bond_too_fast_refused_without_hmr_too(tmp_path, capsys):
     assert err.startswith("warning: ") and "give --dt 3 or less" in err and "--maxwarn" in err and err.count("\n") == 1
 
 
+#: a hand-written topology whose bonds take their parameters from [ bondtypes ] in a file it includes, by the atom
+#: types' bonded-type column (c1x -> c1); C1-C4 has no bondtype (grompp would refuse it): skipped, not refused
+_BONDTYPES_TOP = """[ defaults ]
+1 2 yes 0.5 0.8333
+
+[ atomtypes ]
+; name bond_type at.num mass charge ptype sigma epsilon
+c3   c3  6  12.01  0.0  A  0.339967  0.457730
+c1x  c1  6  12.01  0.0  A  0.339967  0.879228
+n1x  n1  7  14.01  0.0  A  0.325000  0.711280
+
+#include "ffbonded.itp"
+
+[ moleculetype ]
+MOL 3
+
+[ atoms ]
+; nr type resnr res atom cgnr charge mass
+  1  c3   1  MOL  C1  1  0.0  12.01
+  2  c1x  1  MOL  C2  2  0.0  12.01
+  3  n1x  1  MOL  N1  3  0.0  14.01
+  4  c3   1  MOL  C4  4  0.0  12.01
+
+[ bonds ]
+  1  2  1
+  2  3  1
+  1  4  1
+
+[ system ]
+bondtypes
+
+[ molecules ]
+MOL 1
+"""
+
+
+def test_fast_bond_parameters_from_bondtypes(tmp_path):
+    """A bond line without parameters takes its kb from the [ bondtypes ] of its atoms' bonded types, here in an
+    included file: the C#N of such a topology (17.3 fs, as acetonitrile's) was not seen, so a unit ran it at 4 fs
+    (grompp only warns); now refused like a bond with its kb on the line. A bond found in no [ bondtypes ] is skipped."""
+    from mdi_mlmm.hosts.gromacs.alchemy import _unit_top
+    from mdi_mlmm.protocol.specs import WindowSpec
+    from mdi_mlmm.topology.hmr import fastest_bond, text_as_run
+
+    top = tmp_path / "topol.top"
+    top.write_text(_BONDTYPES_TOP)
+    (tmp_path / "ffbonded.itp").write_text("[ bondtypes ]\n; i j func b0 kb\n c1 n1 1 0.11530 853000.0\n"
+                                           " c3 c1 1 0.14650 303000.0\n")
+    period, mol, bond = fastest_bond(text_as_run(top))
+    assert (mol, bond) == ("MOL", "C2-N1") and 17.2 < period < 17.4
+    unit = dict(host="gromacs", model="zero", top=str(top), gro="g", ndx="n", ml_indices=[0, 1, 2, 3], steps=10,
+                temperature=298.15, sample_every=1, seed=1, constrain_hbonds=True, out_dir=str(tmp_path))
+    with pytest.raises(UserInputError, match=r"C2-N1 of MOL .* 17\.3 fs.*give --dt 3 or less"):
+        _unit_top(WindowSpec(**unit, dt_fs=4.0, state=0, schedule=[(1, 1)]), tmp_path, False)
+    assert _unit_top(WindowSpec(**unit, dt_fs=3.0, state=0, schedule=[(1, 1)]), tmp_path, False) == str(top)
+
+
 def test_heavy_atom_not_lighter_than_its_hydrogens():
     """Factor 4 left ethanol's CH3 carbon at 2.94 amu beside hydrogens of 4.03 (the old floor was 1.5 amu):
     refused, naming the largest factor that works for it (3.7, as GROMACS's own mass-repartition-factor rule)."""

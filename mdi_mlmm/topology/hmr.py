@@ -85,6 +85,28 @@ def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
     return out
 
 
+def _bondtypes(lines: list[str]) -> tuple[dict[str, str], dict[tuple[str, str], float]]:
+    """({atom type: its bonded type}, {(bonded type, bonded type), both orders: kb}) of the file's ``[ atomtypes ]``
+    (the bonded-type column, where the layout has one: grompp's rule, the ptype letter in field 5, or in field 4
+    with field 1 starting with a letter) and ``[ bondtypes ]`` of function 1 (a later line wins, as in grompp)."""
+    bonded: dict[str, str] = {}
+    kbs: dict[tuple[str, str], float] = {}
+    for section, _, i, header in blocks(lines):
+        f = fields(lines[i])
+        if header or not f or lines[i].lstrip().startswith("#"):
+            continue
+        if section == "atomtypes":
+            k = next((j for j in range(3, len(f)) if f[j] in _PTYPES), None)
+            if k == 5 or (k == 4 and f[1][:1].isalpha()):
+                bonded[f[0]] = f[1]
+        elif section == "bondtypes" and len(f) >= 5 and f[2] == "1":
+            try:
+                kbs[(f[0], f[1])] = kbs[(f[1], f[0])] = float(f[4])
+            except ValueError:
+                continue
+    return bonded, kbs
+
+
 #: grompp warns when a flexible bond oscillates in fewer time steps than this (leap-frog turns unstable near 4.4)
 MIN_STEPS_PER_PERIOD = 5
 
@@ -93,13 +115,17 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
     """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) left
     flexible (not in ``[ constraints ]``; with ``hbonds_constrained``, as ``constraints = h-bonds`` does, no atom
     named H* either; rigid water skipped), as grompp estimates it:
-    2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line (bonds
-    of function 1 only; parameters from ``[ bondtypes ]`` are not seen); None if there is none. Repartitioned
+    2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line, or for a
+    line without parameters the one ``[ bondtypes ]`` of ``text`` gives its atoms' bonded types
+    (:func:`_bondtypes`; bonds of function 1 only; one whose kb is in neither, e.g. a force field's under GMXLIB,
+    is skipped); None if there is none. Repartitioned
     masses make heavy-atom bonds faster (a =CH2 carbon 7.98 amu), and triple bonds are fast already (C≡N 17 fs):
     at 4 fs some fall under :data:`MIN_STEPS_PER_PERIOD` steps."""
     lines = text.splitlines()
     types = _atomtypes(lines)
+    bonded, bondtypes = _bondtypes(lines)
     atoms: dict[str, dict[int, tuple[float, str]]] = {}
+    atom_types: dict[str, dict[int, str]] = {}
     bonds: dict[str, list[tuple[int, int, float]]] = {}
     constrained: set[tuple[str, frozenset]] = set()
     water: set[str] = set()
@@ -115,10 +141,16 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
             elif section == "atoms" and len(f) >= 7:
                 m = float(f[7]) if len(f) >= 8 else types.get(f[1], (None, 0.0))[1]
                 atoms.setdefault(mol, {})[int(f[0])] = (m, f[4])
+                atom_types.setdefault(mol, {})[int(f[0])] = bonded.get(f[1], f[1])
             elif section == "bonds" and len(f) >= 5 and f[2] == "1":
                 bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), float(f[4])))
+            elif section == "bonds" and len(f) == 3 and f[2] == "1":   # kb from [ bondtypes ] (below)
+                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), None))
         except (ValueError, IndexError):
             continue
+    for mol, bl in bonds.items():
+        names = atom_types.get(mol, {})
+        bl[:] = [(a, b, bondtypes.get((names.get(a), names.get(b)), 0.0) if kb is None else kb) for a, b, kb in bl]
     best = None
     for mol, bl in bonds.items():
         if mol in water:
