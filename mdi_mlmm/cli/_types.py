@@ -141,4 +141,6 @@ def add_mass_repartition(p, default=None) -> None:
 def add_timestep_override(p) -> None:
     """Add ``--allow-large-dt`` (see :func:`check_timestep`)."""
     p.add_argument("--allow-large-dt", action="store_true",
-                   help="run with a time step above the safe limit (see the time-step limits below)")
+                   help="run with a time step above the safe limit (see the time-step limits below); hydration on "
+                        "GROMACS: also one under 5 steps of the solute's fastest flexible bond (a warning instead "
+                        "of the refusal)")
