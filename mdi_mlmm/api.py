@@ -68,7 +68,8 @@ class HydrationFreeEnergy:
     ns_per_window: production per window (ns); window_equil_ps: equilibration at each λ (ps);
     equil_ps: NVT and NPT equilibration of the system (ps each); gas_ns: gas-phase ML run (ns; None:
     ``ns_per_window``); dt_fs: time step (fs; None: 1, or 2 for ``mm`` with protocol ``freesolv``, which
-    constrains h-bonds; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
+    constrains h-bonds, or 4 with ``mass_repartition``; a default is lowered per molecule below 5 steps of its
+    fastest flexible bond; larger steps than the safe limit need ``allow_large_dt``); sample_every: steps between energy
     samples; checkpoint_every: steps between checkpoints of a running window; temperature (K);
     dtype: the ML model's precision in every engine of the run, ``float32`` (default) or ``float64``
     (bench/README.md, "Which precision by default");
