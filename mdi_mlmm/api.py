@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .errors import UserInputError
 from .hosts import registry as _hosts
@@ -84,11 +84,13 @@ class HydrationFreeEnergy:
     ΔA_MM→ML(water) − ΔA_MM→ML(gas). The λ windows are then the plain-MM decoupling on GROMACS (``dt_fs``
     None: 2 fs, h-bond constraints; ``windows``, ``ns_per_window``, ``window_equil_ps``, ``sample_every``
     apply to it) and each leg switches the solute's intramolecular energy from the force field's to the
-    model's over ``leg_windows`` evenly spaced λ from 0 to 1 on ``host``: ``leg_ps`` of production after
-    ``leg_equil_ps`` per window at ``leg_dt_fs`` (None: 1 fs flexible, 2 fs with ``constraints="h-bonds"``,
-    which makes the cycle exact for the constrained Hamiltonians), full-precision frames every
-    ``leg_sample_every`` steps; ``leg_end_ps``: the production of the λ_intra = 1 window of both legs (None:
-    ``leg_ps``; at least ``leg_ps``): its samples give ⟨E_ML⟩ of ΔG_reorg, which needs ~1 ns where the
+    model's over ``leg_windows`` (None: 3) evenly spaced λ from 0 to 1 (or at ``leg_lambdas``: from 0 to 1,
+    increasing; not with ``leg_windows``; a resume may add λ to those of the run, which runs only the added
+    windows) on ``host``:
+    ``leg_ps`` of production after ``leg_equil_ps`` per window at ``leg_dt_fs`` (None: 1 fs flexible, 2 fs with
+    ``constraints="h-bonds"``, which makes the cycle exact for the constrained Hamiltonians), full-precision
+    frames every ``leg_sample_every`` steps; ``leg_end_ps``: the production of the λ_intra = 1 window of both
+    legs (None: ``leg_ps``; at least ``leg_ps``): its samples give ⟨E_ML⟩ of ΔG_reorg, which needs ~1 ns where the
     other windows do with 20–40 ps; ``gas_ns`` is not used. The result is an
     :class:`~mdi_mlmm.analysis.endpoint_report.EndpointRunResult`.
 
@@ -138,7 +140,8 @@ class HydrationFreeEnergy:
     seed: int = 2025
     protocol: str = "default"
     route: str = "direct"
-    leg_windows: int = 3
+    leg_windows: Optional[int] = None
+    leg_lambdas: Optional[Sequence[float]] = None
     leg_ps: float = 20.0
     leg_equil_ps: float = 2.0
     leg_sample_every: int = 20
@@ -169,11 +172,15 @@ class HydrationFreeEnergy:
         self._hmr()
         if self.windows is not None and self.windows < 3:
             raise UserInputError("windows must be at least 3 (coupled, charges off, decoupled)")
+        if self.leg_lambdas is not None:
+            from .protocol.plan import check_leg_lambdas
+
+            self.leg_lambdas = check_leg_lambdas(self.leg_lambdas, self.leg_windows)
         for name in self.ignored_settings():
             _log.warning("%s is ignored on the %s route", name, self.route)
 
     #: settings only one route reads: route -> the fields the *other* route ignores
-    _ROUTE_ONLY = {"endpoint": ("leg_windows", "leg_ps", "leg_equil_ps", "leg_sample_every", "leg_dt_fs",
+    _ROUTE_ONLY = {"endpoint": ("leg_windows", "leg_lambdas", "leg_ps", "leg_equil_ps", "leg_sample_every", "leg_dt_fs",
                                 "leg_end_ps"),
                    "direct": ("gas_ns",)}
 
@@ -261,7 +268,8 @@ class HydrationFreeEnergy:
                          workers=self.workers or (os.cpu_count() or 1), scheduler=self.scheduler,
                          forcefield=self.forcefield, seed=self.seed, checkpoint_every=self.checkpoint_every,
                          shared_model=self.shared_model, device=self.device, dtype=self.dtype, route=self.route,
-                         leg_windows=self.leg_windows, leg_ps=self.leg_ps, leg_equil_ps=self.leg_equil_ps,
+                         leg_windows=self.leg_windows, leg_lambdas=self.leg_lambdas, leg_ps=self.leg_ps,
+                         leg_equil_ps=self.leg_equil_ps,
                          leg_sample_every=self.leg_sample_every, protocol=self.protocol,
                          leg_dt_fs=leg_dt, constraints=self.constraints, leg_end_ps=r["leg_end_ps"],
                          split_decoupling=self.split_decoupling, mass_repartition=self.mass_repartition,

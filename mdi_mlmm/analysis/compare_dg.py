@@ -149,7 +149,7 @@ def _unfinished(run_dir: Path, plan) -> list[str]:
     """The directories of the plan's simulations that have no ``done.json`` (relative to ``run_dir``)."""
     dirs = [str(w.directory) for w in plan.windows]
     if plan.route == "endpoint":
-        dirs += [f"legs/{phase}/{k:02d}" for phase in ("water", "gas") for k in range(len(plan.leg_lambdas))]
+        dirs += [plan.leg_directory(phase, k) for phase in ("water", "gas") for k in range(len(plan.leg_lambdas))]
     elif plan.ml and plan.gas_steps > 0:
         dirs.append("gas")
     return [d for d in dirs if not (run_dir / d / "done.json").is_file()]

@@ -241,8 +241,10 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
     min_ov = float(min(overlap[i][i + 1] for i in range(len(overlap) - 1))) if overlap else None
     if min_ov is not None and min_ov < MIN_OVERLAP:
         k = int(np.argmin([overlap[i][i + 1] for i in range(len(overlap) - 1)]))
+        more = lam[:k + 1] + ((lam[k] + lam[k + 1]) / 2,) + lam[k + 1:]
         notes.append(f"{phase} leg: overlap between λ = {lam[k]:g} and {lam[k + 1]:g} is {min_ov:.3f} "
-                     f"(< {MIN_OVERLAP}): ΔA and its σ cannot be trusted; add windows there or sample longer")
+                     f"(< {MIN_OVERLAP}): ΔA and its σ cannot be trusted; add a window there: --leg-lambdas "
+                     f"{' '.join(f'{x:g}' for x in more)} (the finished windows are kept), or sample longer")
     few = [s["lambda"] for s in samples if s["uncorrelated"] < MIN_SAMPLES]
     if few:
         notes.append(f"{phase} leg: fewer than {MIN_SAMPLES} uncorrelated samples at λ = "

@@ -212,7 +212,7 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
     u_raw, d_raw = report.load_windows(mm, run_dir)
     legs_in = {}
     for ph in PHASES:
-        paths = [run_dir / "legs" / ph / f"{k:02d}" / "delta_u.csv" for k in range(len(plan.leg_lambdas))]
+        paths = [run_dir / plan.leg_directory(ph, k) / "delta_u.csv" for k in range(len(plan.leg_lambdas))]
         missing = [p for p in paths if not p.exists()]
         if missing:
             raise AnalysisError(f"the {ph} leg has no ΔU yet ({missing[0]} missing): rerun the hydration command "

@@ -22,6 +22,9 @@ def _hydration_options() -> list:
     hydration.register(subs)
     hp = subs.choices["hydration"]
     keys = set(hydration_defaults()) - _NOT_PROTOCOL
+    for n, g in enumerate(hp._mutually_exclusive_groups):
+        for a in g._group_actions:
+            a._exclusive_group = n   # register() groups them again
     return [a for a in hp._actions if a.dest in keys]
 
 
@@ -56,8 +59,12 @@ def register(sub):
 
     proto = f.add_argument_group("per-molecule protocol (as mdi-mlmm hydration)")
     copied = _hydration_options()
+    exclusive = {}   # hydration's mutually exclusive options (--leg-windows | --leg-lambdas) stay exclusive
     for a in copied:
-        proto._add_action(a)
+        group = getattr(a, "_exclusive_group", None)
+        if group is not None and group not in exclusive:
+            exclusive[group] = proto.add_mutually_exclusive_group()
+        (exclusive[group] if group is not None else proto)._add_action(a)
     proto.add_argument("--md-seed", type=positive_int, default=hydration_defaults()["seed"],
                        help="random seed of the runs (hydration's --seed; default %(default)s)")
     f.add_argument("--with-mm", action="store_true",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..api import hydration_defaults
 from ..hosts import registry as hosts
 from ..potentials.registry import DTYPES
+from ..protocol.plan import DEFAULT_LEG_WINDOWS
 from ..protocol.timestep import CONSTRAINTS
 from ._types import (TIMESTEP_HELP, add_mass_repartition, add_timestep_override, int_at_least, nonneg_float,
                      positive_float, positive_int)
@@ -76,8 +77,13 @@ def register(sub):
                    help="direct (default): E_ML on in every λ window; endpoint: the plain-MM decoupling on GROMACS "
                         "(--windows, --ns-per-window, --dt; 2 fs with h-bond constraints) plus MM→ML legs in water "
                         "and in gas on --host: ΔG(ML/MM) = ΔG(MM) + ΔA(water) − ΔA(gas)")
-    e.add_argument("--leg-windows", type=int_at_least(2, "(λ = 0 and 1)"), default=D["leg_windows"],
-                   help="endpoint legs: evenly spaced λ_intra windows from 0 to 1 (default %(default)s)")
+    lw = e.add_mutually_exclusive_group()
+    lw.add_argument("--leg-windows", type=int_at_least(2, "(λ = 0 and 1)"), default=D["leg_windows"],
+                    help=f"endpoint legs: evenly spaced λ_intra windows from 0 to 1 (default {DEFAULT_LEG_WINDOWS})")
+    lw.add_argument("--leg-lambdas", nargs="+", type=float, metavar="λ", default=D["leg_lambdas"],
+                    help="endpoint legs: the λ_intra windows, from 0 to 1, increasing (instead of --leg-windows). "
+                         "On a resume, λ may be added to those of the run (every one of them given): only the added "
+                         "windows run, the analysis takes all (the overlap warning names such a list)")
     e.add_argument("--leg-ps", type=positive_float, default=D["leg_ps"],
                    help="endpoint legs: production per window, ps (default %(default)s)")
     e.add_argument("--leg-end-ps", type=positive_float, default=D["leg_end_ps"], metavar="PS",

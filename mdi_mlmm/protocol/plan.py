@@ -7,9 +7,10 @@ two protocols in one directory.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -18,12 +19,16 @@ from ..errors import UserInputError
 from ..potentials.registry import DEFAULT_DTYPE, check_dtype, is_ml
 from .schedule import decoupling_schedule, stage_boundary
 
+log = logging.getLogger(__name__)
+
 PLAN_NAME = "plan.json"
 #: settings that define the physics; a resume must match them exactly
 KEY_FIELDS = ("smiles", "freesolv_id", "model", "dtype", "host", "forcefield", "schedule", "steps_per_window",
               "dt_fs", "temperature", "sample_every", "gas_steps", "equil_ps", "window_equil_steps",
               "box_padding_nm", "route", "leg_lambdas", "leg_steps", "leg_equil_steps", "leg_dt_fs",
               "leg_sample_every", "protocol", "constraints", "leg_end_steps", "split_decoupling", "mass_repartition")
+#: the endpoint legs' evenly spaced λ_intra windows when neither ``leg_windows`` nor ``leg_lambdas`` is given
+DEFAULT_LEG_WINDOWS = 3
 #: the routes to the ML/MM hydration free energy: ``direct`` (E_ML on in every λ window of the
 #: decoupling) and ``endpoint`` (MM decoupling + MM→ML legs in water and in gas; docs/endpoint.md)
 ROUTES = ("direct", "endpoint")
@@ -75,6 +80,10 @@ class Plan:
     #: plain-MM decoupling (GROMACS, h-bond constraints) and the legs run at ``leg_lambdas``
     route: str = "direct"
     leg_lambdas: list = field(default_factory=list)
+    #: the directory number NN (``legs/PHASE/NN``) of each leg window, in the order of ``leg_lambdas``: windows
+    #: added to a run later (``--leg-lambdas`` with more λ, :func:`load_or_create`) take the next numbers, so a
+    #: window keeps its directory (and its seed); plans written before read as 0 .. K−1 (:meth:`leg_directory`)
+    leg_window_ids: list = field(default_factory=list)
     leg_steps: int = 0
     #: production steps of the legs' λ_intra = 1 windows (water and gas), ``leg_steps`` or more: they also give
     #: ⟨E_ML⟩ of ΔG_reorg, which needs the longest sampling (``--leg-end-ps``); plans written before the option
@@ -139,6 +148,14 @@ class Plan:
     def path(self, *parts) -> Path:
         return self.root.joinpath(*parts)
 
+    def leg_window_id(self, k: int) -> int:
+        """The directory number of leg window ``k`` (index into ``leg_lambdas``; :attr:`leg_window_ids`)."""
+        return int(self.leg_window_ids[k]) if self.leg_window_ids else k
+
+    def leg_directory(self, phase: str, k: int) -> str:
+        """The directory (relative to the run) of window ``k`` (index into ``leg_lambdas``) of leg ``phase``."""
+        return f"legs/{phase}/{self.leg_window_id(k):02d}"
+
     def leg_window_steps(self, k: int) -> int:
         """Production steps of leg window ``k`` (index into ``leg_lambdas``): ``leg_end_steps`` for the last
         (λ_intra = 1), ``leg_steps`` for the others."""
@@ -163,6 +180,7 @@ class Plan:
         d.setdefault("protocol", "freesolv" if d.get("host") == "gromacs" else "default")
         d.setdefault("dtype", "float64")   # plans written before float32 became the default ran float64
         d.setdefault("leg_end_steps", d.get("leg_steps", 0))   # before --leg-end-ps: λ = 1 as long as the others
+        d.setdefault("leg_window_ids", list(range(len(d.get("leg_lambdas") or []))))   # before --leg-lambdas
         d["windows"] = [Window(**w) for w in d.get("windows", [])]
         d["schedule"] = [tuple(x) for x in d.get("schedule", [])]
         return cls(**d)
@@ -176,18 +194,23 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
               ns_per_window: float, dt_fs: float, temperature: float, sample_every: int, gas_ns: float,
               equil_ps: float, window_equil_ps: float, workers: int, scheduler=None, forcefield: str = "gaff",
               box_padding_nm: float = 1.2, seed: int = 2025, checkpoint_every: int = 1000, dtype: str = DEFAULT_DTYPE,
-              shared_model: bool = True, device: str = "cpu", route: str = "direct", leg_windows: int = 3,
+              shared_model: bool = True, device: str = "cpu", route: str = "direct",
+              leg_windows: Optional[int] = None,
               leg_ps: float = 20.0, leg_equil_ps: float = 2.0, leg_dt_fs: float = 1.0,
               leg_sample_every: int = 20, protocol: str = "default", constraints: str = "none",
-              leg_end_ps: Optional[float] = None, split_decoupling: Optional[bool] = None,
+              leg_end_ps: Optional[float] = None, leg_lambdas: Optional[Sequence[float]] = None,
+              split_decoupling: Optional[bool] = None,
               mass_repartition: Optional[float] = None, dt_default: bool = False, leg_dt_default: bool = False,
               allow_large_dt: bool = False) -> Plan:
     """A plan from command-line settings. windows: None or 20 = FreeSolv's 20 states; another N = about N/4
     evenly spaced Coulomb states then evenly spaced soft-core LJ states. route ``endpoint``: the windows
-    are the plain-MM decoupling, and each leg has ``leg_windows`` evenly spaced λ_intra from 0 to 1 with
+    are the plain-MM decoupling, and each leg has ``leg_windows`` (None: :data:`DEFAULT_LEG_WINDOWS`) evenly
+    spaced λ_intra from 0 to 1 with
     ``leg_ps`` of production (after ``leg_equil_ps``) at ``leg_dt_fs``, sampled every ``leg_sample_every``
     steps, except the λ_intra = 1 window of each leg: ``leg_end_ps`` (None: ``leg_ps``; not shorter), whose
-    samples also give ΔG_reorg; the leg settings are ignored on the direct route. protocol: the physical model
+    samples also give ΔG_reorg; ``leg_lambdas`` (not None): the legs' λ_intra instead of ``leg_windows`` evenly
+    spaced ones (:func:`check_leg_lambdas`; a resume may add λ to those on disk: :func:`load_or_create`); the leg
+    settings are ignored on the direct route. protocol: the physical model
     (:data:`~mdi_mlmm.protocol.physics.PROTOCOLS`; ``freesolv`` on the GROMACS host only). constraints:
     ``none`` or ``h-bonds`` (:func:`check_constraints`). split_decoupling: run the GROMACS windows after the
     schedule's boundary state with the solute's charges zero (one PME grid; :attr:`Plan.split_decoupling`); None:
@@ -214,8 +237,12 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
     if route == "endpoint":
         if not is_ml(model):
             raise UserInputError("the endpoint route goes from MM to an ML model: give an ML --model (not mm)")
-        if leg_windows < 2:
+        if leg_lambdas is not None:
+            lams = check_leg_lambdas(leg_lambdas, leg_windows)
+        elif leg_windows is not None and leg_windows < 2:
             raise UserInputError("an endpoint leg needs at least 2 λ windows (0 and 1)")
+        else:
+            lams = [float(x) for x in np.linspace(0.0, 1.0, int(leg_windows or DEFAULT_LEG_WINDOWS))]
         leg_steps = int(round(leg_ps * 1e3 / leg_dt_fs))
         if leg_steps < 10 * leg_sample_every:
             raise UserInputError(f"{leg_ps} ps per leg window at {leg_dt_fs} fs is {leg_steps} steps: fewer than 10 "
@@ -225,7 +252,7 @@ def make_plan(out, *, model: str, host: str, smiles=None, freesolv_id=None, name
                                  "λ_intra = 1 windows, whose samples give ΔG_reorg too (the term that needs the "
                                  "longest sampling); give at least --leg-ps, or leave it out")
         leg_end_steps = leg_steps if leg_end_ps is None else int(round(leg_end_ps * 1e3 / leg_dt_fs))
-        legs = dict(route=route, leg_lambdas=[float(x) for x in np.linspace(0.0, 1.0, int(leg_windows))],
+        legs = dict(route=route, leg_lambdas=lams, leg_window_ids=list(range(len(lams))),
                     leg_steps=leg_steps, leg_end_steps=max(leg_steps, leg_end_steps),
                     leg_equil_steps=int(round(leg_equil_ps * 1e3 / leg_dt_fs)),
                     leg_dt_fs=float(leg_dt_fs), leg_sample_every=int(leg_sample_every))
@@ -268,8 +295,9 @@ def windows_constrained(*, model: str, route: str = "direct", constraints: str =
     return constraints == "h-bonds" or route == "endpoint" or (not is_ml(model) and protocol == "freesolv")
 
 
-#: the run settings whose None stands for a value that :func:`resolved_settings` works out
-RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition")
+#: the run settings whose None stands for a value that :func:`resolved_settings` works out (and ``leg_windows``,
+#: which ``leg_lambdas`` given overrides)
+RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition", "leg_lambdas", "leg_windows")
 
 
 def resolved_settings(settings: dict) -> dict:
@@ -277,7 +305,8 @@ def resolved_settings(settings: dict) -> dict:
     settings.json) with those of :data:`RESOLVED` as the plan gets them: ``windows`` the number of λ states (None:
     FreeSolv's 20), ``dt_fs`` and ``leg_dt_fs`` (None: :func:`~.timestep.default_dt_fs` of the windows' and the legs'
     constraints and the hydrogen mass factor), ``gas_ns`` (None: ``ns_per_window``), ``leg_end_ps`` (None:
-    ``leg_ps``), ``mass_repartition`` (None or 1: None, off). A setting ``settings`` lacks takes its default.
+    ``leg_ps``), ``mass_repartition`` (None or 1: None, off), ``leg_lambdas`` (None: ``leg_windows`` evenly spaced
+    from 0 to 1) and ``leg_windows`` (their number). A setting ``settings`` lacks takes its default.
     Nothing is checked (:meth:`~mdi_mlmm.api.HydrationFreeEnergy.plan` does)."""
     from .timestep import default_dt_fs, mass_factor
 
@@ -293,6 +322,10 @@ def resolved_settings(settings: dict) -> dict:
         s["gas_ns"] = s["ns_per_window"]
     if s.get("leg_end_ps") is None and "leg_ps" in s:
         s["leg_end_ps"] = s["leg_ps"]
+    lams = s.get("leg_lambdas")
+    s["leg_lambdas"] = ([float(x) for x in lams] if lams is not None else
+                        [float(x) for x in np.linspace(0.0, 1.0, int(s.get("leg_windows") or DEFAULT_LEG_WINDOWS))])
+    s["leg_windows"] = len(s["leg_lambdas"])
     return s
 
 
@@ -327,16 +360,68 @@ def check_constraints(constraints: str, host: str) -> None:
         raise UserInputError(f"unknown constraints {constraints!r}; choose {' or '.join(CONSTRAINTS)}")
 
 
+#: two λ_intra closer than this are the same leg window (a λ printed with 6 digits, as the overlap warning's
+#: --leg-lambdas list gives 1/3, names the window at 1/3)
+LEG_LAMBDA_TOL = 1e-6
+
+
+def check_leg_lambdas(values: Sequence[float], leg_windows: Optional[int] = None) -> list:
+    """``--leg-lambdas``: the legs' λ_intra as floats, refused in one line unless they run from 0 to 1, strictly
+    increasing (at least 2), and with ``leg_windows`` given too (not None)."""
+    if leg_windows is not None:
+        raise UserInputError("give the legs' windows as --leg-windows (leg_windows) or as --leg-lambdas "
+                             "(leg_lambdas), not both")
+    try:
+        lam = [float(x) for x in values]
+    except (TypeError, ValueError):
+        raise UserInputError(f"--leg-lambdas: not numbers: {' '.join(str(x) for x in values)}") from None
+    text = " ".join(f"{x:g}" for x in lam)
+    if len(lam) < 2 or not all(np.isfinite(lam)):
+        raise UserInputError(f"--leg-lambdas {text}: give at least 2 finite λ_intra, from 0 to 1")
+    if lam[0] != 0.0 or lam[-1] != 1.0:
+        raise UserInputError(f"--leg-lambdas {text}: the list must start at 0 (MM) and end at 1 (ML)")
+    bad = [f"{a:g} then {b:g}" for a, b in zip(lam, lam[1:]) if b <= a]
+    if bad:
+        raise UserInputError(f"--leg-lambdas {text}: λ_intra must increase strictly ({bad[0]})")
+    return lam
+
+
+def added_leg_lambdas(old: Sequence[float], old_ids: Sequence[int], new: Sequence[float]) -> Optional[tuple]:
+    """The legs of a run whose windows are at ``old`` (directory numbers ``old_ids``) when asked for ``new``
+    (increasing): (λ, directory numbers) with every λ of ``old`` as it is (the same value and directory, a λ of
+    ``new`` within :data:`LEG_LAMBDA_TOL` being that one) and those only ``new`` has added with the next
+    numbers; None when ``new`` lacks a λ of ``old`` (a finished window would be dropped or moved)."""
+    ids = list(old_ids) or list(range(len(old)))
+    lams, out_ids, nxt, used = [], [], max(ids, default=-1) + 1, set()
+    for x in new:
+        k = next((i for i, y in enumerate(old) if abs(float(x) - float(y)) <= LEG_LAMBDA_TOL), None)
+        if k is None:
+            lams.append(float(x))
+            out_ids.append(nxt)
+            nxt += 1
+        else:
+            used.add(k)
+            lams.append(float(old[k]))
+            out_ids.append(int(ids[k]))
+    return (lams, out_ids) if len(used) == len(old) else None
+
+
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
-    """The plan on disk if it matches ``new`` (resume), else write ``new``. Returns (plan, resumed)."""
+    """The plan on disk if it matches ``new`` (resume), else write ``new``. Returns (plan, resumed). The legs'
+    λ_intra of ``new`` may hold every λ on disk and more (:func:`added_leg_lambdas`): the plan then takes the
+    added windows (in new directories) and keeps the others."""
     p = new.path(PLAN_NAME)
     if not p.exists():
         new.write()
         return new, False
     old = Plan.from_json(json.loads(p.read_text()))
+    added = None
+    if old.route == new.route == "endpoint" and _norm(old.leg_lambdas) != _norm(new.leg_lambdas):
+        added = added_leg_lambdas(old.leg_lambdas, old.leg_window_ids, new.leg_lambdas)
     # the settings of AS_STARTED not given are as on disk already (make_plan): a difference was asked for
     diffs = [k for k in KEY_FIELDS if _norm(getattr(old, k)) != _norm(getattr(new, k))
-             and (k != "dtype" or new.ml)]   # a plain-MM run loads no model: its dtype does not matter
+             and (k != "dtype" or new.ml)   # a plain-MM run loads no model: its dtype does not matter
+             and (k != "leg_lambdas" or added is None)]
     if diffs:
         listed = ", ".join(f"{k}: {getattr(old, k)!r} on disk vs {getattr(new, k)!r} now" for k in diffs[:4])
         hint = "" if "dtype" not in diffs else (f" (--dtype {old.dtype}" + (
@@ -349,11 +434,18 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
         if "split_decoupling" in diffs:
             hint += (" (no split_decoupling=True: it ran unsplit" if not old.split_decoupling else
                      " (--no-split-decoupling not given: it ran split") + ")"
+        if "leg_lambdas" in diffs and old.route == new.route == "endpoint":
+            hint += (f" (--leg-lambdas {' '.join(f'{x:g}' for x in old.leg_lambdas)}, to which λ may be added; a "
+                     "window on disk cannot be dropped or moved)")
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts
     old.workers, old.scheduler, old.checkpoint_every = new.workers, new.scheduler, new.checkpoint_every
     old.shared_model, old.device, old.allow_large_dt = new.shared_model, new.device, new.allow_large_dt
+    if added is not None and len(added[0]) > len(old.leg_lambdas):
+        log.info("leg windows added at λ = %s (the %d on disk are kept)", ", ".join(
+            f"{x:g}" for x in added[0] if min(abs(x - y) for y in old.leg_lambdas) > 0), len(old.leg_lambdas))
+        old.leg_lambdas, old.leg_window_ids = added
     old.write()
     return old, True
 

@@ -38,7 +38,7 @@ from ..analysis.results import Estimate
 from ..errors import ChargedSystemError, Interrupted, MdiMlmmError, UnsupportedElementError, UserInputError
 from ..potentials import registry
 from ..prep import freesolv
-from ..protocol.plan import RESOLVED, resolved_settings, settings_as_started
+from ..protocol.plan import RESOLVED, added_leg_lambdas, resolved_settings, settings_as_started
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ HOW_TO_RUN = ("workers", "scheduler", "shared_model", "device", "checkpoint_ever
 #: mass_repartition came with their keys in settings.json and in plan.json at once, and settings.json is
 #: rewritten before any run: a settings.json without one only ever planned runs without it, which ran
 #: unsplit (Plan's False) and with their hydrogen masses as they are (None: off)
-ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False, "mass_repartition": None}
+ADDED_SINCE = {"dtype": "float64", "leg_end_ps": None, "split_decoupling": False, "mass_repartition": None,
+               "leg_lambdas": None}
 #: ``run(freesolv_id, model, run_dir, progress)``: run or resume one hydration run, writing
 #: ``run_dir/analysis/results.json``; raises on failure
 RunFn = Callable[[str, str, Path, bool], object]
@@ -246,7 +247,8 @@ def check_settings(out, settings: dict) -> dict:
     on with: ``settings`` with those of :data:`~mdi_mlmm.protocol.plan.AS_STARTED` not asked for (None) as on
     disk. Settings whose None stands for a value (time steps, windows, ...) are compared as the plan gets them
     (:func:`~mdi_mlmm.protocol.plan.resolved_settings`): ``--windows 20`` continues a benchmark started
-    without --windows, as ``mdi-mlmm hydration`` continues a run."""
+    without --windows, as ``mdi-mlmm hydration`` continues a run; ``--leg-lambdas`` holding every leg λ on disk
+    and more continues it too (each run adds those windows: :func:`~mdi_mlmm.protocol.plan.load_or_create`)."""
     path = Path(out) / SETTINGS_FILE
     new = as_started(out, settings)
     if path.exists():
@@ -261,6 +263,8 @@ def check_settings(out, settings: dict) -> dict:
         if "split_decoupling" in keys and old["split_decoupling"] != new["split_decoupling"]:
             shown["split_decoupling"] = (_split_of(old), _split_of(new))   # None: what make_plan makes of it
         diffs = [k for k in keys if shown[k][0] != shown[k][1]]
+        if "leg_lambdas" in diffs and added_leg_lambdas(shown["leg_lambdas"][0], [], shown["leg_lambdas"][1]):
+            diffs = [k for k in diffs if k not in ("leg_lambdas", "leg_windows")]   # leg windows added: runs go on
         if diffs:
             listed = ", ".join(f"{k}: {shown[k][0]!r} on disk vs {shown[k][1]!r} now" for k in diffs[:4])
             hint = f" (--dtype {old['dtype']})" if "dtype" in diffs else ""

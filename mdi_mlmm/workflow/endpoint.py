@@ -11,7 +11,8 @@ Steps, all in one run directory and resumable like the direct route (:mod:`.hydr
                              λ·E_ML + (1 − λ)·E_MM,intra); full-precision frames; flexible at 1 fs, or
                              with the plan's constraints h-bonds X–H constrained as in the MM part (2 fs);
                              the last (λ_intra = 1) runs --leg-end-ps when given (longer: ΔG_reorg)
-    DIR/legs/gas/NN/         the same for the solute alone
+    DIR/legs/gas/NN/         the same for the solute alone (NN numbers the windows in the order they were
+                             planned: windows added later with --leg-lambdas take the next numbers)
     DIR/legs/*/NN/delta_u.csv  ΔU = E_ML − E_MM,intra at every frame (its own step, after the windows)
     DIR/analysis/            results.json, report.md, plots (:mod:`mdi_mlmm.analysis.endpoint_report`)
 
@@ -45,11 +46,6 @@ DELTA_U_NAME = "delta_u.csv"
 MM_HOST = "gromacs"
 
 
-def leg_directory(phase: str, k: int) -> str:
-    """The directory (relative to the run) of window ``k`` of leg ``phase``."""
-    return f"legs/{phase}/{k:02d}"
-
-
 def mm_plan(plan: Plan) -> Plan:
     """The plain-MM decoupling of an endpoint plan, as a direct-route plan (its windows, on GROMACS)."""
     return dataclasses.replace(plan, model="mm", host=MM_HOST, route="direct", gas_steps=0)
@@ -72,10 +68,11 @@ def leg_specs(plan: Plan, system: dict, gro_eq: Path) -> list[LegSpec]:
     for p, phase in enumerate(PHASES):
         top, gro, ndx = files[phase]
         for k, lam in enumerate(plan.leg_lambdas):
+            n = plan.leg_window_id(k)   # its directory number: a window added later leaves the others' alone
             specs.append(LegSpec(**common, phase=phase, lam=lam, steps=plan.leg_window_steps(k), top=str(top),
                                  gro=str(gro), ndx=str(ndx),
-                                 out_dir=str(plan.path(leg_directory(phase, k))),
-                                 seed=plan.seed + 1009 + 101 * k + 53 * p))
+                                 out_dir=str(plan.path(plan.leg_directory(phase, k))),
+                                 seed=plan.seed + 1009 + 101 * n + 53 * p))
     return specs
 
 
