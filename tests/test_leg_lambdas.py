@@ -163,6 +163,7 @@ def test_a_list_that_drops_or_moves_a_lambda_on_disk_is_refused(tmp_path):
     assert [plan.leg_directory("gas", k) for k in range(4)] == ["legs/gas/00", "legs/gas/01", "legs/gas/03",
                                                                  "legs/gas/02"]
     assert added_leg_lambdas([0, 0.5, 1], [], [0, 1]) is None
+    assert added_leg_lambdas([0, 1 / 3, 1], [], [0, 0.3333330, 0.3333335, 1]) is None   # two λ for one window
 
 
 def test_a_benchmark_continues_with_added_leg_lambdas(tmp_path):

@@ -297,7 +297,8 @@ def windows_constrained(*, model: str, route: str = "direct", constraints: str =
 
 #: the run settings whose None stands for a value that :func:`resolved_settings` works out (and ``leg_windows``,
 #: which ``leg_lambdas`` given overrides)
-RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition", "leg_lambdas", "leg_windows")
+RESOLVED = ("windows", "dt_fs", "leg_dt_fs", "gas_ns", "leg_end_ps", "mass_repartition", "leg_lambdas",
+            "leg_windows")
 
 
 def resolved_settings(settings: dict) -> dict:
@@ -323,8 +324,8 @@ def resolved_settings(settings: dict) -> dict:
     if s.get("leg_end_ps") is None and "leg_ps" in s:
         s["leg_end_ps"] = s["leg_ps"]
     lams = s.get("leg_lambdas")
-    s["leg_lambdas"] = ([float(x) for x in lams] if lams is not None else
-                        [float(x) for x in np.linspace(0.0, 1.0, int(s.get("leg_windows") or DEFAULT_LEG_WINDOWS))])
+    n = int(s.get("leg_windows") or DEFAULT_LEG_WINDOWS)
+    s["leg_lambdas"] = [float(x) for x in lams] if lams is not None else [float(x) for x in np.linspace(0.0, 1.0, n)]
     s["leg_windows"] = len(s["leg_lambdas"])
     return s
 
@@ -399,6 +400,8 @@ def added_leg_lambdas(old: Sequence[float], old_ids: Sequence[int], new: Sequenc
             lams.append(float(x))
             out_ids.append(nxt)
             nxt += 1
+        elif k in used:   # two λ asked for name one window
+            return None
         else:
             used.add(k)
             lams.append(float(old[k]))
