@@ -174,6 +174,12 @@ def test_a_benchmark_continues_with_added_leg_lambdas(tmp_path):
     check_settings(tmp_path, {**base, "leg_windows": None, "leg_lambdas": [0, 0.25, 0.5, 1]})
     with pytest.raises(UserInputError, match=r"leg_lambdas: \[0.0, 0.25, 0.5, 1.0\] on disk vs \[0.0, 0.5, 1.0\]"):
         check_settings(tmp_path, {**base, "leg_lambdas": None})
+    for lams in (None, [0, 0.3, 0.5, 1]):                                   # dropped, moved: the list to give named
+        with pytest.raises(UserInputError) as e:
+            check_settings(tmp_path, {**base, "leg_windows": None, "leg_lambdas": lams})
+        msg = str(e.value)
+        assert "\n" not in msg and "(--leg-lambdas 0 0.25 0.5 1, to which λ may be added" in msg, msg
+    check_settings(tmp_path, {**base, "leg_windows": None, "leg_lambdas": [0, 0.25, 0.5, 0.75, 1]})
 
 
 def test_overlap_warning_names_the_list_that_adds_a_window():

@@ -409,6 +409,14 @@ def added_leg_lambdas(old: Sequence[float], old_ids: Sequence[int], new: Sequenc
     return (lams, out_ids) if len(used) == len(old) else None
 
 
+def leg_lambdas_hint(on_disk: Sequence[float]) -> str:
+    """The part of a refusal of other leg λ (a run's :func:`load_or_create`, a benchmark's
+    :func:`~mdi_mlmm.workflow.benchmark.check_settings`) that names the ``--leg-lambdas`` list to give: those on
+    disk, to which λ may be added (:func:`added_leg_lambdas`)."""
+    return (f" (--leg-lambdas {' '.join(f'{x:g}' for x in on_disk)}, to which λ may be added; a "
+            "window on disk cannot be dropped or moved)")
+
+
 def load_or_create(new: Plan) -> tuple[Plan, bool]:
     """The plan on disk if it matches ``new`` (resume), else write ``new``. Returns (plan, resumed). The legs'
     λ_intra of ``new`` may hold every λ on disk and more (:func:`added_leg_lambdas`): the plan then takes the
@@ -438,8 +446,7 @@ def load_or_create(new: Plan) -> tuple[Plan, bool]:
             hint += (" (no split_decoupling=True: it ran unsplit" if not old.split_decoupling else
                      " (--no-split-decoupling not given: it ran split") + ")"
         if "leg_lambdas" in diffs and old.route == new.route == "endpoint":
-            hint += (f" (--leg-lambdas {' '.join(f'{x:g}' for x in old.leg_lambdas)}, to which λ may be added; a "
-                     "window on disk cannot be dropped or moved)")
+            hint += leg_lambdas_hint(old.leg_lambdas)
         raise UserInputError(f"{new.out} holds a run with different settings ({listed}); "
                              f"rerun with the original options{hint} to resume, or choose another --out")
     # how to run may change between attempts

@@ -38,7 +38,7 @@ from ..analysis.results import Estimate
 from ..errors import ChargedSystemError, Interrupted, MdiMlmmError, UnsupportedElementError, UserInputError
 from ..potentials import registry
 from ..prep import freesolv
-from ..protocol.plan import RESOLVED, added_leg_lambdas, resolved_settings, settings_as_started
+from ..protocol.plan import RESOLVED, added_leg_lambdas, leg_lambdas_hint, resolved_settings, settings_as_started
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,8 @@ def check_settings(out, settings: dict) -> dict:
                 factor = shown["mass_repartition"][0]
                 hint += (f" (--mass-repartition {factor:g} or without it: its runs repartitioned hydrogen masses)"
                          if factor else " (without --mass-repartition: its runs kept the hydrogen masses)")
+            if "leg_lambdas" in diffs and old.get("route") == new.get("route") == "endpoint":
+                hint += leg_lambdas_hint(shown["leg_lambdas"][0])
             raise UserInputError(f"{out} holds a benchmark with other settings ({listed}); rerun with the original "
                                  f"options{hint} to continue it, or choose another --out")
     files.write_json(path, new, indent=1)
