@@ -201,6 +201,86 @@ def test_fast_bond_parameters_from_bondtypes(tmp_path):
     assert _unit_top(WindowSpec(**unit, dt_fs=3.0, state=0, schedule=[(1, 1)]), tmp_path, False) == str(top)
 
 
+#: hand-written molecules with bonds of the other functions grompp estimates a period for: MOL's C2-N1 a GROMOS-96
+#: bond (function 2, V = kb/4 (r² − b0²)², parameters from [ bondtypes ] of function 2; the function-1 line of the
+#: same types is another bond's), CH2's C1-H2 a harmonic bond without exclusions (function 6), which constraints =
+#: h-bonds leaves flexible (grompp converts X-H bonds of functions 1 and 2 only)
+_OTHER_BONDS_TOP = """[ defaults ]
+1 2 yes 0.5 0.8333
+
+[ atomtypes ]
+; name bond_type at.num mass charge ptype sigma epsilon
+c3   c3  6  12.01  0.0  A  0.339967  0.457730
+c1x  c1  6  12.01  0.0  A  0.339967  0.879228
+n1x  n1  7  14.01  0.0  A  0.325000  0.711280
+hc   hc  1  1.008  0.0  A  0.264953  0.065689
+
+[ bondtypes ]
+; i j func b0 kb
+ c1 n1 2 0.1153 3.2e7
+ c1 n1 1 0.1153 100000.0
+
+[ moleculetype ]
+%s 3
+
+[ atoms ]
+; nr type resnr res atom cgnr charge mass
+%s
+[ bonds ]
+%s
+[ system ]
+other bonds
+
+[ molecules ]
+%s 1
+"""
+_G96 = ("MOL", "  1  c3   1  MOL  C1  1  0.0  12.01\n  2  c1x  1  MOL  C2  2  0.0  12.01\n"
+               "  3  n1x  1  MOL  N1  3  0.0  14.01\n", "  1  2  1  0.1465 303000.0\n  2  3  2\n",
+        [(1.0, 1.0, 1.0), (1.146, 1.0, 1.0), (1.262, 1.0, 1.0)])
+_HARMONIC6 = ("CH2", "  1  c3   1  CH2  C1  1  0.0  12.01\n  2  hc   1  CH2  H1  2  0.0  1.008\n"
+                     "  3  hc   1  CH2  H2  3  0.0  1.008\n", "  1  2  1  0.1092 307000.0\n  1  3  6  0.1092 200000.0\n",
+              [(1.0, 1.0, 1.0), (1.109, 1.0, 1.0), (0.945, 1.095, 1.0)])
+
+
+def _grompp_period(gmx, work: Path, mol, dt_ps: float, constraints: str) -> tuple[str, str]:
+    """(the period grompp 2022 prints for the fastest flexible bond of ``mol`` (``_G96``, ``_HARMONIC6``), its atoms)."""
+    import re
+
+    name, atoms, bonds, xyz = mol
+    work.mkdir()
+    (work / "t.top").write_text(_OTHER_BONDS_TOP % (name, atoms, bonds, name))
+    names = [line.split()[4] for line in atoms.splitlines()]
+    (work / "t.gro").write_text(f"t\n{len(xyz)}\n" + "".join(f"{1:5d}{name:<5s}{n:>5s}{i + 1:5d}{x:8.3f}{y:8.3f}{z:8.3f}\n"
+                                for i, (n, (x, y, z)) in enumerate(zip(names, xyz))) + "   3.0   3.0   3.0\n")
+    (work / "t.mdp").write_text(f"integrator = md\ndt = {dt_ps}\nnsteps = 0\ncutoff-scheme = Verlet\n"
+                                f"constraints = {constraints}\n")
+    r = subprocess.run([str(gmx), "grompp", "-f", "t.mdp", "-c", "t.gro", "-p", "t.top", "-o", "t.tpr", "-maxwarn", "5"],
+                       cwd=work, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = re.search(r"between atoms \d+ (\S+) and \d+ (\S+) has an estimated oscillational period of (\S+) ps",
+                  " ".join(r.stderr.split()))
+    assert m, r.stderr[-2000:]
+    return m.group(3), f"{m.group(1)}-{m.group(2)}"
+
+
+def test_fast_bond_of_g96_and_harmonic_without_exclusions_as_grompp(tmp_path, stock_gmx):
+    """grompp also estimates the period of G96 bonds (harmonic constant 2 kb b0²) and of harmonic bonds without
+    exclusions (function 6, flexible under constraints = h-bonds): only function 1 was seen, so a fast G96 C#N
+    (17.3 fs) ran at 4 fs. Each molecule's fastest bond and its period are those grompp 2022 names."""
+    from mdi_mlmm.topology.hmr import fastest_bond
+
+    text = _OTHER_BONDS_TOP % (_G96[0], _G96[1], _G96[2], _G96[0])
+    period, mol, bond = fastest_bond(text, hbonds_constrained=False)
+    assert (mol, bond) == ("MOL", "C2-N1") and 17.2 < period < 17.4
+    assert _grompp_period(stock_gmx, tmp_path / "g96", _G96, 0.004, "none") == (f"{period / 1000:.1e}", bond)
+
+    text = _OTHER_BONDS_TOP % (_HARMONIC6[0], _HARMONIC6[1], _HARMONIC6[2], _HARMONIC6[0])
+    period, mol, bond = fastest_bond(text, hbonds_constrained=True)          # C1-H1 (function 1) constrained
+    assert (mol, bond) == ("CH2", "C1-H2") and 13.4 < period < 13.6
+    assert _grompp_period(stock_gmx, tmp_path / "h6", _HARMONIC6, 0.002, "h-bonds") == (f"{period / 1000:.1e}", bond)
+    assert fastest_bond(text, hbonds_constrained=False)[2] == "C1-H1"       # flexible: the faster function-1 X-H
+
+
 def test_heavy_atom_not_lighter_than_its_hydrogens():
     """Factor 4 left ethanol's CH3 carbon at 2.94 amu beside hydrogens of 4.03 (the old floor was 1.5 amu):
     refused, naming the largest factor that works for it (3.7, as GROMACS's own mass-repartition-factor rule)."""

@@ -85,12 +85,25 @@ def _atomtypes(lines: list[str]) -> dict[str, tuple[Optional[int], float]]:
     return out
 
 
-def _bondtypes(lines: list[str]) -> tuple[dict[str, str], dict[tuple[str, str], float]]:
-    """({atom type: its bonded type}, {(bonded type, bonded type), both orders: kb}) of the file's ``[ atomtypes ]``
-    (the bonded-type column, where the layout has one: grompp's rule, the ptype letter in field 5, or in field 4
-    with field 1 starting with a letter) and ``[ bondtypes ]`` of function 1 (a later line wins, as in grompp)."""
+#: the bond functions whose oscillation period grompp estimates (``check_bonds_timestep``): 1 harmonic, 2 GROMOS-96
+#: (V = ¼ kb (r² − b0²)²), 6 harmonic without exclusions
+BOND_FUNCTIONS = ("1", "2", "6")
+
+
+def _harmonic_kb(func: str, b0: str, kb: str) -> float:
+    """The harmonic force constant (kJ/mol/nm²) grompp takes for a bond of function ``func`` (of
+    :data:`BOND_FUNCTIONS`) with parameters ``b0``, ``kb`` as written: ``kb``, for a G96 bond its curvature at b0,
+    2 kb b0² (grompp 2022: ``2 * fc * re``, re holding b0²)."""
+    return 2.0 * float(kb) * float(b0) ** 2 if func == "2" else float(kb)
+
+
+def _bondtypes(lines: list[str]) -> tuple[dict[str, str], dict[tuple[str, str, str], float]]:
+    """({atom type: its bonded type}, {(function, bonded type, bonded type), both orders: harmonic kb}) of the file's
+    ``[ atomtypes ]`` (the bonded-type column, where the layout has one: grompp's rule, the ptype letter in field 5,
+    or in field 4 with field 1 starting with a letter) and ``[ bondtypes ]`` of :data:`BOND_FUNCTIONS`
+    (:func:`_harmonic_kb`; a later line wins, as in grompp)."""
     bonded: dict[str, str] = {}
-    kbs: dict[tuple[str, str], float] = {}
+    kbs: dict[tuple[str, str, str], float] = {}
     for section, _, i, header in blocks(lines):
         f = fields(lines[i])
         if header or not f or lines[i].lstrip().startswith("#"):
@@ -99,9 +112,9 @@ def _bondtypes(lines: list[str]) -> tuple[dict[str, str], dict[tuple[str, str], 
             k = next((j for j in range(3, len(f)) if f[j] in _PTYPES), None)
             if k == 5 or (k == 4 and f[1][:1].isalpha()):
                 bonded[f[0]] = f[1]
-        elif section == "bondtypes" and len(f) >= 5 and f[2] == "1":
+        elif section == "bondtypes" and len(f) >= 5 and f[2] in BOND_FUNCTIONS:
             try:
-                kbs[(f[0], f[1])] = kbs[(f[1], f[0])] = float(f[4])
+                kbs[(f[2], f[0], f[1])] = kbs[(f[2], f[1], f[0])] = _harmonic_kb(f[2], f[3], f[4])
             except ValueError:
                 continue
     return bonded, kbs
@@ -112,13 +125,14 @@ MIN_STEPS_PER_PERIOD = 5
 
 
 def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tuple[float, str, str]]:
-    """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest harmonic bond in ``text`` (a ``.top``) left
-    flexible (not in ``[ constraints ]``; with ``hbonds_constrained``, as ``constraints = h-bonds`` does, no atom
-    named H* either; rigid water skipped), as grompp estimates it:
-    2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the kb on the ``[ bonds ]`` line, or for a
-    line without parameters the one ``[ bondtypes ]`` of ``text`` gives its atoms' bonded types
-    (:func:`_bondtypes`; bonds of function 1 only; one whose kb is in neither, e.g. a force field's under GMXLIB,
-    is skipped); None if there is none. Repartitioned
+    """(period in fs, moleculetype, ``NAME1-NAME2``) of the fastest bond of :data:`BOND_FUNCTIONS` (harmonic, G96,
+    harmonic without exclusions) in ``text`` (a ``.top``) left flexible (not in ``[ constraints ]``; with
+    ``hbonds_constrained``, as ``constraints = h-bonds`` does, no bond of function 1 or 2 with an atom named H*
+    either: grompp leaves those of function 6 flexible; rigid water skipped), as grompp estimates it:
+    2π √(μ / kb) from the ``[ atoms ]`` masses (else the atom type's) and the harmonic kb (:func:`_harmonic_kb`) of
+    the parameters on the ``[ bonds ]`` line, or for a line without parameters those the ``[ bondtypes ]`` of
+    ``text`` of its function give its atoms' bonded types (:func:`_bondtypes`; one whose parameters are in neither,
+    e.g. a force field's under GMXLIB, is skipped); None if there is none. Repartitioned
     masses make heavy-atom bonds faster (a =CH2 carbon 7.98 amu), and triple bonds are fast already (C≡N 17 fs):
     at 4 fs some fall under :data:`MIN_STEPS_PER_PERIOD` steps."""
     lines = text.splitlines()
@@ -126,7 +140,7 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
     bonded, bondtypes = _bondtypes(lines)
     atoms: dict[str, dict[int, tuple[float, str]]] = {}
     atom_types: dict[str, dict[int, str]] = {}
-    bonds: dict[str, list[tuple[int, int, float]]] = {}
+    bonds: dict[str, list[tuple[int, int, str, Optional[float]]]] = {}
     constrained: set[tuple[str, frozenset]] = set()
     water: set[str] = set()
     for section, mol, i, header in blocks(lines):
@@ -142,22 +156,23 @@ def fastest_bond(text: str, *, hbonds_constrained: bool = True) -> Optional[tupl
                 m = float(f[7]) if len(f) >= 8 else types.get(f[1], (None, 0.0))[1]
                 atoms.setdefault(mol, {})[int(f[0])] = (m, f[4])
                 atom_types.setdefault(mol, {})[int(f[0])] = bonded.get(f[1], f[1])
-            elif section == "bonds" and len(f) >= 5 and f[2] == "1":
-                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), float(f[4])))
-            elif section == "bonds" and len(f) == 3 and f[2] == "1":   # kb from [ bondtypes ] (below)
-                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), None))
+            elif section == "bonds" and len(f) >= 5 and f[2] in BOND_FUNCTIONS:
+                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), f[2], _harmonic_kb(f[2], f[3], f[4])))
+            elif section == "bonds" and len(f) == 3 and f[2] in BOND_FUNCTIONS:   # kb from [ bondtypes ] (below)
+                bonds.setdefault(mol, []).append((int(f[0]), int(f[1]), f[2], None))
         except (ValueError, IndexError):
             continue
     for mol, bl in bonds.items():
         names = atom_types.get(mol, {})
-        bl[:] = [(a, b, bondtypes.get((names.get(a), names.get(b)), 0.0) if kb is None else kb) for a, b, kb in bl]
+        bl[:] = [(a, b, fn, bondtypes.get((fn, names.get(a), names.get(b)), 0.0) if kb is None else kb)
+                 for a, b, fn, kb in bl]
     best = None
     for mol, bl in bonds.items():
         if mol in water:
             continue
-        for a, b, kb in bl:
+        for a, b, fn, kb in bl:
             (ma, na), (mb, nb) = atoms.get(mol, {}).get(a, (0.0, "H")), atoms.get(mol, {}).get(b, (0.0, "H"))
-            xh = na.upper().startswith("H") or nb.upper().startswith("H")
+            xh = fn != "6" and (na.upper().startswith("H") or nb.upper().startswith("H"))   # h-bonds: 1 and 2 only
             if (hbonds_constrained and xh) or min(ma, mb, kb) <= 0 or (mol, frozenset((a, b))) in constrained:
                 continue
             period = 2000.0 * math.pi * math.sqrt(ma * mb / ((ma + mb) * kb))   # fs: amu, kJ/mol/nm^2
