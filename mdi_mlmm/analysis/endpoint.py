@@ -44,9 +44,6 @@ MIN_SAMPLES = 20
 #: MBAR on the first and on the second half of the samples differing by more than this many
 #: combined σ gets a warning (the windows have not sampled long enough for the σ to hold)
 HALVES_SIGMA = 2.0
-#: windows whose frame counts differ by more than this factor (``--leg-end-ps``) get their overlap matrix from
-#: samples thinned to equal-length windows (:func:`_overlap_as_equal_windows`)
-UNEQUAL_FRAMES = 1.1
 ESTIMATORS = ("MBAR", "BAR")
 
 
@@ -65,7 +62,7 @@ class LegEstimate:
     """ΔA_{MM→ML} of one phase (``water`` or ``gas``), kcal/mol.
 
     dA[name]: MBAR and BAR (BAR's σ: its neighbour errors in quadrature); overlap: MBAR's overlap
-    matrix (for windows of unequal length, that of equal-length windows: :func:`_overlap_as_equal_windows`);
+    matrix at equal samples per window (:func:`.free_energy.overlap_matrix`);
     e_ml: ⟨E_ML⟩ at λ = 1 (None without a λ = 1 window or E_ML); samples: per window
     (λ, frames, after trimming, uncorrelated); offset: C (kcal/mol); halves: MBAR's ΔA from the
     first and from the second half of every window's samples (a convergence check; None when too
@@ -192,7 +189,7 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
     """ΔA_{MM→ML} (kcal/mol) of one leg from its windows (λ from 0 to 1, increasing).
 
     offset: C (kcal/mol) subtracted from ΔU and added back to ΔA; None: the median ΔU of the leg."""
-    from .free_energy import _quiet_imports
+    from .free_energy import _quiet_imports, overlap_matrix
 
     windows = sorted(windows, key=lambda w: w.lam)
     lam = check_lambdas([w.lam for w in windows])
@@ -221,7 +218,6 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
         try:
             mbar = MBAR().fit(u_all)
             dA_mbar = Estimate(float(mbar.delta_f_.iloc[0, -1]) * kT + offset, float(mbar.d_delta_f_.iloc[0, -1]) * kT)
-            overlap = np.asarray(mbar.overlap_matrix).tolist()
         except Exception as exc:
             log.warning("MBAR failed on the %s leg: %s", phase, exc)
             notes.append(f"{phase} leg: MBAR failed ({exc})")
@@ -235,9 +231,8 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
             log.warning("BAR failed on the %s leg: %s", phase, exc)
             notes.append(f"{phase} leg: BAR failed ({exc})")
             dA_bar = nan
-    frames = [s["frames"] for s in samples]
-    if overlap and max(frames) > UNEQUAL_FRAMES * min(frames):
-        overlap = _overlap_as_equal_windows(used, frames)
+    if mbar is not None:   # at equal samples per window: their numbers differ with window length and correlation time
+        overlap = overlap_matrix(used, mbar)
     min_ov = float(min(overlap[i][i + 1] for i in range(len(overlap) - 1))) if overlap else None
     if min_ov is not None and min_ov < MIN_OVERLAP:
         k = int(np.argmin([overlap[i][i + 1] for i in range(len(overlap) - 1)]))
@@ -265,30 +260,6 @@ def estimate_leg(windows: Sequence[WindowSamples], temperature: float, phase: st
     return LegEstimate(phase=phase, lambdas=lam, temperature_K=float(temperature),
                        dA={"MBAR": dA_mbar, "BAR": dA_bar}, overlap=overlap, min_neighbour_overlap=min_ov,
                        e_ml=e_ml, samples=samples, offset=offset, halves=halves, warnings=notes, mbar=mbar)
-
-
-def _overlap_as_equal_windows(used: Sequence[pd.DataFrame], frames: Sequence[int]) -> Optional[list]:
-    """MBAR's overlap matrix as windows of equal length would give it. The matrix depends on the samples per
-    state: a λ window much longer than the others (``--leg-end-ps``) draws the weight of shared configurations
-    to itself, which raises its neighbour's overlap towards it and lowers the other pairs' (a 10× longer λ = 1
-    window took a 0 – 0.5 overlap of 0.20 to 0.07 and the 0.5 – 1 one of 0.40 to 0.81 on Gaussian test
-    data). Each window keeps its decorrelated samples in proportion to the shortest window's frames, spread
-    evenly over it; None when that fit fails (ΔA and its σ use every sample in any case)."""
-    from alchemlyb import concat
-    from alchemlyb.estimators import MBAR
-
-    short = min(frames)
-    pieces = []
-    for df, n in zip(used, frames):
-        keep = min(len(df), max(2, int(round(len(df) * short / n))))
-        pieces.append(df.iloc[np.unique(np.linspace(0, len(df) - 1, keep).round().astype(int))])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(MBAR().fit(concat(pieces)).overlap_matrix).tolist()
-    except Exception as exc:
-        log.warning("MBAR overlap of equal-length windows failed: %s", exc)
-        return None
 
 
 def _halves(used: Sequence[pd.DataFrame], kT: float, offset: float) -> Optional[tuple]:

@@ -15,10 +15,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional
-
-import numpy as np
 
 from ..errors import AnalysisError
 from . import report
@@ -283,9 +280,8 @@ def analyze_endpoint(run_dir: Path, plan, equil_fraction: float = 0.1, plots: bo
         made = P.make_all(out, est, u_list, d_list, mm)
         for leg in (water, gas):
             if leg.mbar is not None and leg.overlap is not None:
-                try:   # the overlap the report gives (of equal-length windows when --leg-end-ps made them unequal)
-                    P.overlap_plot(out / f"overlap_{leg.phase}.png",
-                                   SimpleNamespace(overlap_matrix=np.asarray(leg.overlap)))
+                try:   # the overlap the report gives (at equal samples per window)
+                    P.overlap_plot(out / f"overlap_{leg.phase}.png", leg.overlap)
                     made[f"overlap_{leg.phase}.png"] = f"MBAR overlap matrix of the {leg.phase} leg"
                 except Exception as exc:  # a plot never fails the analysis
                     log.warning("overlap plot of the %s leg failed: %s", leg.phase, exc)

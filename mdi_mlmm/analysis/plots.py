@@ -73,13 +73,14 @@ def dhdl_plot(path: Path, ti, d_list, temperature: float):
     plt.close(fig)
 
 
-def overlap_plot(path: Path, mbar):
+def overlap_plot(path: Path, matrix):
+    """MBAR's overlap matrix (list of lists: the estimates' ``overlap``, at equal samples per window)."""
     plt = _plt()
     from alchemlyb.visualisation import plot_mbar_overlap_matrix
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ax = plot_mbar_overlap_matrix(mbar.overlap_matrix)
+        ax = plot_mbar_overlap_matrix(np.asarray(matrix))
     ax.figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
 
@@ -121,12 +122,12 @@ def make_all(out: Path, est, u_list, d_list, plan, *, e_ml: dict | None = None) 
     per-window frames; e_ml: the E_ML series (water, decoupled, gas) of an ML run."""
     made = {}
     jobs = [("dhdl.png", "dH/dλ per λ component (TI)", lambda p: dhdl_plot(p, est.ti, d_list, plan.temperature))]
-    if est.mbar is not None:
-        jobs.append(("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est.mbar)))
+    if est.mbar is not None and est.overlap is not None:
+        jobs.append(("overlap.png", "MBAR overlap matrix", lambda p: overlap_plot(p, est.overlap)))
     for k, stage in enumerate(getattr(est, "stages", ())):   # a split decoupling: one matrix per stage
-        if stage.mbar is not None:
+        if stage.mbar is not None and stage.overlap is not None:
             jobs.append((f"overlap_stage{k + 1}.png", f"MBAR overlap matrix of stage {k + 1} (states "
-                         f"{stage.states[0]}–{stage.states[-1]})", lambda p, m=stage.mbar: overlap_plot(p, m)))
+                         f"{stage.states[0]}–{stage.states[-1]})", lambda p, m=stage.overlap: overlap_plot(p, m)))
     if (est.min_neighbour_overlap or 0) >= 0.01:  # meaningless (and slow) without overlap
         jobs.append(("convergence.png", "forward/backward convergence",
                      lambda p: convergence_plot(p, u_list, plan, getattr(est, "boundary", None))))

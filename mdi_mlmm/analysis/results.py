@@ -91,7 +91,8 @@ class FreeEnergyEstimates:
     """ΔG_decouple = G_last − G_0 by TI (trapezoid), MBAR and BAR, kcal/mol (:func:`.free_energy.estimate`).
 
     ``ti`` and ``mbar`` are the fitted alchemlyb estimators (``mbar`` is None when MBAR failed), for
-    alchemlyb's plots and further analysis; ``overlap`` is MBAR's overlap matrix (list of lists) or None.
+    alchemlyb's plots and further analysis; ``overlap`` is MBAR's overlap matrix (list of lists) or None,
+    at equal samples per window (:func:`.free_energy.overlap_matrix`; ``mbar.overlap_matrix`` is that of every sample).
     A split decoupling (:func:`.free_energy.estimate_stages`): ``stages`` holds each stage's MBAR/BAR
     estimates and overlap (``states``: its λ states), ``boundary`` the state they share; MBAR and BAR here are
     their sums, and ``overlap``/``mbar`` are None."""
