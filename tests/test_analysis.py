@@ -121,3 +121,17 @@ def test_window_csv_states_with_long_decimals_stay_matched(tmp_path):
         ds.append(d2)
     est = fe.estimate(us, ds, T)
     assert np.isfinite(est.MBAR.value) and np.isfinite(est.BAR.value)
+
+
+def test_importing_the_estimators_logs_no_pymbar_banner():
+    """pymbar logs a JAX banner at WARNING when imported; the analysis must import it quietly, so that a user's
+    `mdi-mlmm analyze` shows the result, not pymbar's advice (the levels must be set before the import)."""
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(level=logging.INFO); "
+            "from mdi_mlmm.analysis.free_energy import _quiet_imports; _quiet_imports(); "
+            "from alchemlyb.estimators import MBAR")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "JAX" not in out.stderr + out.stdout

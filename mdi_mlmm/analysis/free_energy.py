@@ -41,12 +41,12 @@ def _quiet_imports():
     import contextlib
     import io
 
+    for name in ("pymbar", "alchemlyb"):  # before the imports: pymbar logs a JAX banner (WARNING) on import
+        logging.getLogger(name).setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import alchemlyb  # noqa: F401  (pymbar prints a JAX banner on import)
+        import alchemlyb  # noqa: F401
         import pymbar  # noqa: F401
-    for name in ("pymbar", "alchemlyb"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     try:  # alchemlyb logs through loguru
         from loguru import logger
 

@@ -23,12 +23,7 @@ def register(subparsers) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    import logging
-
     from ..api import compare_dg
-
-    if not args.verbose:  # pandas' numexpr announces its thread count at INFO: not this command's output
-        logging.getLogger("numexpr").setLevel(logging.WARNING)
 
     cmp = compare_dg(args.run_a, args.run_b)
     text = json.dumps(cmp.to_json(), indent=1)

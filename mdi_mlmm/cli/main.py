@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # pandas' numexpr announces its thread count at INFO: not any command's output
+        logging.getLogger("numexpr").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
