@@ -182,6 +182,34 @@ def test_a_benchmark_continues_with_added_leg_lambdas(tmp_path):
     check_settings(tmp_path, {**base, "leg_windows": None, "leg_lambdas": [0, 0.25, 0.5, 0.75, 1]})
 
 
+def test_a_benchmark_with_added_leg_lambdas_reruns_its_finished_molecules(shared_dir, tmp_path):
+    """A molecule finished before λ were added runs again (its run adds the windows); one finished with them
+    all does not (fails before: finished runs were never run again, so they kept the old windows)."""
+    from mdi_mlmm.workflow import benchmark as wb
+
+    sel = wb.select(model="ani2x", ids=[ETHANOL])
+    calls = []
+
+    def run(cid, model, run_dir, progress, lams=(0.0, 0.5, 1.0)):
+        calls.append(cid)
+        (Path(run_dir) / "analysis").mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "analysis" / "results.json").write_text(json.dumps(
+            {"model": "ani2x", "route": "endpoint", "dG_MBAR": {"value": -4.0, "error": 0.2},
+             "legs": {"lambdas": list(lams)}}))
+
+    base = {"model": "ani2x", "route": "endpoint", "leg_windows": 3, "leg_ps": 40.0}
+    wb.run_benchmark(tmp_path, sel, run, settings=base, n_bootstrap=10, progress=False)
+    assert calls == [ETHANOL]
+    wb.run_benchmark(tmp_path, sel, run, settings=base, n_bootstrap=10, progress=False)
+    assert calls == [ETHANOL]                                               # finished: not run again
+    added = {**base, "leg_windows": None, "leg_lambdas": [0, 1 / 3, 0.5, 1]}
+    wb.run_benchmark(tmp_path, sel, lambda *a: run(*a, lams=(0.0, 0.333333, 0.5, 1.0)), settings=added,
+                     n_bootstrap=10, progress=False)
+    assert calls == [ETHANOL] * 2                                           # the added window: run again
+    wb.run_benchmark(tmp_path, sel, run, settings=added, n_bootstrap=10, progress=False)
+    assert calls == [ETHANOL] * 2                                           # now finished with every λ
+
+
 def test_overlap_warning_names_the_list_that_adds_a_window():
     from mdi_mlmm.analysis import endpoint
 

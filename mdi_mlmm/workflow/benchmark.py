@@ -38,7 +38,8 @@ from ..analysis.results import Estimate
 from ..errors import ChargedSystemError, Interrupted, MdiMlmmError, UnsupportedElementError, UserInputError
 from ..potentials import registry
 from ..prep import freesolv
-from ..protocol.plan import RESOLVED, added_leg_lambdas, leg_lambdas_hint, resolved_settings, settings_as_started
+from ..protocol.plan import (LEG_LAMBDA_TOL, RESOLVED, added_leg_lambdas, leg_lambdas_hint, resolved_settings,
+                              settings_as_started)
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,20 @@ def finished(run_dir) -> bool:
     return (Path(run_dir) / "analysis" / "results.json").is_file()
 
 
+def _finished_at(run_dir, leg_lambdas) -> bool:
+    """:func:`finished`, and (``leg_lambdas`` not None: an endpoint benchmark) its results.json's legs hold every
+    λ of ``leg_lambdas``: a run finished before λ were added (``--leg-lambdas``) runs again to add those windows."""
+    if not finished(run_dir):
+        return False
+    if leg_lambdas is None:
+        return True
+    try:
+        have = (json.loads((Path(run_dir) / "analysis" / "results.json").read_text()).get("legs") or {}).get("lambdas")
+    except (OSError, ValueError, AttributeError):   # damaged: finished, as before (the table reports it)
+        return True
+    return have is None or all(any(abs(float(x) - float(y)) <= LEG_LAMBDA_TOL for y in have) for x in leg_lambdas)
+
+
 def _error_file(out, cid: str, label: str) -> Path:
     return molecule_dir(out, cid) / f"{label}.error"
 
@@ -395,8 +410,11 @@ def run_benchmark(out, selection: Selection, run: RunFn, *, settings: dict, with
                                 skipped=selection.skipped, n_bootstrap=n_bootstrap, seed=seed)
         return rows, w
 
+    # on the endpoint route a run finished before leg λ were added runs again (it adds only those windows)
+    leg_lambdas = resolved_settings(settings)["leg_lambdas"] if settings.get("route") == "endpoint" else None
+
     def complete(m):
-        return all(finished(molecule_dir(out, m.id) / label) for label, _ in labels)
+        return all(_finished_at(molecule_dir(out, m.id) / label, leg_lambdas) for label, _ in labels)
 
     todo = [m for m in mols if not complete(m)]
     if len(todo) < len(mols):
@@ -414,7 +432,7 @@ def run_benchmark(out, selection: Selection, run: RunFn, *, settings: dict, with
             ok = True
             for label, model in labels:
                 rd = molecule_dir(out, m.id) / label
-                if finished(rd):
+                if _finished_at(rd, leg_lambdas):
                     continue
                 err = _error_file(out, m.id, label)
                 try:
