@@ -135,3 +135,17 @@ def test_importing_the_estimators_logs_no_pymbar_banner():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "JAX" not in out.stderr + out.stdout
+
+
+def test_the_e_ml_mean_alone_logs_no_pymbar_banner():
+    """The ⟨E_ML⟩ error (reorg.statistical_inefficiency, pymbar's timeseries) imports pymbar quietly too when it
+    is the first estimator a process uses (fails before: it imported pymbar with the loggers at their levels)."""
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(level=logging.INFO); import numpy as np; "
+            "from mdi_mlmm.analysis.reorg import statistical_inefficiency; "
+            "statistical_inefficiency(np.random.default_rng(0).normal(size=200))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "JAX" not in out.stderr + out.stdout

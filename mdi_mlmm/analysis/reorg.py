@@ -29,6 +29,9 @@ def read_e_ml(path) -> np.ndarray:
 
 
 def statistical_inefficiency(x: np.ndarray) -> float:
+    from .free_energy import _quiet_imports
+
+    _quiet_imports()   # pymbar's import banner (the logger levels set before it is imported)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pymbar import timeseries
