@@ -144,9 +144,8 @@ def test_bond_too_fast_refused_without_hmr_too(tmp_path, capsys):
     assert err.startswith("warning: ") and "give --dt 3 or less" in err and "--maxwarn" in err and err.count("\n") == 1
 
 
-#: a hand-written topology whose bonds take their parameters from [ bondtypes ] in a file it includes, by the atom
-#: types' bonded-type column (c1x -> c1); C1-C4 has no bondtype (grompp would refuse it): skipped, not refused
-_BONDTYPES_TOP = """[ defaults ]
+#: [ defaults ] and the carbon/nitrogen [ atomtypes ] of the hand-written topologies below
+_ATOMTYPES_HEAD = """[ defaults ]
 1 2 yes 0.5 0.8333
 
 [ atomtypes ]
@@ -154,7 +153,12 @@ _BONDTYPES_TOP = """[ defaults ]
 c3   c3  6  12.01  0.0  A  0.339967  0.457730
 c1x  c1  6  12.01  0.0  A  0.339967  0.879228
 n1x  n1  7  14.01  0.0  A  0.325000  0.711280
+"""
 
+
+#: a hand-written topology whose bonds take their parameters from [ bondtypes ] in a file it includes, by the atom
+#: types' bonded-type column (c1x -> c1); C1-C4 has no bondtype (grompp would refuse it): skipped, not refused
+_BONDTYPES_TOP = _ATOMTYPES_HEAD + """
 #include "ffbonded.itp"
 
 [ moleculetype ]
@@ -205,15 +209,7 @@ def test_fast_bond_parameters_from_bondtypes(tmp_path):
 #: bond (function 2, V = kb/4 (r² − b0²)², parameters from [ bondtypes ] of function 2; the function-1 line of the
 #: same types is another bond's), CH2's C1-H2 a harmonic bond without exclusions (function 6), which constraints =
 #: h-bonds leaves flexible (grompp converts X-H bonds of functions 1 and 2 only)
-_OTHER_BONDS_TOP = """[ defaults ]
-1 2 yes 0.5 0.8333
-
-[ atomtypes ]
-; name bond_type at.num mass charge ptype sigma epsilon
-c3   c3  6  12.01  0.0  A  0.339967  0.457730
-c1x  c1  6  12.01  0.0  A  0.339967  0.879228
-n1x  n1  7  14.01  0.0  A  0.325000  0.711280
-hc   hc  1  1.008  0.0  A  0.264953  0.065689
+_OTHER_BONDS_TOP = _ATOMTYPES_HEAD + """hc   hc  1  1.008  0.0  A  0.264953  0.065689
 
 [ bondtypes ]
 ; i j func b0 kb

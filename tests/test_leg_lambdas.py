@@ -22,15 +22,16 @@ from mdi_mlmm.errors import UserInputError
 from mdi_mlmm.protocol.plan import PLAN_NAME, added_leg_lambdas, check_leg_lambdas, load_or_create, make_plan
 from tests.test_endpoint import T, gaussian_leg
 
-ETHANOL = "mobley_2310185"
-SYSTEM = {"root": "/r", "ml_atoms": list(range(9)), "solvated": {"top": "s.top", "gro": "s.gro", "ndx": "s.ndx"},
-          "gas": {"top": "g.top", "gro": "g.gro", "ndx": "g.ndx"}}
+from tests.test_leg_end import ETHANOL, SYSTEM
+from tests.test_leg_end import _kw as _leg_end_kw
 
 
 def _kw(**kw):
-    return {**dict(model="ani2x", host="gromacs", freesolv_id=ETHANOL, windows=3, ns_per_window=0.001, dt_fs=2.0,
-                   temperature=298.15, sample_every=10, gas_ns=0.001, equil_ps=1, window_equil_ps=0.05, workers=1,
-                   route="endpoint", leg_ps=0.3, leg_equil_ps=0.05, leg_sample_every=10), **kw}
+    """test_leg_end's plan keywords without its leg_windows (exclusive with leg_lambdas), unless given."""
+    out = _leg_end_kw(**kw)
+    if "leg_windows" not in kw:
+        out.pop("leg_windows")
+    return out
 
 
 def _write_window(plan, phase, lam, leg):
