@@ -123,29 +123,20 @@ def test_window_csv_states_with_long_decimals_stay_matched(tmp_path):
     assert np.isfinite(est.MBAR.value) and np.isfinite(est.BAR.value)
 
 
-def test_importing_the_estimators_logs_no_pymbar_banner():
+@pytest.mark.parametrize("first_use", [
+    # the free-energy estimators (the levels must be set before the import, not after it)
+    "from mdi_mlmm.analysis.free_energy import _quiet_imports; _quiet_imports(); from alchemlyb.estimators import MBAR",
+    # the <E_ML> error (reorg.statistical_inefficiency, pymbar's timeseries) as the first estimator a process uses
+    "import numpy as np; from mdi_mlmm.analysis.reorg import statistical_inefficiency; "
+    "statistical_inefficiency(np.random.default_rng(0).normal(size=200))",
+], ids=["estimators", "e_ml_mean"])
+def test_the_analysis_logs_no_pymbar_banner(first_use):
     """pymbar logs a JAX banner at WARNING when imported; the analysis must import it quietly, so that a user's
-    `mdi-mlmm analyze` shows the result, not pymbar's advice (the levels must be set before the import)."""
+    `mdi-mlmm analyze` shows the result, not pymbar's advice (each case fails on the code before b67b73d/e405a42)."""
     import subprocess
     import sys
 
-    code = ("import logging; logging.basicConfig(level=logging.INFO); "
-            "from mdi_mlmm.analysis.free_energy import _quiet_imports; _quiet_imports(); "
-            "from alchemlyb.estimators import MBAR")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "JAX" not in out.stderr + out.stdout
-
-
-def test_the_e_ml_mean_alone_logs_no_pymbar_banner():
-    """The ⟨E_ML⟩ error (reorg.statistical_inefficiency, pymbar's timeseries) imports pymbar quietly too when it
-    is the first estimator a process uses (fails before: it imported pymbar with the loggers at their levels)."""
-    import subprocess
-    import sys
-
-    code = ("import logging; logging.basicConfig(level=logging.INFO); import numpy as np; "
-            "from mdi_mlmm.analysis.reorg import statistical_inefficiency; "
-            "statistical_inefficiency(np.random.default_rng(0).normal(size=200))")
+    code = "import logging; logging.basicConfig(level=logging.INFO); " + first_use
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "JAX" not in out.stderr + out.stdout
